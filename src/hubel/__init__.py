@@ -1,0 +1,31 @@
+"""hubel: Keras's words and semantics, PyTorch's engine, for convolutional classifiers.
+
+Example:
+    >>> import hubel
+    >>> from hubel import layers as L
+    >>> model = hubel.Sequential([L.Conv2D(64, (3, 3), activation="relu", input_shape=(28, 28, 1))])
+    >>> model.output_shape
+    (None, 26, 26, 64)
+"""
+
+__version__ = "0.1.0"
+
+from hubel import errors, layers
+from hubel.errors import ConfigError, DataError, HubelError, ModelFileError, ShapeError, UnknownNameError
+from hubel.layers.base import clear_session
+from hubel.models import Sequential, load_model
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "HubelError",
+    "ModelFileError",
+    "Sequential",
+    "ShapeError",
+    "UnknownNameError",
+    "__version__",
+    "clear_session",
+    "errors",
+    "layers",
+    "load_model",
+]

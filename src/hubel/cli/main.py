@@ -1,0 +1,73 @@
+"""The `hubel` command: a thin shell over the Python API. A HubelError becomes one line on
+stderr and exit status 2; anything else is a bug and keeps its traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hubel.errors import ConfigError, HubelError
+
+__all__ = ["main"]
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes such as 32,32,3; received {text!r}") from None
+
+
+def _summary(args: argparse.Namespace) -> None:
+    from hubel.models.io import load_model
+    from hubel.models.spec import model_from_spec
+
+    source = Path(args.model)
+    if source.suffix == ".hubel":
+        model = load_model(source)
+        if args.input_shape:
+            raise ConfigError("--input-shape applies to spec files; a .hubel model keeps the shape it was saved with.")
+    else:
+        model = model_from_spec(source, input_shape=args.input_shape)
+    model.summary()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from hubel import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="hubel",
+        description="Train, inspect and ship convolutional classifiers with Keras's vocabulary on PyTorch.",
+    )
+    parser.add_argument("--version", action="version", version=f"hubel {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    summary = commands.add_parser(
+        "summary",
+        help="print the Keras-style summary (params, MACs, memory) of a model spec or .hubel file",
+        description="Print the layer table of a model: output shapes, parameters, MACs and memory.",
+        epilog="example: hubel summary examples/fashion_cnn.yaml --input-shape 32,32,1",
+    )
+    summary.add_argument("model", metavar="MODEL", help="a .yaml/.json model spec or a .hubel model file")
+    summary.add_argument("--input-shape", type=_shape, help="override the spec's input shape, e.g. 32,32,3")
+    summary.set_defaults(run=_summary)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 0
+    try:
+        args.run(args)
+    except HubelError as error:
+        print(f"hubel {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

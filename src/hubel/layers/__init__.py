@@ -1,0 +1,82 @@
+"""Keras-semantics layers on torch.nn: `from hubel import layers as L`."""
+
+from hubel.layers.activations import list_activations
+from hubel.layers.base import LAYERS, Layer, clear_session, list_layers, register_layer
+from hubel.layers.conv import Conv1D, Conv2D, DepthwiseConv2D
+from hubel.layers.core import (
+    Activation,
+    Dense,
+    Dropout,
+    Flatten,
+    Input,
+    LeakyReLU,
+    ReLU,
+    Rescaling,
+    Reshape,
+    ZeroPadding2D,
+)
+from hubel.layers.initializers import list_initializers
+from hubel.layers.normalization import BatchNormalization
+from hubel.layers.pooling import (
+    AveragePooling1D,
+    AveragePooling2D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    MaxPooling1D,
+    MaxPooling2D,
+)
+from hubel.layers.text import Embedding
+
+# Keras's short aliases
+MaxPool2D, AvgPool2D, MaxPool1D, AvgPool1D = MaxPooling2D, AveragePooling2D, MaxPooling1D, AveragePooling1D
+Convolution2D, Convolution1D = Conv2D, Conv1D
+
+__all__ = [
+    "Activation",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "AvgPool1D",
+    "AvgPool2D",
+    "BatchNormalization",
+    "Conv1D",
+    "Conv2D",
+    "Convolution1D",
+    "Convolution2D",
+    "Dense",
+    "DepthwiseConv2D",
+    "Dropout",
+    "Embedding",
+    "Flatten",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "Input",
+    "Layer",
+    "LeakyReLU",
+    "MaxPool1D",
+    "MaxPool2D",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "ReLU",
+    "Rescaling",
+    "Reshape",
+    "ZeroPadding2D",
+    "clear_session",
+    "list_activations",
+    "list_initializers",
+    "list_layers",
+    "register_layer",
+]
+
+for _alias, _layer in {
+    "MaxPool2D": MaxPooling2D,
+    "AvgPool2D": AveragePooling2D,
+    "MaxPool1D": MaxPooling1D,
+    "AvgPool1D": AveragePooling1D,
+    "Convolution2D": Conv2D,
+    "Convolution1D": Conv1D,
+}.items():
+    LAYERS.register(_alias)(_layer)  # so specs may use Keras's short names too

@@ -1,0 +1,303 @@
+"""The Layer base class: Keras's contract (names, build, shapes, config, param counts) on a
+torch.nn.Module.
+
+Shapes at the API are Keras's: per-example, channels last, batch excluded — (28, 28, 1).
+Tensors inside a layer are channels first — (N, C, H, W), (N, C, L) or (N, F) — and the
+Sequential model converts at its boundary (a free view for NHWC data, see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+import re
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from hubel.errors import ConfigError, ShapeError
+from hubel.layers import window
+from hubel.layers.args import shape_tuple
+from hubel.layers.initializers import initialize
+from hubel.registry import Registry
+
+__all__ = [
+    "LAYERS",
+    "Layer",
+    "Shape",
+    "clear_session",
+    "internal_to_keras_shape",
+    "keras_to_internal",
+    "list_layers",
+    "register_layer",
+    "snake_case",
+    "unique_name",
+]
+
+Shape = tuple[int, ...]
+
+LAYERS: Registry[type[Layer]] = Registry("layer", "hubel.layers.list_layers()")
+
+_name_counts: dict[str, int] = {}
+
+
+def snake_case(name: str) -> str:
+    """Keras's class-name-to-layer-name rule.
+
+    Example:
+        >>> snake_case("MaxPooling2D"), snake_case("ReLU"), snake_case("Conv2D")
+        ('max_pooling2d', 're_lu', 'conv2d')
+    """
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", name))
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def unique_name(prefix: str) -> str:
+    """conv2d, conv2d_1, conv2d_2, ... per session, like Keras."""
+    count = _name_counts.get(prefix, 0)
+    _name_counts[prefix] = count + 1
+    return prefix if count == 0 else f"{prefix}_{count}"
+
+
+def clear_session() -> None:
+    """Reset automatic layer names, so the next Conv2D is 'conv2d' again (keras.backend.clear_session)."""
+    _name_counts.clear()
+
+
+def register_layer(cls: type[Layer]) -> type[Layer]:
+    """Class decorator: make a layer buildable by name from a spec."""
+    LAYERS.register(cls.__name__)(cls)
+    return cls
+
+
+def list_layers() -> list[str]:
+    """Every layer class name a spec may use."""
+    return LAYERS.names()
+
+
+def keras_to_internal(x: Tensor) -> Tensor:
+    """(N, ..., C) -> (N, C, ...): a view; NHWC bytes come out as channels_last NCHW."""
+    return x.movedim(-1, 1) if x.dim() > 2 else x
+
+
+def internal_to_keras(x: Tensor) -> Tensor:
+    """(N, C, ...) -> (N, ..., C): a view."""
+    return x.movedim(1, -1) if x.dim() > 2 else x
+
+
+def internal_to_keras_shape(shape: tuple[int, ...]) -> Shape:
+    """Per-example internal shape (C, H, W) -> Keras shape (H, W, C)."""
+    return (*shape[1:], shape[0]) if len(shape) > 1 else tuple(shape)
+
+
+class Layer(nn.Module):
+    """Base of every hubel layer.
+
+    Subclasses set their arguments in __init__ (passing the rest to super), answer
+    compute_output_shape (raising ShapeError when the input does not fit), create their
+    weights in create_weights, and implement forward on channels-first tensors.
+    """
+
+    #: True for layers that take integer token ids (Embedding): the model then keeps integers
+    accepts_integers: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        input_shape: Any = None,
+        input_dim: int | None = None,
+        trainable: bool = True,
+        **unexpected: Any,
+    ) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        if unexpected:
+            raise ConfigError(self._unexpected_message(unexpected))
+        if name is not None and (not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][\w]*", name)):
+            raise ConfigError(
+                f"{owner}: expected `name` to be letters, digits and underscores, not starting with a digit. "
+                f"Received: name={name!r}"
+            )
+        self.name: str = name or unique_name(snake_case(owner))
+        if input_dim is not None:
+            input_shape = (input_dim,)
+        self.declared_input_shape: Shape | None = (
+            None if input_shape is None else shape_tuple(owner, "input_shape", input_shape)
+        )
+        self._trainable = bool(trainable)
+        self.built = False
+        self.after: str | None = None  # the layer feeding this one, for error messages
+        self._input_shape: Shape | None = None
+        self._output_shape: Shape | None = None
+
+    # ----- Keras contract -------------------------------------------------------------
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """Per-example output shape for a per-example input shape; ShapeError if it cannot fit."""
+        return input_shape
+
+    def create_weights(self, input_shape: Shape) -> None:
+        """Create parameters for this input shape (called once by build)."""
+
+    def build(self, input_shape: Shape) -> None:
+        """Check the input fits, then create weights. Building twice with one shape is a no-op."""
+        shape = tuple(int(size) for size in input_shape)
+        if self.built:
+            if shape != self._input_shape:
+                raise ShapeError(
+                    f"{self.describe()} was built for input shape {self._input_shape} and cannot take "
+                    f"{shape}. Create a new layer for the new input."
+                )
+            return
+        output = self.compute_output_shape(shape)
+        self.create_weights(shape)
+        self._input_shape, self._output_shape = shape, tuple(output)
+        self.built = True
+
+    def __call__(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        if not self.built:
+            self.build(internal_to_keras_shape(tuple(x.shape[1:])))
+        return super().__call__(x, *args, **kwargs)
+
+    @property
+    def input_shape(self) -> tuple[int | None, ...]:
+        """(None, *shape): the built input shape with the batch axis."""
+        return (None, *self._require_built()[0])
+
+    @property
+    def output_shape(self) -> tuple[int | None, ...]:
+        """(None, *shape): the built output shape with the batch axis, as Keras prints it."""
+        return (None, *self._require_built()[1])
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = bool(value)
+        for parameter in self.parameters(recurse=False):
+            parameter.requires_grad_(self._trainable)
+
+    def count_params(self) -> int:
+        """All weights, as Keras counts them: parameters plus state such as BN moving statistics."""
+        self._require_built()
+        return sum(p.numel() for p in self.parameters()) + sum(b.numel() for b in self.buffers())
+
+    def count_trainable_params(self) -> int:
+        self._require_built()
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def macs(self) -> int:
+        """Multiply-accumulates per example for the built shapes (0 for layers without any)."""
+        return 0
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild an equal layer: `type(layer)(**config)`."""
+        config: dict[str, Any] = {"name": self.name, "trainable": self.trainable}
+        if self.declared_input_shape is not None:
+            config["input_shape"] = list(self.declared_input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        return cls(**config)
+
+    # ----- helpers for subclasses -----------------------------------------------------
+
+    def add_weight(
+        self, name: str, shape: tuple[int, ...], initializer: str, fan_in: int = 1, fan_out: int = 1
+    ) -> nn.Parameter:
+        """A trainable parameter, initialised the Keras way and registered under `name`."""
+        tensor = torch.empty(shape)
+        initialize(initializer, tensor, fan_in, fan_out)
+        parameter = nn.Parameter(tensor, requires_grad=self._trainable)
+        self.register_parameter(name, parameter)
+        return parameter
+
+    def add_state(self, name: str, shape: tuple[int, ...], initializer: str) -> Tensor:
+        """A non-trainable weight (a buffer saved with the model), such as a BN moving mean."""
+        tensor = torch.empty(shape)
+        initialize(initializer, tensor)
+        self.register_buffer(name, tensor)
+        return tensor
+
+    def describe(self) -> str:
+        return f"{type(self).__name__} {self.name!r}"
+
+    def expect_rank(self, input_shape: Shape, rank: int, layout: str) -> Shape:
+        """Return input_shape if it has `rank` axes, else a ShapeError that shows the layout expected."""
+        if len(input_shape) != rank:
+            raise self.shape_error(
+                input_shape,
+                f"expected a per-example input of rank {rank}, {layout}, but it has rank {len(input_shape)}",
+                "Check input_shape (batch axis excluded), or add a Reshape or Flatten layer before it.",
+            )
+        return input_shape
+
+    def shape_error(self, input_shape: Shape, problem: str, fix: str) -> ShapeError:
+        after = f" (after {self.after})" if self.after else ""
+        return ShapeError(f"{self.describe()} cannot take input shape {tuple(input_shape)}{after}: {problem}. {fix}")
+
+    def fit_windows(
+        self,
+        input_shape: Shape,
+        sizes: tuple[int, ...],
+        kernel: tuple[int, ...],
+        strides: tuple[int, ...],
+        padding: str,
+        dilation: tuple[int, ...] | None = None,
+        argument: str = "kernel_size",
+    ) -> tuple[int, ...]:
+        """Output sizes of a sliding window; a ShapeError with the formula filled in if < 1."""
+        dilation = dilation or (1,) * len(sizes)
+        outputs = tuple(
+            window.output_size(size, k, s, padding, d) for size, k, s, d in zip(sizes, kernel, strides, dilation)
+        )
+        for axis, (size, k, s, d, out) in enumerate(zip(sizes, kernel, strides, dilation, outputs)):
+            if out >= 1:
+                continue
+            axis_name = ("steps", "L") if len(sizes) == 1 else (("height", "H"), ("width", "W"))[axis]
+            word, letter = axis_name
+            span = window.effective_size(k, d)
+            dilated = f" (F = ({k} − 1)×{d} + 1 with dilation_rate {d})" if d > 1 else ""
+            largest = "x".join(str(n) for n in sizes)
+            raise self.shape_error(
+                input_shape,
+                f"output {word} = ({letter} − F + 2P)/S + 1 = ({size} − {span} + 2×0)/{s} + 1 = "
+                f"{math.floor((size - span) / s) + 1}, less than 1{dilated}",
+                f"Use padding='same' or a {argument} of at most {largest}.",
+            )
+        return outputs
+
+    def _require_built(self) -> tuple[Shape, Shape]:
+        if not self.built or self._input_shape is None or self._output_shape is None:
+            raise ShapeError(
+                f"{self.describe()} is not built yet, so it has no shapes. Give the model an input shape "
+                f"(input_shape=... on the first layer, or hubel.layers.Input) or call it on data."
+            )
+        return self._input_shape, self._output_shape
+
+    def _unexpected_message(self, unexpected: dict[str, Any]) -> str:
+        accepted: list[str] = []
+        for klass in type(self).__mro__:
+            if klass is nn.Module:
+                break
+            names = inspect.signature(klass.__init__).parameters
+            accepted += [p for p in names if p not in ("self", "unexpected", "kwargs", "args")]
+        accepted = list(dict.fromkeys(accepted))
+        parts = []
+        for key in unexpected:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            parts.append(f"`{key}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
+        return (
+            f"{type(self).__name__}: unexpected argument {', '.join(parts)}. Accepted: {', '.join(accepted)}. "
+            f"Received: {', '.join(f'{k}={v!r}' for k, v in unexpected.items())}"
+        )
+
+    def extra_repr(self) -> str:
+        config = {k: v for k, v in self.get_config().items() if k not in ("name", "trainable")}
+        return ", ".join([f"name={self.name!r}", *(f"{k}={v!r}" for k, v in config.items())])

@@ -1,0 +1,256 @@
+"""Convolutions: Conv2D, Conv1D, DepthwiseConv2D.
+
+Kernels are stored in torch's layout — (filters, in_channels / groups, *kernel_size) — and
+named `kernel` and `bias` as in Keras. padding="same" pads like TensorFlow (the odd row or
+column goes at the bottom/right).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from hubel.errors import ConfigError
+from hubel.layers import window
+from hubel.layers.activations import get_activation
+from hubel.layers.args import choice, integer_tuple, positive_int
+from hubel.layers.base import Layer, Shape, register_layer
+from hubel.layers.initializers import INITIALIZERS
+
+__all__ = ["Conv1D", "Conv2D", "DepthwiseConv2D"]
+
+_CONV = {1: F.conv1d, 2: F.conv2d}
+_LAYOUT = {1: "(steps, channels)", 2: "(height, width, channels)"}
+
+
+class _Conv(Layer):
+    """A convolution over `rank` spatial axes; subclasses fix rank and the kernel's shape."""
+
+    rank = 2
+    paddings: tuple[str, ...] = ("valid", "same")
+
+    def __init__(
+        self,
+        kernel_size: int | tuple[int, ...],
+        strides: int | tuple[int, ...] = 1,
+        padding: str = "valid",
+        dilation_rate: int | tuple[int, ...] = 1,
+        activation: str | None = None,
+        use_bias: bool = True,
+        bias_initializer: str = "zeros",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.kernel_size = integer_tuple(owner, "kernel_size", kernel_size, self.rank)
+        self.strides = integer_tuple(owner, "strides", strides, self.rank)
+        self.padding = choice(owner, "padding", padding, self.paddings)
+        self.dilation_rate = integer_tuple(owner, "dilation_rate", dilation_rate, self.rank)
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ConfigError(
+                f"{owner}: strides > 1 cannot be combined with dilation_rate > 1 (as in Keras). "
+                f"Received: strides={strides!r}, dilation_rate={dilation_rate!r}"
+            )
+        self.activation, self._activation_fn = get_activation(activation)
+        self.use_bias = bool(use_bias)
+        INITIALIZERS.get(bias_initializer)
+        self.bias_initializer = bias_initializer
+
+    def output_channels(self, in_channels: int) -> int:
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        *spatial, channels = self.expect_rank(input_shape, self.rank + 1, _LAYOUT[self.rank])
+        sizes = self.fit_windows(
+            input_shape, tuple(spatial), self.kernel_size, self.strides, self.padding, self.dilation_rate
+        )
+        return (*sizes, self.output_channels(channels))
+
+    def create_weights(self, input_shape: Shape) -> None:
+        if self.use_bias:
+            self.add_weight("bias", (self.output_channels(input_shape[-1]),), self.bias_initializer)
+        else:
+            self.register_parameter("bias", None)
+
+    @property
+    def groups(self) -> int:
+        return 1
+
+    def forward(self, x: Tensor) -> Tensor:  # (N, C, *spatial) -> (N, filters, *spatial')
+        amounts = [
+            window.padding_amounts(size, k, s, self.padding, d)
+            for size, k, s, d in zip(x.shape[2:], self.kernel_size, self.strides, self.dilation_rate)
+        ]
+        if window.symmetric(amounts):
+            implicit = [before for before, _ in amounts]
+        else:
+            x, implicit = window.pad(x, amounts), [0] * self.rank
+        y = _CONV[self.rank](x, self.kernel, self.bias, self.strides, implicit, self.dilation_rate, self.groups)
+        return self._activation_fn(y)
+
+    def macs(self) -> int:
+        (*_, in_channels), (*spatial, out_channels) = self._require_built()
+        return math.prod(self.kernel_size) * (in_channels // self.groups) * math.prod(spatial) * out_channels
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "kernel_size": list(self.kernel_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+            "dilation_rate": list(self.dilation_rate),
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+            "bias_initializer": self.bias_initializer,
+        }
+
+
+@register_layer
+class Conv2D(_Conv):
+    """2D convolution with `filters` output channels.
+
+    Example:
+        >>> Conv2D(64, (3, 3), activation="relu").compute_output_shape((28, 28, 1))
+        (26, 26, 64)
+        >>> Conv2D(32, 3, strides=2, padding="same").compute_output_shape((7, 7, 3))
+        (4, 4, 32)
+    """
+
+    rank = 2
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple[int, ...],
+        strides: int | tuple[int, ...] = 1,
+        padding: str = "valid",
+        dilation_rate: int | tuple[int, ...] = 1,
+        groups: int = 1,
+        activation: str | None = None,
+        use_bias: bool = True,
+        kernel_initializer: str = "glorot_uniform",
+        bias_initializer: str = "zeros",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(kernel_size, strides, padding, dilation_rate, activation, use_bias, bias_initializer, **kwargs)
+        owner = type(self).__name__
+        self.filters = positive_int(owner, "filters", filters)
+        self._groups = positive_int(owner, "groups", groups)
+        if self.filters % self._groups:
+            raise ConfigError(
+                f"{owner}: `filters` must be divisible by `groups`. Received: filters={filters}, groups={groups}"
+            )
+        INITIALIZERS.get(kernel_initializer)
+        self.kernel_initializer = kernel_initializer
+
+    @property
+    def groups(self) -> int:
+        return self._groups
+
+    def output_channels(self, in_channels: int) -> int:
+        return self.filters
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        output = super().compute_output_shape(input_shape)
+        if input_shape[-1] % self.groups:
+            raise self.shape_error(
+                input_shape,
+                f"its {input_shape[-1]} input channels do not split into groups={self.groups}",
+                "Use a groups value that divides the input channels.",
+            )
+        return output
+
+    def create_weights(self, input_shape: Shape) -> None:
+        per_group = input_shape[-1] // self.groups
+        field = math.prod(self.kernel_size)
+        self.add_weight(
+            "kernel",
+            (self.filters, per_group, *self.kernel_size),
+            self.kernel_initializer,
+            fan_in=field * per_group,
+            fan_out=field * self.filters,
+        )
+        super().create_weights(input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "groups": self.groups,
+            "kernel_initializer": self.kernel_initializer,
+        }
+
+
+@register_layer
+class Conv1D(Conv2D):
+    """1D convolution over (steps, channels); padding also accepts "causal".
+
+    Example:
+        >>> Conv1D(128, 5, activation="relu").compute_output_shape((500, 32))
+        (496, 128)
+        >>> Conv1D(8, 3, padding="causal", dilation_rate=2).compute_output_shape((10, 4))
+        (10, 8)
+    """
+
+    rank = 1
+    paddings = ("valid", "same", "causal")
+
+
+@register_layer
+class DepthwiseConv2D(_Conv):
+    """One (or depth_multiplier) spatial filters per input channel, no mixing across channels.
+
+    Example:
+        >>> DepthwiseConv2D(3, padding="same", depth_multiplier=2).compute_output_shape((16, 16, 8))
+        (16, 16, 16)
+    """
+
+    rank = 2
+
+    def __init__(
+        self,
+        kernel_size: int | tuple[int, ...],
+        strides: int | tuple[int, ...] = 1,
+        padding: str = "valid",
+        depth_multiplier: int = 1,
+        dilation_rate: int | tuple[int, ...] = 1,
+        activation: str | None = None,
+        use_bias: bool = True,
+        depthwise_initializer: str = "glorot_uniform",
+        bias_initializer: str = "zeros",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(kernel_size, strides, padding, dilation_rate, activation, use_bias, bias_initializer, **kwargs)
+        self.depth_multiplier = positive_int(type(self).__name__, "depth_multiplier", depth_multiplier)
+        INITIALIZERS.get(depthwise_initializer)
+        self.depthwise_initializer = depthwise_initializer
+        self._in_channels = 0
+
+    @property
+    def groups(self) -> int:
+        return self._in_channels
+
+    def output_channels(self, in_channels: int) -> int:
+        return in_channels * self.depth_multiplier
+
+    def create_weights(self, input_shape: Shape) -> None:
+        self._in_channels = input_shape[-1]
+        field = math.prod(self.kernel_size)
+        self.add_weight(
+            "kernel",
+            (self._in_channels * self.depth_multiplier, 1, *self.kernel_size),
+            self.depthwise_initializer,
+            fan_in=field * self._in_channels,
+            fan_out=field * self.depth_multiplier,
+        )
+        super().create_weights(input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "depth_multiplier": self.depth_multiplier,
+            "depthwise_initializer": self.depthwise_initializer,
+        }

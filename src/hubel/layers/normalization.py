@@ -1,0 +1,97 @@
+"""BatchNormalization with Keras's defaults and Keras's parameter accounting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from hubel.errors import ConfigError
+from hubel.layers.args import number
+from hubel.layers.base import Layer, Shape, register_layer
+from hubel.layers.initializers import INITIALIZERS
+
+__all__ = ["BatchNormalization"]
+
+
+@register_layer
+class BatchNormalization(Layer):
+    """Normalise each channel (Keras's last axis) by batch statistics while training and by
+    moving statistics otherwise.
+
+    momentum is Keras's: moving = moving·momentum + batch·(1 − momentum). The moving mean and
+    variance are non-trainable weights and count in count_params(), as in Keras. A layer set
+    to trainable=False runs in inference mode, as Keras does for fine-tuning.
+
+    Example:
+        >>> bn = BatchNormalization()
+        >>> bn.build((26, 26, 64)); bn.count_params(), bn.count_trainable_params()
+        (256, 128)
+    """
+
+    def __init__(
+        self,
+        axis: int = -1,
+        momentum: float = 0.99,
+        epsilon: float = 1e-3,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer: str = "zeros",
+        gamma_initializer: str = "ones",
+        moving_mean_initializer: str = "zeros",
+        moving_variance_initializer: str = "ones",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if axis != -1:
+            raise ConfigError(
+                "BatchNormalization: only axis=-1 (the channels axis, channels last) is supported. "
+                f"Received: axis={axis!r}"
+            )
+        self.axis = axis
+        self.momentum = number("BatchNormalization", "momentum", momentum, 0.0, 1.0)
+        self.epsilon = number("BatchNormalization", "epsilon", epsilon, low=0.0)
+        self.center, self.scale = bool(center), bool(scale)
+        for initializer in (beta_initializer, gamma_initializer, moving_mean_initializer, moving_variance_initializer):
+            INITIALIZERS.get(initializer)
+        self.beta_initializer, self.gamma_initializer = beta_initializer, gamma_initializer
+        self.moving_mean_initializer = moving_mean_initializer
+        self.moving_variance_initializer = moving_variance_initializer
+
+    def create_weights(self, input_shape: Shape) -> None:
+        channels = (input_shape[-1],)
+        self.register_parameter("gamma", None)
+        self.register_parameter("beta", None)
+        if self.scale:
+            self.add_weight("gamma", channels, self.gamma_initializer)
+        if self.center:
+            self.add_weight("beta", channels, self.beta_initializer)
+        self.add_state("moving_mean", channels, self.moving_mean_initializer)
+        self.add_state("moving_variance", channels, self.moving_variance_initializer)
+
+    def forward(self, x: Tensor) -> Tensor:  # (N, C, ...) -> same
+        return F.batch_norm(
+            x,
+            self.moving_mean,
+            self.moving_variance,
+            self.gamma,
+            self.beta,
+            training=self.training and self.trainable,
+            momentum=1.0 - self.momentum,
+            eps=self.epsilon,
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "axis": self.axis,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+            "beta_initializer": self.beta_initializer,
+            "gamma_initializer": self.gamma_initializer,
+            "moving_mean_initializer": self.moving_mean_initializer,
+            "moving_variance_initializer": self.moving_variance_initializer,
+        }

@@ -1,0 +1,148 @@
+"""model.summary(): Keras's table (Layer (type) | Output Shape | Param #) with the same
+numbers, plus multiply-accumulates and activation memory per example. The rows are data
+(ModelSummary) for the CLI and reports; render_summary is the one printer."""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from hubel.models.sequential import Sequential
+
+__all__ = ["LayerRow", "ModelSummary", "readable_bytes", "readable_count", "render_summary", "summarize"]
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    name: str
+    class_name: str
+    output_shape: tuple[int | None, ...]
+    params: int
+    trainable_params: int
+    macs: int  # multiply-accumulates per example
+    output_bytes: int  # activation memory per example
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    input_shape: tuple[int | None, ...]
+    rows: tuple[LayerRow, ...]
+    total_params: int
+    trainable_params: int
+    non_trainable_params: int
+    macs: int
+    param_bytes: int
+    activation_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize(model: Sequential) -> ModelSummary:
+    """The summary's numbers as data."""
+    input_shape = model.input_shape
+    rows = []
+    for layer in model.layers:
+        output_shape = layer.output_shape
+        element = next((p.element_size() for p in layer.parameters()), 4)
+        rows.append(
+            LayerRow(
+                name=layer.name,
+                class_name=type(layer).__name__,
+                output_shape=output_shape,
+                params=layer.count_params(),
+                trainable_params=layer.count_trainable_params(),
+                macs=layer.macs(),
+                output_bytes=math.prod(output_shape[1:]) * element,  # type: ignore[arg-type]
+            )
+        )
+    total = sum(row.params for row in rows)
+    trainable = sum(row.trainable_params for row in rows)
+    tensors = [*model.parameters(), *model.buffers()]
+    return ModelSummary(
+        name=model.name,
+        input_shape=input_shape,
+        rows=tuple(rows),
+        total_params=total,
+        trainable_params=trainable,
+        non_trainable_params=total - trainable,
+        macs=sum(row.macs for row in rows),
+        param_bytes=sum(t.numel() * t.element_size() for t in tensors),
+        activation_bytes=sum(row.output_bytes for row in rows),
+    )
+
+
+def readable_bytes(size: float) -> str:
+    """Keras's memory format (powers of 1024).
+
+    Example:
+        >>> readable_bytes(975144), readable_bytes(0)
+        ('952.29 KB', '0.00 B')
+    """
+    units = ("B", "KB", "MB", "GB", "TB")
+    index = 0
+    while size >= 1024 and index < len(units) - 1:
+        size, index = size / 1024, index + 1
+    return f"{size:.2f} {units[index]}"
+
+
+def readable_count(count: float) -> str:
+    """Short count: 6.03 M, 1.25 G.
+
+    Example:
+        >>> readable_count(6_028_288), readable_count(950)
+        ('6.03 M', '950')
+    """
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.2f} {unit}"
+    return f"{count:g}"
+
+
+def _shape(shape: tuple[int | None, ...]) -> str:
+    return (
+        "("
+        + ", ".join("None" if size is None else str(size) for size in shape)
+        + ("," if len(shape) == 1 else "")
+        + ")"
+    )
+
+
+def render_summary(summary: ModelSummary) -> str:
+    """The summary as plain text: the Keras table and footer, with hubel's extra columns."""
+    table = Table(box=box.HEAVY_HEAD, show_lines=True, pad_edge=True)
+    table.add_column("Layer (type)", no_wrap=True)
+    table.add_column("Output Shape", no_wrap=True)
+    table.add_column("Param #", justify="right", no_wrap=True)
+    table.add_column("MACs", justify="right", no_wrap=True)
+    table.add_column("Output memory", justify="right", no_wrap=True)
+    for row in summary.rows:
+        table.add_row(
+            f"{row.name} ({row.class_name})",
+            _shape(row.output_shape),
+            f"{row.params:,}",
+            f"{row.macs:,}",
+            readable_bytes(row.output_bytes),
+        )
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200, color_system=None, force_terminal=False, highlight=False)
+    console.print(f'Model: "{summary.name}"')
+    console.print(table)
+    per_param = summary.param_bytes / summary.total_params if summary.total_params else 4
+    footer = [
+        f" Total params: {summary.total_params:,} ({readable_bytes(summary.total_params * per_param)})",
+        f" Trainable params: {summary.trainable_params:,} ({readable_bytes(summary.trainable_params * per_param)})",
+        f" Non-trainable params: {summary.non_trainable_params:,} "
+        f"({readable_bytes(summary.non_trainable_params * per_param)})",
+        f" MACs per example: {summary.macs:,} ({readable_count(summary.macs)})",
+        f" Activation memory per example: {readable_bytes(summary.activation_bytes)}",
+        f" Parameter memory: {summary.param_bytes / 2**20:.2f} MB",
+    ]
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n" + "\n".join(footer)
