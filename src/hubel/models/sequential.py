@@ -231,9 +231,9 @@ class Sequential(nn.Module):
         expected = self._require_input_shape()
         per_example = tuple(x.shape[1:])
         if per_example == expected:
-            return keras_to_internal(x)
+            return _canonical(keras_to_internal(x))
         if len(expected) == 3 and expected[-1] == 1 and per_example == expected[:-1]:
-            return keras_to_internal(x.unsqueeze(-1))  # (N, H, W) grayscale
+            return _canonical(keras_to_internal(x.unsqueeze(-1)))  # (N, H, W) grayscale
         if len(expected) > 1 and per_example == (expected[-1], *expected[:-1]):
             return x  # already channels first
         raise ShapeError(
@@ -252,6 +252,16 @@ class Sequential(nn.Module):
     def extra_repr(self) -> str:
         shape = self._model_input_shape
         return f"name={self.name!r}" + (f", input_shape={shape}" if shape else "")
+
+
+def _canonical(x: Tensor) -> Tensor:
+    """Give NHWC bytes the standard channels_last strides (size-1 axes may carry any stride, which
+    would send equal data down different convolution kernels); a view, no copy."""
+    if x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last):
+        return x
+    n, c, h, w = x.shape
+    strides = (h * w * c, 1, w * c, c)
+    return x if x.stride() == strides else x.as_strided(x.shape, strides)
 
 
 def _layer_from_entry(entry: Any, index: int) -> Layer:

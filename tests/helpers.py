@@ -1,0 +1,66 @@
+"""check_layer: the one test every layer passes (shapes, parameter count, gradients, config)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+
+from hubel.layers.base import Layer, internal_to_keras, keras_to_internal
+
+
+def random_input(layer: Layer, input_shape: tuple[int, ...], batch: int = 2) -> torch.Tensor:
+    """A Keras-layout batch: random floats, or token ids for layers that take integers."""
+    if layer.accepts_integers:
+        return torch.randint(0, getattr(layer, "input_dim", 10), (batch, *input_shape))
+    return torch.randn(batch, *input_shape)
+
+
+def check_layer(
+    layer: Layer,
+    input_shape: tuple[int, ...],
+    expected_output_shape: tuple[int, ...] | None = None,
+    expected_params: int | None = None,
+    expected_trainable: int | None = None,
+) -> torch.Tensor:
+    """Build `layer` for `input_shape` and check it against the real forward pass and torch's own
+    bookkeeping; returns the Keras-layout output for further checks."""
+    layer.build(input_shape)
+    output_shape = layer.compute_output_shape(input_shape)
+    assert layer.output_shape == (None, *output_shape)
+    assert layer.input_shape == (None, *input_shape)
+    if expected_output_shape is not None:
+        assert output_shape == expected_output_shape
+
+    x = random_input(layer, input_shape)
+    layer.eval()
+    y = internal_to_keras(layer(keras_to_internal(x)))
+    assert tuple(y.shape) == (x.shape[0], *output_shape), "compute_output_shape disagrees with forward"
+
+    torch_count = sum(p.numel() for p in layer.parameters()) + sum(b.numel() for b in layer.buffers())
+    assert layer.count_params() == torch_count
+    if expected_params is not None:
+        assert layer.count_params() == expected_params
+    if expected_trainable is not None:
+        assert layer.count_trainable_params() == expected_trainable
+
+    layer.train()
+    trained = internal_to_keras(layer(keras_to_internal(x)))
+    if any(p.requires_grad for p in layer.parameters()):
+        trained.float().square().sum().backward()
+        for name, parameter in layer.named_parameters():
+            assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), f"no gradient for {name}"
+
+    config = layer.get_config()
+    json.dumps(config)  # plain data, storable in model.json
+    clone: Any = type(layer).from_config(config)
+    assert clone.get_config() == config
+    clone.build(input_shape)
+    clone.load_state_dict(layer.state_dict())
+    layer.eval()
+    clone.eval()
+    with torch.no_grad():
+        expected = layer(keras_to_internal(x))
+        assert torch.equal(clone(keras_to_internal(x)), expected)
+    return y.detach()
