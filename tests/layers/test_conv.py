@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import check_layer
 
+from helpers import check_layer
 from hubel import layers as L
 from hubel.errors import ConfigError, ShapeError
 from hubel.layers.base import internal_to_keras, keras_to_internal

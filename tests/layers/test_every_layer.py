@@ -1,8 +1,8 @@
 """Every registered layer passes check_layer; a new layer without a sample here fails the suite."""
 
 import pytest
-from helpers import check_layer
 
+from helpers import check_layer
 from hubel import layers as L
 from hubel.layers.base import LAYERS
 

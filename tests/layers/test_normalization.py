@@ -1,7 +1,7 @@
 import pytest
 import torch
-from helpers import check_layer
 
+from helpers import check_layer
 from hubel import layers as L
 from hubel.errors import ConfigError
 

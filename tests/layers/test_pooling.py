@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import check_layer
 
+from helpers import check_layer
 from hubel import layers as L
 from hubel.errors import ShapeError
 from hubel.layers.base import internal_to_keras, keras_to_internal
@@ -37,7 +37,9 @@ def run(layer, x_nhwc):
 
 @pytest.mark.parametrize("layer_class", [L.MaxPooling2D, L.AveragePooling2D])
 @pytest.mark.parametrize("size", [7, 8])
-@pytest.mark.parametrize(("pool", "stride", "padding"), [(2, 2, "same"), (3, 2, "same"), (3, 2, "valid"), (2, 1, "same")])
+@pytest.mark.parametrize(
+    ("pool", "stride", "padding"), [(2, 2, "same"), (3, 2, "same"), (3, 2, "valid"), (2, 1, "same")]
+)
 def test_pooling2d_matches_naive_tf_pooling(layer_class, size, pool, stride, padding):
     layer = layer_class(pool, strides=stride, padding=padding)
     x = np.random.default_rng(1).normal(size=(2, size, size + 1, 3)).astype(np.float32) - 3  # negatives: pad != 0

@@ -181,7 +181,9 @@ def test_output_matches_a_hand_written_torch_forward():
 
 def test_wrong_input_shape_says_what_the_model_takes():
     model = hubel.Sequential(fashion_layers({"input_shape": (28, 28, 1)}))
-    with pytest.raises(ShapeError, match=r"takes examples of shape \(28, 28, 1\).*received a batch of shape \(2, 32, 32, 3\)"):
+    with pytest.raises(
+        ShapeError, match=r"takes examples of shape \(28, 28, 1\).*received a batch of shape \(2, 32, 32, 3\)"
+    ):
         model(np.zeros((2, 32, 32, 3), np.float32))
 
 

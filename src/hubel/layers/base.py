@@ -204,7 +204,32 @@ class Layer(nn.Module):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Layer:
+        unexpected = {key: value for key, value in config.items() if key not in cls.accepted_arguments()}
+        if unexpected:
+            raise ConfigError(cls._unexpected_message(unexpected))
+        missing = [name for name in cls.required_arguments() if name not in config]
+        if missing:
+            raise ConfigError(
+                f"{cls.__name__}: missing required argument {', '.join(f'`{name}`' for name in missing)}. "
+                f"Received: {config!r}"
+            )
         return cls(**config)
+
+    @classmethod
+    def accepted_arguments(cls) -> list[str]:
+        """Every constructor argument, the subclass's first, then the base's (name, input_shape, ...)."""
+        accepted: list[str] = []
+        for klass in cls.__mro__:
+            if klass is nn.Module:
+                break
+            names = inspect.signature(klass.__init__).parameters
+            accepted += [p for p in names if p not in ("self", "unexpected", "kwargs", "args")]
+        return list(dict.fromkeys(accepted))
+
+    @classmethod
+    def required_arguments(cls) -> list[str]:
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return [p.name for p in parameters if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD][1:]
 
     # ----- helpers for subclasses -----------------------------------------------------
 
@@ -281,20 +306,15 @@ class Layer(nn.Module):
             )
         return self._input_shape, self._output_shape
 
-    def _unexpected_message(self, unexpected: dict[str, Any]) -> str:
-        accepted: list[str] = []
-        for klass in type(self).__mro__:
-            if klass is nn.Module:
-                break
-            names = inspect.signature(klass.__init__).parameters
-            accepted += [p for p in names if p not in ("self", "unexpected", "kwargs", "args")]
-        accepted = list(dict.fromkeys(accepted))
+    @classmethod
+    def _unexpected_message(cls, unexpected: dict[str, Any]) -> str:
+        accepted = cls.accepted_arguments()
         parts = []
         for key in unexpected:
             close = difflib.get_close_matches(key, accepted, n=1)
             parts.append(f"`{key}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
         return (
-            f"{type(self).__name__}: unexpected argument {', '.join(parts)}. Accepted: {', '.join(accepted)}. "
+            f"{cls.__name__}: unexpected argument {', '.join(parts)}. Accepted: {', '.join(accepted)}. "
             f"Received: {', '.join(f'{k}={v!r}' for k, v in unexpected.items())}"
         )
 

@@ -67,7 +67,7 @@ def save_model(model: Sequential, path: str | Path, metadata: dict[str, Any] | N
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> Sequential:
-    """Read a .hubel file written by Sequential.save, with bit-identical weights.
+    """Read a .hubel file written by Sequential.save, with bit-identical weights, in eval mode.
 
     Example:
         >>> import tempfile, hubel
@@ -130,4 +130,4 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Sequenti
         )
     model.load_state_dict(weights)
     model.metadata = dict(document.get("metadata") or {})
-    return model.to(device)
+    return model.to(device).eval()

@@ -259,7 +259,7 @@ def _canonical(x: Tensor) -> Tensor:
     would send equal data down different convolution kernels); a view, no copy."""
     if x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last):
         return x
-    n, c, h, w = x.shape
+    _, c, h, w = x.shape
     strides = (h * w * c, 1, w * c, c)
     return x if x.stride() == strides else x.as_strided(x.shape, strides)
 
@@ -275,6 +275,5 @@ def _layer_from_entry(entry: Any, index: int) -> Layer:
         )
     try:
         return layer_class.from_config(config)
-    except TypeError as error:  # a required argument is missing
-        reason = str(error).split("() ", 1)[-1]
-        raise ConfigError(f"layer {index} ({entry['class_name']}): {reason}. Received: {config!r}") from None
+    except ConfigError as error:
+        raise ConfigError(f"layer {index}: {error}") from None

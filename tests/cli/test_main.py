@@ -1,0 +1,46 @@
+import subprocess
+import sys
+
+import hubel
+from hubel.cli.main import main
+
+
+def test_version(capsys):
+    try:
+        main(["--version"])
+    except SystemExit as stop:
+        assert stop.code == 0
+    assert capsys.readouterr().out.strip() == f"hubel {hubel.__version__}"
+
+
+def test_summary_of_a_spec_file(capsys):
+    assert main(["summary", "examples/fashion_cnn.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "Total params: 243,786" in out and "(None, 26, 26, 64)" in out
+
+
+def test_summary_of_a_saved_model(tmp_path, capsys):
+    from hubel.models.spec import model_from_spec
+
+    path = model_from_spec("examples/cifar_convnet.yaml").save(tmp_path / "cifar.hubel")
+    assert main(["summary", str(path)]) == 0
+    assert "Total params: 703,594" in capsys.readouterr().out
+
+
+def test_summary_input_shape_that_does_not_fit_is_one_line_and_exit_2(capsys):
+    assert main(["summary", "examples/fashion_cnn.yaml", "--input-shape", "8,8,1"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("hubel summary: error: MaxPooling2D 'max_pooling2d_1' cannot take input shape")
+
+
+def test_console_script_runs_without_a_traceback(tmp_path):
+    bad = tmp_path / "bad.hubel"
+    bad.write_bytes(b"not a zip")
+    result = subprocess.run(
+        [sys.executable, "-m", "hubel", "summary", str(bad)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "not a hubel model file" in result.stderr

@@ -1,0 +1,69 @@
+import hubel
+from hubel import layers as L
+from hubel.models.summary import readable_bytes, render_summary, summarize
+
+
+def fashion_model():
+    return hubel.Sequential(
+        [
+            L.Conv2D(64, (3, 3), activation="relu", input_shape=(28, 28, 1)),
+            L.MaxPooling2D(2, 2),
+            L.Conv2D(64, (3, 3), activation="relu"),
+            L.MaxPooling2D(2, 2),
+            L.Flatten(),
+            L.Dense(128, activation="relu"),
+            L.Dense(10, activation="softmax"),
+        ]
+    )
+
+
+def test_summary_rows_are_data_with_keras_counts_and_macs():
+    summary = summarize(fashion_model())
+    assert [row.name for row in summary.rows][:2] == ["conv2d", "max_pooling2d"]
+    assert summary.total_params == 243_786 and summary.non_trainable_params == 0
+    # MACs of a conv layer: F·F·D_in·H_out·W_out·D_out
+    assert summary.rows[0].macs == 3 * 3 * 1 * 26 * 26 * 64
+    assert summary.rows[2].macs == 3 * 3 * 64 * 11 * 11 * 64
+    assert summary.rows[5].macs == 1600 * 128 and summary.rows[1].macs == 0
+    assert summary.macs == sum(row.macs for row in summary.rows) == 5_056_000
+    assert summary.rows[0].output_bytes == 26 * 26 * 64 * 4
+    assert summary.param_bytes == 243_786 * 4
+    assert summary.to_dict()["rows"][0]["output_shape"] == (None, 26, 26, 64)
+
+
+def test_summary_prints_keras_table_and_footer_one_line_at_a_time():
+    lines = []
+    fashion_model().summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    assert lines[0] == 'Model: "sequential"'
+    assert all("\n" not in line for line in lines)
+    for expected in (
+        "Layer (type)",
+        "Output Shape",
+        "Param #",
+        "MACs",
+        "conv2d (Conv2D)",
+        "(None, 26, 26, 64)",
+        "max_pooling2d_1 (MaxPooling2D)",
+        "(None, 1600)",
+        "204,928",
+        " Total params: 243,786 (952.29 KB)",
+        " Trainable params: 243,786 (952.29 KB)",
+        " Non-trainable params: 0 (0.00 B)",
+        " MACs per example: 5,056,000 (5.06 M)",
+        " Parameter memory: 0.93 MB",
+    ):
+        assert expected in text, expected
+
+
+def test_summary_counts_frozen_and_batchnorm_weights_as_non_trainable():
+    model = hubel.Sequential([L.Conv2D(8, 3, input_shape=(8, 8, 3)), L.BatchNormalization(), L.Flatten(), L.Dense(2)])
+    model.layers[0].trainable = False
+    summary = summarize(model)
+    assert summary.non_trainable_params == 224 + 16  # frozen conv + BN moving mean and variance
+    assert " Non-trainable params: 240 " in render_summary(summary)
+
+
+def test_readable_bytes_uses_powers_of_1024_like_keras():
+    assert readable_bytes(1023) == "1023.00 B"
+    assert readable_bytes(2**20) == "1.00 MB"
