@@ -89,11 +89,14 @@ def test_conv2d_activation_is_applied():
     assert (y >= 0).all()
 
 
-def test_depthwise_conv2d_matches_per_channel_convolution():
+@pytest.mark.parametrize(("size", "pads"), [(7, (1, 1)), (8, (0, 1))])
+def test_depthwise_conv2d_matches_per_channel_convolution(size, pads):
     layer = L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2)
-    y = check_layer(layer, (8, 8, 3), (4, 4, 6), 3 * 2 * 9 + 6)
-    x = torch.randn(2, 3, 8, 8)
-    padded = F.pad(x, (0, 1, 0, 1))  # TF: total padding 1 on an even input goes after
+    out = math.ceil(size / 2)
+    check_layer(layer, (size, size, 3), (out, out, 6), 3 * 2 * 9 + 6)
+    x = torch.randn(2, 3, size, size)
+    before, after = pads  # TF: the odd padding goes after
+    padded = F.pad(x, (before, after, before, after))
     expected = torch.cat(
         [
             F.conv2d(padded[:, c : c + 1], layer.kernel[2 * c : 2 * c + 2], layer.bias[2 * c : 2 * c + 2], stride=2)
@@ -103,7 +106,6 @@ def test_depthwise_conv2d_matches_per_channel_convolution():
     )
     with torch.no_grad():
         torch.testing.assert_close(layer(x), expected)
-    assert y.shape == (2, 4, 4, 6)
 
 
 def test_depthwise_conv2d_mobilenet_block_params():

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from helpers import check_layer
 from hubel import layers as L
@@ -47,6 +48,16 @@ def test_pooling2d_matches_naive_tf_pooling(layer_class, size, pool, stride, pad
     expected = np.stack([numpy_pool_tf(image, (pool, pool), (stride, stride), padding, mode) for image in x])
     check_layer(layer, x.shape[1:], expected.shape[1:], 0)
     np.testing.assert_allclose(run(layer, x), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("size", "pads"), [(7, (1, 1)), (8, (0, 1))])
+def test_max_pooling_same_stride2_matches_torch_with_explicit_tf_padding(size, pads):
+    layer = L.MaxPooling2D(3, strides=2, padding="same")
+    layer.build((size, size, 2))
+    x = torch.randn(2, 2, size, size) - 5  # all negative: zero padding would show
+    before, after = pads  # TF: total (ceil(n/2) - 1)·2 + 3 − n, the odd one after
+    expected = F.max_pool2d(F.pad(x, (before, after, before, after), value=-math.inf), 3, 2)
+    torch.testing.assert_close(layer(x), expected)
 
 
 def test_pooling_defaults_stride_to_pool_size_like_keras():

@@ -129,10 +129,16 @@ def test_layer_that_does_not_fit_fails_at_add_and_leaves_the_model_unchanged():
     assert model.output_shape == (None, 8)
 
 
-def test_deferred_build_names_the_failing_layer():
-    model = hubel.Sequential([L.Conv2D(8, 7), L.Dense(2)])
-    with pytest.raises(ShapeError, match=r"Conv2D 'conv2d' cannot take input shape \(5, 5, 3\)"):
-        model.build((None, 5, 5, 3))
+def test_deferred_build_names_the_failing_layer_and_builds_nothing():
+    model = hubel.Sequential([L.Dense(4), L.Reshape((2, 2, 1)), L.Conv2D(8, 3), L.Flatten()])
+    with pytest.raises(ShapeError, match=r"Conv2D 'conv2d' cannot take input shape \(2, 2, 1\) \(after reshape\)"):
+        model.build((None, 3))
+    assert not model.built and not any(layer.built for layer in model.layers)
+    model.pop()
+    model.pop()
+    model.add(L.Flatten())
+    model.build((None, 3))
+    assert model.output_shape == (None, 4)
 
 
 def test_layer_names_must_be_unique_and_not_shadow_attributes():

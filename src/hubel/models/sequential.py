@@ -98,11 +98,15 @@ class Sequential(nn.Module):
                 f"Sequential {self.name!r} is built for input shape {self._model_input_shape}; received {shape}. "
                 f"Create a new model for another input shape."
             )
-        self._model_input_shape = shape
         incoming: Shape = shape
+        for previous, layer in zip([None, *self.layers], self.layers):
+            layer.after = previous.name if previous else None
+            incoming = layer.compute_output_shape(incoming)  # every shape checked before any weight exists
+        incoming = shape
         for layer in self.layers:
             layer.build(incoming)
             incoming = layer._require_built()[1]
+        self._model_input_shape = shape
 
     def _current_shape(self) -> Shape | None:
         if self._model_input_shape is None:
