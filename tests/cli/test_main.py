@@ -32,7 +32,9 @@ def test_summary_input_shape_that_does_not_fit_is_one_line_and_exit_2(capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count("\n") == 1
-    assert captured.err.startswith("hubel summary: error: MaxPooling2D 'max_pooling2d_1' cannot take input shape")
+    assert captured.err.startswith(
+        "hubel summary: error: examples/fashion_cnn.yaml: MaxPooling2D 'max_pooling2d_1' cannot take input shape"
+    )
 
 
 def test_console_script_runs_without_a_traceback(tmp_path):

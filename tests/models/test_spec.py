@@ -52,7 +52,7 @@ def test_bad_specs_say_what_is_wrong(tmp_path, text, error, message):
     path.write_text(text)
     with pytest.raises(error) as raised:
         model_from_spec(path)
-    assert message in str(raised.value)
+    assert message in str(raised.value) and str(raised.value).startswith(str(path))
 
 
 def test_missing_spec_file(tmp_path):

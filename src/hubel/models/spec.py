@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from hubel.errors import ConfigError
+from hubel.errors import ConfigError, HubelError
 from hubel.models.sequential import Sequential
 
 __all__ = ["load_spec", "model_from_spec", "normalize_spec"]
@@ -95,9 +95,15 @@ def _preview(value: Any) -> str:
 
 def model_from_spec(spec: str | Path | dict[str, Any] | list[Any], input_shape: Any = None) -> Sequential:
     """Build a Sequential from a spec file path or spec data; input_shape overrides the spec's."""
-    canonical = load_spec(spec) if isinstance(spec, (str, Path)) else normalize_spec(spec)
+    from_file = isinstance(spec, (str, Path))
+    canonical = load_spec(spec) if from_file else normalize_spec(spec)  # type: ignore[arg-type]
     if input_shape is not None:
         canonical["input_shape"] = list(input_shape)
         for entry in canonical["layers"][:1]:
             entry["config"] = {k: v for k, v in entry["config"].items() if k not in ("input_shape", "input_dim")}
-    return Sequential.from_config(canonical)
+    try:
+        return Sequential.from_config(canonical)
+    except HubelError as error:
+        if not from_file:
+            raise
+        raise type(error)(f"{spec}: {error}") from None
