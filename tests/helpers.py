@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+import hubel
+from hubel import layers as L
 from hubel.layers.base import Layer, internal_to_keras, keras_to_internal
 
 
@@ -64,3 +66,20 @@ def check_layer(
         expected = layer(keras_to_internal(x))
         assert torch.equal(clone(keras_to_internal(x)), expected)
     return y.detach()
+
+
+def fashion_layers(first_kwargs: dict[str, Any]) -> list[Layer]:
+    """The Fashion-MNIST tutorial network; first_kwargs go to its first layer (e.g. input_shape)."""
+    return [
+        L.Conv2D(64, (3, 3), activation="relu", **first_kwargs),
+        L.MaxPooling2D(2, 2),
+        L.Conv2D(64, (3, 3), activation="relu"),
+        L.MaxPooling2D(2, 2),
+        L.Flatten(),
+        L.Dense(128, activation="relu"),
+        L.Dense(10, activation="softmax"),
+    ]
+
+
+def fashion_model() -> hubel.Sequential:
+    return hubel.Sequential(fashion_layers({"input_shape": (28, 28, 1)}))

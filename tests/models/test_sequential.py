@@ -3,21 +3,9 @@ import pytest
 import torch
 
 import hubel
+from helpers import fashion_layers, fashion_model
 from hubel import layers as L
 from hubel.errors import ConfigError, ShapeError
-
-
-def fashion_layers(first_kwargs):
-    return [
-        L.Conv2D(64, (3, 3), activation="relu", **first_kwargs),
-        L.MaxPooling2D(2, 2),
-        L.Conv2D(64, (3, 3), activation="relu"),
-        L.MaxPooling2D(2, 2),
-        L.Flatten(),
-        L.Dense(128, activation="relu"),
-        L.Dense(10, activation="softmax"),
-    ]
-
 
 FASHION_SHAPES = [
     (None, 26, 26, 64),
@@ -31,7 +19,7 @@ FASHION_SHAPES = [
 
 
 def test_fashion_mnist_network_matches_keras_figures():
-    model = hubel.Sequential(fashion_layers({"input_shape": (28, 28, 1)}))
+    model = fashion_model()
     assert [layer.output_shape for layer in model.layers] == FASHION_SHAPES
     assert model.count_params() == 243_786
     assert [layer.count_params() for layer in model.layers] == [640, 0, 36928, 0, 0, 204928, 1290]
@@ -48,7 +36,7 @@ def test_fashion_mnist_network_matches_keras_figures():
 
 
 def test_three_ways_to_build_give_the_same_model():
-    keras2 = hubel.Sequential(fashion_layers({"input_shape": (28, 28, 1)}))
+    keras2 = fashion_model()
     keras3 = hubel.Sequential([L.Input(shape=(28, 28, 1)), *fashion_layers({})])
     added = hubel.Sequential()
     added.add(L.Input((28, 28, 1)))
@@ -158,7 +146,7 @@ def test_input_shape_on_a_later_layer_must_agree():
 
 
 def test_nhwc_arrays_tensors_grayscale_and_nchw_give_the_same_output():
-    model = hubel.Sequential(fashion_layers({"input_shape": (28, 28, 1)}))
+    model = fashion_model()
     model.eval()
     images = np.random.default_rng(0).integers(0, 256, size=(4, 28, 28), dtype=np.uint8)
     with torch.no_grad():
@@ -175,7 +163,7 @@ def test_nhwc_arrays_tensors_grayscale_and_nchw_give_the_same_output():
 def test_output_matches_a_hand_written_torch_forward():
     import torch.nn.functional as F
 
-    model = hubel.Sequential(fashion_layers({"input_shape": (28, 28, 1)}))
+    model = fashion_model()
     x = torch.rand(2, 28, 28, 1)
     conv1, _, conv2, _, _, dense1, dense2 = model.layers
     h = F.max_pool2d(F.relu(F.conv2d(x.permute(0, 3, 1, 2), conv1.kernel, conv1.bias)), 2)
@@ -186,7 +174,7 @@ def test_output_matches_a_hand_written_torch_forward():
 
 
 def test_wrong_input_shape_says_what_the_model_takes():
-    model = hubel.Sequential(fashion_layers({"input_shape": (28, 28, 1)}))
+    model = fashion_model()
     with pytest.raises(
         ShapeError, match=r"takes examples of shape \(28, 28, 1\).*received a batch of shape \(2, 32, 32, 3\)"
     ):
@@ -194,7 +182,7 @@ def test_wrong_input_shape_says_what_the_model_takes():
 
 
 def test_it_is_a_torch_module():
-    model = hubel.Sequential(fashion_layers({"input_shape": (28, 28, 1)}))
+    model = fashion_model()
     assert sum(p.numel() for p in model.parameters()) == 243_786
     assert list(model.state_dict())[:2] == ["conv2d.kernel", "conv2d.bias"]
     model.eval()
@@ -219,7 +207,7 @@ def test_config_round_trip_rebuilds_the_same_architecture():
 
 
 def test_pop_removes_the_last_layer():
-    model = hubel.Sequential(fashion_layers({"input_shape": (28, 28, 1)}))
+    model = fashion_model()
     assert model.pop().name == "dense_1"
     assert model.output_shape == (None, 128)
 

@@ -1,20 +1,7 @@
 import hubel
+from helpers import fashion_model
 from hubel import layers as L
 from hubel.models.summary import readable_bytes, render_summary, summarize
-
-
-def fashion_model():
-    return hubel.Sequential(
-        [
-            L.Conv2D(64, (3, 3), activation="relu", input_shape=(28, 28, 1)),
-            L.MaxPooling2D(2, 2),
-            L.Conv2D(64, (3, 3), activation="relu"),
-            L.MaxPooling2D(2, 2),
-            L.Flatten(),
-            L.Dense(128, activation="relu"),
-            L.Dense(10, activation="softmax"),
-        ]
-    )
 
 
 def test_summary_rows_are_data_with_keras_counts_and_macs():
