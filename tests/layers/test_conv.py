@@ -149,6 +149,8 @@ def test_conv_kernel_larger_than_input_names_layer_formula_and_fix():
 def test_conv_wrong_rank_says_what_layout_it_expects():
     with pytest.raises(ShapeError, match=r"rank 3, \(height, width, channels\), but it has rank 1"):
         L.Conv2D(8, 3).build((784,))
+    with pytest.raises(ShapeError, match=r"For one channel, add the channel axis: input_shape=\(28, 28, 1\)\.$"):
+        L.Conv2D(8, 3).build((28, 28))
 
 
 @pytest.mark.parametrize(

@@ -256,10 +256,13 @@ class Layer(nn.Module):
     def expect_rank(self, input_shape: Shape, rank: int, layout: str) -> Shape:
         """Return input_shape if it has `rank` axes, else a ShapeError that shows the layout expected."""
         if len(input_shape) != rank:
+            fix = "Check input_shape (batch axis excluded), or add a Reshape or Flatten layer before it."
+            if len(input_shape) == rank - 1:
+                fix = f"For one channel, add the channel axis: input_shape={(*input_shape, 1)}."
             raise self.shape_error(
                 input_shape,
                 f"expected a per-example input of rank {rank}, {layout}, but it has rank {len(input_shape)}",
-                "Check input_shape (batch axis excluded), or add a Reshape or Flatten layer before it.",
+                fix,
             )
         return input_shape
 
