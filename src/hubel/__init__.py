@@ -10,7 +10,7 @@ Example:
 
 __version__ = "0.1.0"
 
-from hubel import errors, layers
+from hubel import data, datasets, errors, layers
 from hubel.errors import ConfigError, DataError, HubelError, ModelFileError, ShapeError, UnknownNameError
 from hubel.layers.base import clear_session
 from hubel.models import Sequential, load_model
@@ -25,6 +25,8 @@ __all__ = [
     "UnknownNameError",
     "__version__",
     "clear_session",
+    "data",
+    "datasets",
     "errors",
     "layers",
     "load_model",
