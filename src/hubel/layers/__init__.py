@@ -1,6 +1,15 @@
 """Keras-semantics layers on torch.nn: `from hubel import layers as L`."""
 
 from hubel.layers.activations import list_activations
+from hubel.layers.augment import (
+    RandomBrightness,
+    RandomContrast,
+    RandomCrop,
+    RandomFlip,
+    RandomRotation,
+    RandomTranslation,
+    RandomZoom,
+)
 from hubel.layers.base import LAYERS, Layer, clear_session, list_layers, register_layer
 from hubel.layers.conv import Conv1D, Conv2D, DepthwiseConv2D
 from hubel.layers.core import (
@@ -60,6 +69,13 @@ __all__ = [
     "MaxPool2D",
     "MaxPooling1D",
     "MaxPooling2D",
+    "RandomBrightness",
+    "RandomContrast",
+    "RandomCrop",
+    "RandomFlip",
+    "RandomRotation",
+    "RandomTranslation",
+    "RandomZoom",
     "ReLU",
     "Rescaling",
     "Reshape",
