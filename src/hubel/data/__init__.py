@@ -2,6 +2,18 @@
 
 from hubel.data import datasets
 from hubel.data.datasets import DatasetInfo, info, list_datasets, load
+from hubel.data.folders import ImageFolderDataset, image_folder, scan_folder
 from hubel.data.paths import cache_dir, data_dir
 
-__all__ = ["DatasetInfo", "cache_dir", "data_dir", "datasets", "info", "list_datasets", "load"]
+__all__ = [
+    "DatasetInfo",
+    "ImageFolderDataset",
+    "cache_dir",
+    "data_dir",
+    "datasets",
+    "image_folder",
+    "info",
+    "list_datasets",
+    "load",
+    "scan_folder",
+]

@@ -1,0 +1,208 @@
+"""The decoded-image cache: every image of a folder decoded and resized once, kept on disk as
+one uint8 array (N, H, W, C) that is memory-mapped for reading.
+
+One cache per (folder, DecodeOptions). Its index records, per relative path, the file's size
+and modification time, and either the row holding its pixels or why it could not be
+decoded; a file is decoded again only when its size or time changed. New pixels are
+written and synced before the index is replaced atomically, so a crash never leaves an index
+pointing at missing pixels. The first pass decodes in parallel processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hubel.data.images import DecodeOptions, UnreadableImage, decode_image
+from hubel.data.paths import cache_dir
+
+__all__ = ["CacheResult", "ImageCache"]
+
+_INDEX_FORMAT = "hubel.image-cache.v1"
+_CHUNK = 16  # images per task sent to a decoding process
+_PARALLEL_FROM = 64  # fewer images than this decode in this process
+
+
+@dataclass(frozen=True)
+class CacheResult:
+    pixels: np.ndarray  # (rows, H, W, C) uint8, memory-mapped
+    rows: np.ndarray  # row of each requested file, -1 where it could not be decoded
+    errors: dict[str, str]  # relative path -> why it was skipped
+    decoded: int  # how many files were decoded in this call (0 when all came from the cache)
+    seconds: float
+
+
+class ImageCache:
+    """Decoded pixels of the files under `root`, for one set of DecodeOptions."""
+
+    def __init__(self, root: Path, options: DecodeOptions, directory: Path | None = None) -> None:
+        self.root = root.resolve()
+        self.options = options
+        key = hashlib.sha1(f"{self.root}|{options.key()}".encode()).hexdigest()[:16]
+        self.directory = directory or cache_dir() / "images" / f"{self.root.name}-{key}"
+        height, width = options.image_size
+        self.row_shape = (height, width, options.channels)
+        self.row_bytes = height * width * options.channels
+
+    @property
+    def pixels_path(self) -> Path:
+        return self.directory / "pixels.u8"
+
+    @property
+    def index_path(self) -> Path:
+        return self.directory / "index.json"
+
+    def load(self, files: Sequence[str], workers: int | None = None, progress: bool = False) -> CacheResult:
+        """Pixels for `files` (paths relative to root), decoding only what is new or changed."""
+        start = time.perf_counter()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            entries, total_rows = self._read_index()
+            stale: list[str] = []
+            stats: dict[str, tuple[int, int]] = {}
+            errors: dict[str, str] = {}
+            for relative in files:
+                try:
+                    stat = (self.root / relative).stat()
+                except FileNotFoundError:
+                    errors[relative] = "missing (a broken link, or deleted while reading)"
+                    continue
+                except OSError as error:
+                    errors[relative] = f"cannot read: {error.strerror or error}"
+                    continue
+                stats[relative] = (stat.st_size, stat.st_mtime_ns)
+                known = entries.get(relative)
+                if known is None or (known["size"], known["mtime_ns"]) != stats[relative]:
+                    stale.append(relative)
+            decoded = self._decode(stale, workers, progress)
+            if stale:
+                total_rows = self._store(stale, decoded, entries, stats, total_rows)
+            rows = np.full(len(files), -1, dtype=np.int64)
+            for position, relative in enumerate(files):
+                entry = entries.get(relative)
+                if relative in errors or entry is None:
+                    continue
+                if entry["row"] is None:
+                    errors[relative] = entry["error"]
+                else:
+                    rows[position] = entry["row"]
+            pixels = (
+                np.memmap(self.pixels_path, np.uint8, mode="r", shape=(total_rows, *self.row_shape))
+                if total_rows
+                else np.zeros((0, *self.row_shape), np.uint8)
+            )
+        return CacheResult(pixels, rows, errors, len(stale), time.perf_counter() - start)
+
+    # ----- internals ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One process updates a cache at a time (POSIX advisory lock; a no-op elsewhere)."""
+        with open(self.directory / "lock", "a+") as handle:
+            try:
+                import fcntl
+
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            except ImportError:
+                pass
+            yield
+
+    def _read_index(self) -> tuple[dict[str, dict], int]:
+        try:
+            document = json.loads(self.index_path.read_text())
+            if document.get("format") != _INDEX_FORMAT or document.get("options") != self.options.key():
+                raise ValueError("another format")
+            rows = int(document["rows"])
+            on_disk = self.pixels_path.stat().st_size // self.row_bytes if self.pixels_path.exists() else 0
+            if on_disk < rows:
+                raise ValueError("pixels shorter than the index")
+            return dict(document["entries"]), rows
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}, 0  # no cache yet, or one that cannot be trusted: start again
+
+    def _decode(self, relatives: list[str], workers: int | None, progress: bool) -> list[np.ndarray | str]:
+        paths = [str(self.root / relative) for relative in relatives]
+        chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
+        workers = workers or os.cpu_count() or 1
+        results: list[np.ndarray | str] = []
+        with _progress(len(paths), progress) as advance:
+            if workers == 1 or len(paths) < _PARALLEL_FROM:
+                for chunk in chunks:
+                    results += _decode_chunk(chunk, self.options)
+                    advance(len(chunk))
+            else:
+                method = "fork" if sys.platform.startswith("linux") else "spawn"
+                context = multiprocessing.get_context(method)
+                with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                    for chunk, decoded in zip(chunks, pool.map(_decode_chunk, chunks, [self.options] * len(chunks))):
+                        results += decoded
+                        advance(len(chunk))
+        return results
+
+    def _store(
+        self,
+        stale: list[str],
+        decoded: list[np.ndarray | str],
+        entries: dict[str, dict],
+        stats: dict[str, tuple[int, int]],
+        rows: int,
+    ) -> int:
+        """Write new pixels (reusing a changed file's row), sync, then replace the index."""
+        mode = "r+b" if self.pixels_path.exists() else "w+b"
+        with open(self.pixels_path, mode) as file:
+            file.truncate(rows * self.row_bytes)  # drop bytes a crash may have left past the index
+            for relative, result in zip(stale, decoded):
+                size, mtime_ns = stats[relative]
+                if isinstance(result, str):
+                    entries[relative] = {"row": None, "size": size, "mtime_ns": mtime_ns, "error": result}
+                    continue
+                row = entries.get(relative, {}).get("row")
+                if row is None:
+                    row, rows = rows, rows + 1
+                file.seek(row * self.row_bytes)
+                file.write(result.tobytes())
+                entries[relative] = {"row": row, "size": size, "mtime_ns": mtime_ns, "error": None}
+            file.flush()
+            os.fsync(file.fileno())
+        document = {"format": _INDEX_FORMAT, "options": self.options.key(), "rows": rows, "entries": entries}
+        handle, temporary = tempfile.mkstemp(suffix=".json", dir=self.directory)
+        with os.fdopen(handle, "w") as index:
+            json.dump(document, index)
+            index.flush()
+            os.fsync(index.fileno())
+        os.replace(temporary, self.index_path)
+        return rows
+
+
+def _decode_chunk(paths: list[str], options: DecodeOptions) -> list[np.ndarray | str]:
+    results: list[np.ndarray | str] = []
+    for path in paths:
+        try:
+            results.append(decode_image(Path(path), options))
+        except UnreadableImage as reason:
+            results.append(str(reason))
+    return results
+
+
+@contextlib.contextmanager
+def _progress(total: int, show: bool) -> Iterator:  # type: ignore[type-arg]
+    if not (show and total and sys.stderr.isatty()):
+        yield lambda count: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("Decoding images", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True) as bar:
+        task = bar.add_task("decode", total=total)
+        yield lambda count: bar.advance(task, count)

@@ -1,0 +1,415 @@
+"""Image folders, in the spirit of keras.utils.image_dataset_from_directory:
+
+    train, val = hubel.data.image_folder("photos/", validation_split=0.2, subset="both")
+
+Layouts: root/<class>/* (split automatically with validation_split), or
+root/{train, val|validation, test}/<class>/* (detected). Images are decoded once into the
+cache (see cache.py); unreadable and hidden files are skipped, counted and listed, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hubel.data.cache import ImageCache
+from hubel.data.images import DecodeOptions, image_extensions
+from hubel.data.paths import cache_dir
+from hubel.errors import ConfigError, DataError
+
+__all__ = ["FolderScan", "ImageFolderDataset", "Skipped", "image_folder", "scan_folder"]
+
+_SPLIT_NAMES = {
+    "training": ("train", "training"),
+    "validation": ("val", "validation", "valid"),
+    "test": ("test", "testing"),
+}
+_JUNK = {"thumbs.db", "desktop.ini", "ehthumbs.db"}
+_SUBSETS = ("training", "validation", "test", "both")
+_LABEL_MODES = ("int", "categorical", "binary")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str  # relative to the dataset root
+    reason: str
+
+
+@dataclass
+class FolderScan:
+    """What a folder holds: class names and, per split, the image files and their labels."""
+
+    root: Path
+    class_names: list[str]
+    splits: dict[str, list[tuple[str, int]]]  # split -> [(relative path, label)]; "all" when not split on disk
+    skipped: list[Skipped]
+
+
+def scan_folder(root: str | Path, follow_links: bool = False) -> FolderScan:
+    """Find classes and image files under root, in either layout; DataError when there are none."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder. Pass a folder holding one sub-folder of images per class.")
+    on_disk = _split_folders(root)
+    skipped: list[Skipped] = []
+    if on_disk:
+        if "training" not in on_disk:
+            raise DataError(f"{root}: has {', '.join(p.name for p in on_disk.values())} but no train/ folder.")
+        class_names = _class_folders(on_disk["training"])
+        splits = {}
+        for split, folder in on_disk.items():
+            names = _class_folders(folder)
+            unknown = sorted(set(names) - set(class_names))
+            if unknown:
+                raise DataError(
+                    f"{folder}: classes {unknown} are not in {on_disk['training'].name}/. Every split needs the "
+                    f"training split's classes."
+                )
+            splits[split] = _class_files(root, folder, class_names, names, skipped, follow_links)
+    else:
+        class_names = _class_folders(root)
+        splits = {"all": _class_files(root, root, class_names, class_names, skipped, follow_links)}
+    return FolderScan(root, class_names, splits, skipped)
+
+
+def _split_folders(root: Path) -> dict[str, Path]:
+    found = {}
+    for split, names in _SPLIT_NAMES.items():
+        for name in names:
+            if (root / name).is_dir():
+                found[split] = root / name
+                break
+    return found
+
+
+def _class_folders(folder: Path) -> list[str]:
+    names = sorted(entry.name for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    if not names:
+        loose = sum(1 for entry in folder.iterdir() if entry.suffix.lower() in image_extensions())
+        hint = f" It holds {loose} images directly: move them into one sub-folder per class." if loose else ""
+        raise DataError(f"{folder}: no class folders. Expected {folder}/<class name>/<images>.{hint}")
+    return names
+
+
+def _class_files(
+    root: Path, folder: Path, class_names: list[str], present: list[str], skipped: list[Skipped], follow_links: bool
+) -> list[tuple[str, int]]:
+    extensions = image_extensions()
+    files: list[tuple[str, int]] = []
+    for name in present:
+        label = class_names.index(name)
+        count = 0
+        for directory, subfolders, filenames in os.walk(folder / name, followlinks=follow_links):
+            subfolders[:] = sorted(sub for sub in subfolders if not sub.startswith("."))
+            for filename in sorted(filenames):
+                path = Path(directory) / filename
+                relative = str(path.relative_to(root))
+                if filename.startswith(".") or filename.lower() in _JUNK:
+                    skipped.append(Skipped(relative, "hidden or system file"))
+                elif path.is_symlink() and not path.exists():
+                    skipped.append(Skipped(relative, "broken link"))
+                elif path.suffix.lower() not in extensions:
+                    skipped.append(Skipped(relative, f"not an image file name ({path.suffix or 'no extension'})"))
+                else:
+                    files.append((relative, label))
+                    count += 1
+        if count == 0:
+            raise DataError(f"{folder / name}: the class folder {name!r} holds no images. Add images or remove it.")
+    return files
+
+
+# ----- persisted stratified split ---------------------------------------------------------
+
+
+def _path_key(relative: str) -> str:
+    return hashlib.sha1(relative.replace(os.sep, "/").encode()).hexdigest()[:16]
+
+
+def _split_store(root: Path, split_file: Path | None) -> Path:
+    """Where the split is recorded: split_file when given (keep it with the data to carry the
+    split to other machines), else the cache — hubel never writes into the data folder by itself."""
+    if split_file is not None:
+        return split_file
+    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
+    return cache_dir() / "splits" / f"{root.name}-{key}.json"
+
+
+def assign_validation(files: list[tuple[str, int]], fraction: float, seed: int, store: Path) -> list[bool]:
+    """True for the files in the validation subset: stratified per class, recorded in `store`, so
+    files keep their subset when others are added and the split is the same on every machine."""
+    try:
+        document = json.loads(store.read_text()) if store.exists() else {}
+    except (OSError, ValueError):
+        document = {}
+    splits = document.get("splits", {}) if document.get("format") == "hubel.split" else {}
+    name = f"validation_split={fraction},seed={seed}"
+    recorded: dict[str, str] = dict(splits.get(name, {}))
+    keys = [_path_key(relative) for relative, _ in files]
+    by_class: dict[int, list[int]] = {}
+    for position, (_, label) in enumerate(files):
+        by_class.setdefault(label, []).append(position)
+    for members in by_class.values():
+        target = round(fraction * len(members))
+        in_validation = sum(recorded.get(keys[p]) == "validation" for p in members)
+        new = [p for p in members if keys[p] not in recorded]
+        new.sort(key=lambda p: hashlib.sha1(f"{seed}:{keys[p]}".encode()).hexdigest())
+        for position in new:
+            chosen = "validation" if in_validation < target else "training"
+            in_validation += chosen == "validation"
+            recorded[keys[position]] = chosen
+    if splits.get(name) != recorded:
+        splits[name] = recorded
+        try:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            temporary = store.with_name(f".{store.name}.tmp")
+            temporary.write_text(json.dumps({"format": "hubel.split", "version": 1, "splits": splits}, indent=1))
+            os.replace(temporary, store)
+        except OSError:
+            pass  # a read-only place: the split is still deterministic for the same files
+    return [recorded[key] == "validation" for key in keys]
+
+
+# ----- the dataset ------------------------------------------------------------------------
+
+
+class ImageFolderDataset:
+    """(x, y) batches from an image folder: x uint8 (batch, H, W, C), y labels per label_mode.
+
+    Iterating once is one epoch; with shuffle=True each epoch has a new order, reproducible
+    from the seed. `len()` is the number of batches, as in Keras.
+    """
+
+    def __init__(
+        self,
+        pixels: np.ndarray,
+        rows: np.ndarray,
+        labels: np.ndarray,
+        files: list[str],
+        class_names: list[str],
+        *,
+        root: Path,
+        subset: str,
+        batch_size: int,
+        shuffle: bool,
+        seed: int | None,
+        label_mode: str,
+        skipped: list[Skipped],
+    ) -> None:
+        self._pixels, self._rows = pixels, rows
+        self.labels, self.files, self.class_names = labels, files, class_names
+        self.root, self.subset = root, subset
+        self.batch_size, self.shuffle, self.label_mode = batch_size, shuffle, label_mode
+        self.seed = seed if seed is not None else int(np.random.SeedSequence().entropy % (2**31))
+        self.skipped = skipped
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return math.ceil(len(self._rows) / self.batch_size)
+
+    @property
+    def num_examples(self) -> int:
+        return len(self._rows)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self._pixels.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def class_indices(self) -> dict[str, int]:
+        """{class name: label}, as Keras's flow_from_directory exposes it."""
+        return {name: index for index, name in enumerate(self.class_names)}
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        order = np.arange(len(self._rows))
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(order)
+        self.epoch += 1
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            yield np.asarray(self._pixels[self._rows[batch]]), self._encode(self.labels[batch])
+
+    def numpy(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every example in file order, as (x, y) arrays."""
+        return np.asarray(self._pixels[self._rows]), self._encode(self.labels)
+
+    def _encode(self, labels: np.ndarray) -> np.ndarray:
+        if self.label_mode == "categorical":
+            return np.eye(len(self.class_names), dtype=np.float32)[labels]
+        if self.label_mode == "binary":
+            return labels.astype(np.float32).reshape(-1, 1)
+        return labels
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageFolderDataset({self.root}, subset={self.subset!r}, {self.num_examples} images, "
+            f"{len(self.class_names)} classes, batch_size={self.batch_size}, image_shape={self.image_shape})"
+        )
+
+
+def image_folder(
+    root: str | Path,
+    image_size: tuple[int, int] | int = (160, 160),
+    batch_size: int = 32,
+    *,
+    validation_split: float | None = None,
+    subset: str | None = None,
+    seed: int | None = None,
+    shuffle: bool = True,
+    label_mode: str = "int",
+    color_mode: str = "rgb",
+    interpolation: str = "bilinear",
+    crop_to_aspect_ratio: bool = False,
+    pad_to_aspect_ratio: bool = False,
+    follow_links: bool = False,
+    workers: int | None = None,
+    verbose: bool = True,
+    split_file: str | Path | None = None,
+    max_pixels: int | str | None = "default",
+) -> ImageFolderDataset | tuple[ImageFolderDataset, ImageFolderDataset]:
+    """Images under `root`, one sub-folder per class, as batches of (uint8 images, labels).
+
+    subset picks "training", "validation" (with validation_split, or a val/ folder), "test"
+    (a test/ folder) or "both" (training and validation, returned as a pair). Without a
+    subset, every image is in one dataset (the train/ folder when the root has one).
+    """
+    options = _decode_options(
+        image_size, color_mode, interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio, max_pixels
+    )
+    _check_arguments(batch_size, validation_split, subset, label_mode)
+    scan = scan_folder(root, follow_links)
+    if label_mode == "binary" and len(scan.class_names) != 2:
+        raise ConfigError(
+            f"label_mode='binary' needs exactly 2 classes; {scan.root} has {len(scan.class_names)}: "
+            f"{scan.class_names}. Use label_mode='int' or 'categorical'."
+        )
+    wanted = ["training", "validation"] if subset == "both" else [subset or "training"]
+    chosen = _choose_files(scan, wanted, validation_split, seed, split_file)
+    every_file = sorted({relative for files in chosen.values() for relative, _ in files})
+    cache = ImageCache(scan.root, options)
+    result = cache.load(every_file, workers=workers, progress=verbose)
+    row_of = dict(zip(every_file, result.rows.tolist()))
+    skipped = list(scan.skipped) + [Skipped(path, reason) for path, reason in sorted(result.errors.items())]
+    report = _write_report(cache.directory, skipped)
+    datasets = []
+    for split, files in chosen.items():
+        usable = [(relative, label) for relative, label in files if row_of[relative] >= 0]
+        counts = Counter(label for _, label in usable)
+        empty = [scan.class_names[label] for label in range(len(scan.class_names)) if counts[label] == 0]
+        if empty and split == "training":
+            raise DataError(
+                f"{scan.root}: no readable images for class(es) {empty} in the {split} subset. See {report}."
+            )
+        datasets.append(
+            ImageFolderDataset(
+                result.pixels,
+                np.array([row_of[relative] for relative, _ in usable], dtype=np.int64),
+                np.array([label for _, label in usable], dtype=np.int64),
+                [relative for relative, _ in usable],
+                scan.class_names,
+                root=scan.root,
+                subset=split,
+                batch_size=batch_size,
+                shuffle=shuffle and split == "training",
+                seed=seed,
+                label_mode=label_mode,
+                skipped=skipped,
+            )
+        )
+    if verbose:
+        _announce(scan, datasets, skipped, report, result)
+    return (datasets[0], datasets[1]) if subset == "both" else datasets[0]
+
+
+def _decode_options(
+    image_size: Any, color_mode: str, interpolation: str, crop: bool, pad: bool, max_pixels: Any
+) -> DecodeOptions:
+    from PIL import Image
+
+    from hubel.layers.args import choice, integer_tuple
+
+    size = integer_tuple("image_folder", "image_size", image_size, 2)
+    mode = choice("image_folder", "color_mode", color_mode, ("rgb", "grayscale"))
+    method = choice(
+        "image_folder", "interpolation", interpolation, ("bilinear", "nearest", "bicubic", "lanczos", "area")
+    )
+    if crop and pad:
+        raise ConfigError("image_folder: crop_to_aspect_ratio and pad_to_aspect_ratio cannot both be True.")
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels == "default" else max_pixels
+    return DecodeOptions(size, mode, method, bool(crop), bool(pad), limit)  # type: ignore[arg-type]
+
+
+def _check_arguments(batch_size: int, validation_split: float | None, subset: str | None, label_mode: str) -> None:
+    from hubel.layers.args import choice, number, positive_int
+
+    positive_int("image_folder", "batch_size", batch_size)
+    choice("image_folder", "label_mode", label_mode, _LABEL_MODES)
+    if subset is not None:
+        choice("image_folder", "subset", subset, _SUBSETS)
+    if validation_split is not None:
+        fraction = number("image_folder", "validation_split", validation_split, 0.0, 1.0)
+        if not 0.0 < fraction < 1.0:
+            raise ConfigError(
+                f"image_folder: expected `validation_split` strictly between 0 and 1. "
+                f"Received: validation_split={validation_split!r}"
+            )
+
+
+def _choose_files(
+    scan: FolderScan, wanted: list[str], validation_split: float | None, seed: int | None, split_file: Any
+) -> dict[str, list[tuple[str, int]]]:
+    chosen: dict[str, list[tuple[str, int]]] = {}
+    pool = scan.splits.get("all", scan.splits.get("training", []))
+    needs_split = validation_split is not None and "validation" in wanted and "validation" not in scan.splits
+    in_validation: list[bool] = []
+    if needs_split:
+        store = _split_store(scan.root, Path(split_file) if split_file else None)
+        in_validation = assign_validation(pool, validation_split, seed if seed is not None else 0, store)  # type: ignore[arg-type]
+    for split in wanted:
+        if split in scan.splits:
+            chosen[split] = scan.splits[split]
+        elif needs_split and split in ("training", "validation"):
+            keep = split == "validation"
+            chosen[split] = [item for item, flag in zip(pool, in_validation) if flag == keep]
+        elif split == "training":
+            chosen[split] = pool
+        elif split == "validation":
+            raise ConfigError(
+                f"{scan.root}: no validation images: pass validation_split=0.2 (for example), or add a val/ folder."
+            )
+        else:
+            raise ConfigError(f"{scan.root}: subset={split!r} needs a {split}/ folder beside train/.")
+    return chosen
+
+
+def _write_report(directory: Path, skipped: list[Skipped]) -> Path:
+    report = directory / "skipped.txt"
+    try:
+        report.write_text("".join(f"{item.path}\t{item.reason}\n" for item in skipped))
+    except OSError:
+        pass
+    return report
+
+
+def _announce(
+    scan: FolderScan, datasets: list[ImageFolderDataset], skipped: list[Skipped], report: Path, result
+) -> None:  # type: ignore[no-untyped-def]
+    total = sum(len(files) for files in scan.splits.values())
+    lines = [f"Found {total} files belonging to {len(scan.class_names)} classes."]
+    lines += [f"Using {dataset.num_examples} files for {dataset.subset}." for dataset in datasets]
+    if result.decoded:
+        lines.append(f"Decoded {result.decoded} images into the cache in {result.seconds:.1f} s.")
+    if skipped:
+        reasons = Counter(item.reason.split(":")[0].split(" (")[0] for item in skipped)
+        summary = ", ".join(f"{count} {reason}" for reason, count in reasons.most_common())
+        lines.append(f"Skipped {len(skipped)} files ({summary}); the list is in {report}.")
+    print(" ".join(lines), file=sys.stderr)
