@@ -13,26 +13,22 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import multiprocessing
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hubel.data.images import DecodeOptions, UnreadableImage, decode_image
+from hubel.data.parallel import parallel_map
 from hubel.data.paths import cache_dir
 
 __all__ = ["CacheResult", "ImageCache"]
 
 _INDEX_FORMAT = "hubel.image-cache.v1"
-_CHUNK = 16  # images per task sent to a decoding process
-_PARALLEL_FROM = 64  # fewer images than this decode in this process
 
 
 @dataclass(frozen=True)
@@ -134,22 +130,9 @@ class ImageCache:
 
     def _decode(self, relatives: list[str], workers: int | None, progress: bool) -> list[np.ndarray | str]:
         paths = [str(self.root / relative) for relative in relatives]
-        chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
-        workers = workers or os.cpu_count() or 1
-        results: list[np.ndarray | str] = []
-        with _progress(len(paths), progress) as advance:
-            if workers == 1 or len(paths) < _PARALLEL_FROM:
-                for chunk in chunks:
-                    results += _decode_chunk(chunk, self.options)
-                    advance(len(chunk))
-            else:
-                method = "fork" if sys.platform.startswith("linux") else "spawn"
-                context = multiprocessing.get_context(method)
-                with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                    for chunk, decoded in zip(chunks, pool.map(_decode_chunk, chunks, [self.options] * len(chunks))):
-                        results += decoded
-                        advance(len(chunk))
-        return results
+        return parallel_map(
+            _decode_or_reason, paths, workers=workers, label="Decoding images", progress=progress, options=self.options
+        )
 
     def _store(
         self,
@@ -186,23 +169,8 @@ class ImageCache:
         return rows
 
 
-def _decode_chunk(paths: list[str], options: DecodeOptions) -> list[np.ndarray | str]:
-    results: list[np.ndarray | str] = []
-    for path in paths:
-        try:
-            results.append(decode_image(Path(path), options))
-        except UnreadableImage as reason:
-            results.append(str(reason))
-    return results
-
-
-@contextlib.contextmanager
-def _progress(total: int, show: bool) -> Iterator:  # type: ignore[type-arg]
-    if not (show and total and sys.stderr.isatty()):
-        yield lambda count: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    with Progress("Decoding images", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True) as bar:
-        task = bar.add_task("decode", total=total)
-        yield lambda count: bar.advance(task, count)
+def _decode_or_reason(path: str, options: DecodeOptions) -> np.ndarray | str:
+    try:
+        return decode_image(Path(path), options)
+    except UnreadableImage as reason:
+        return str(reason)
