@@ -34,6 +34,13 @@ def _summary(args: argparse.Namespace) -> None:
     model.summary()
 
 
+def _data_check(args: argparse.Namespace) -> None:
+    from hubel.data.health import check
+
+    report = check(args.root, near_threshold=args.near_threshold, progress=not args.json)
+    print(report.to_json() if args.json else report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from hubel import __version__
 
@@ -52,6 +59,25 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("model", metavar="MODEL", help="a .yaml/.json model spec or a .hubel model file")
     summary.add_argument("--input-shape", type=_shape, help="override the spec's input shape, e.g. 32,32,3")
     summary.set_defaults(run=_summary)
+
+    data = commands.add_parser("data", help="look at a folder of images before training on it")
+    data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    data_check = data_commands.add_parser(
+        "check",
+        help="counts, sizes, colour modes, unreadable files, duplicates and leakage, class balance",
+        description="Report what a folder of images (ROOT/<class>/* or ROOT/{train,val,test}/<class>/*) holds "
+        "and what needs attention: duplicates shared between splits (leakage) come first.",
+        epilog="example: hubel data check photos/ --json > health.json",
+    )
+    data_check.add_argument("root", metavar="ROOT", help="the dataset folder")
+    data_check.add_argument("--json", action="store_true", help="print JSON for machines instead of text")
+    data_check.add_argument(
+        "--near-threshold",
+        type=int,
+        default=5,
+        help="bits (of 64) two images' hashes may differ and count as near duplicates",
+    )
+    data_check.set_defaults(run=_data_check)
     return parser
 
 

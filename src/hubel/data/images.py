@@ -3,8 +3,7 @@
 Pillow reads any format it knows; EXIF orientation is applied; every mode (L, LA, P with
 transparency, RGBA, CMYK, I;16, 1-bit, ...) becomes RGB (or L for color_mode="grayscale"),
 transparent pixels composited over white. JPEGs are decoded in draft mode at the smallest
-scale still larger than the target. This module imports no torch, so decoding processes
-start fast.
+scale still larger than the target.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["DecodeOptions", "UnreadableImage", "decode_image", "image_extensions"]
+__all__ = ["DecodeOptions", "FileFacts", "UnreadableImage", "decode_image", "file_facts", "image_extensions"]
 
 _INTERPOLATIONS = {
     "bilinear": Image.Resampling.BILINEAR,
@@ -133,3 +132,31 @@ def _fit(image: Image.Image, options: DecodeOptions) -> Image.Image:
         canvas.paste(image, ((padded_width - source_width) // 2, (padded_height - source_height) // 2))
         return canvas
     return image
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What a file's header says, and a hash of its bytes (for exact duplicates)."""
+
+    width: int
+    height: int
+    mode: str
+    format: str
+    sha256: str
+
+
+def file_facts(path: str) -> FileFacts | str:
+    """Header facts of an image file without decoding its pixels, or why it cannot be read."""
+    from hubel.data.fetch import file_digest
+
+    try:
+        digest = file_digest(Path(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                return FileFacts(width, height, image.mode, image.format or "?", digest)
+    except UnidentifiedImageError:
+        return "not an image Pillow can read"
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
+        return f"damaged: {error}"
