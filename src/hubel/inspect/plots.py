@@ -1,0 +1,97 @@
+"""Pictures of data and training, headless (Agg): each call returns a matplotlib Figure and
+saves a PNG when given a path."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from hubel.errors import ConfigError, DataError
+
+__all__ = ["save_figure", "show_images"]
+
+
+def save_figure(figure: Figure, path: str | Path | None) -> Figure:
+    """Save `figure` as a PNG at `path` (folders created) when a path is given; return it."""
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=100, bbox_inches="tight")
+    return figure
+
+
+def _labels_as_indices(labels: Any) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] > 1:  # one-hot
+        return labels.argmax(axis=1)
+    return labels.reshape(len(labels)).astype(np.int64) if labels.ndim else labels
+
+
+def _first_examples(data: Any, n: int) -> tuple[np.ndarray, np.ndarray | None, Sequence[str] | None]:
+    """(images, labels, class names) from arrays or from a dataset of (x, y) batches."""
+    class_names = getattr(data, "class_names", None)
+    if hasattr(data, "__iter__") and not isinstance(data, np.ndarray) and class_names is not None:
+        images, labels = [], []
+        for x, y in data:
+            images.append(np.asarray(x))
+            labels.append(np.asarray(y))
+            if sum(len(part) for part in images) >= n:
+                break
+        return np.concatenate(images)[:n], np.concatenate(labels)[:n], class_names
+    return np.asarray(data)[:n], None, None
+
+
+def show_images(
+    images: Any,
+    labels: Any = None,
+    class_names: Sequence[str] | None = None,
+    n: int = 10,
+    columns: int = 5,
+    path: str | Path | None = None,
+    title: str | None = None,
+) -> Figure:
+    """A labelled grid of the first `n` images (the tutorials' display of a dataset).
+
+    images: (N, H, W) or (N, H, W, C) arrays, uint8 or floats in [0, 1], or a dataset that
+    yields (x, y) batches (an image folder), whose class names are used.
+    """
+    x, batch_labels, folder_classes = _first_examples(images, n)
+    labels = batch_labels if labels is None else labels
+    class_names = class_names or folder_classes
+    if x.ndim not in (3, 4) or len(x) == 0:
+        raise DataError(f"show_images: expected images shaped (N, H, W) or (N, H, W, C). Received: shape {x.shape}")
+    if x.ndim == 4 and x.shape[-1] not in (1, 3, 4):
+        raise DataError(f"show_images: expected 1, 3 or 4 channels last. Received: shape {x.shape}")
+    indices = None if labels is None else _labels_as_indices(labels)[: len(x)]
+    if indices is not None and len(indices) < len(x):
+        raise ConfigError(f"show_images: {len(x)} images but only {len(indices)} labels.")
+    if x.dtype != np.uint8:  # floats: [0, 1], or [0, 255] when larger values show up
+        x = np.clip(x / 255.0 if x.max() > 1.0 else x, 0.0, 1.0)
+    columns = max(1, min(columns, len(x)))
+    rows = math.ceil(len(x) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.4 * rows), squeeze=False)
+    for position, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if position >= len(x):
+            continue
+        image = x[position]
+        if image.ndim == 3 and image.shape[-1] == 1:
+            image = image[..., 0]
+        axis.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255 if image.dtype == np.uint8 else 1)
+        if indices is not None:
+            index = int(indices[position])
+            name = class_names[index] if class_names is not None and 0 <= index < len(class_names) else str(index)
+            axis.set_title(name, fontsize=10)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return save_figure(figure, path)
