@@ -82,9 +82,8 @@ class ImageCache:
                 known = entries.get(relative)
                 if known is None or (known["size"], known["mtime_ns"]) != stats[relative]:
                     stale.append(relative)
-            decoded = self._decode(stale, workers, progress)
             if stale:
-                total_rows = self._store(stale, decoded, entries, stats, total_rows)
+                total_rows = self._update(stale, entries, stats, total_rows, workers, progress)
             rows = np.full(len(files), -1, dtype=np.int64)
             for position, relative in enumerate(files):
                 entry = entries.get(relative)
@@ -128,37 +127,40 @@ class ImageCache:
         except (OSError, ValueError, KeyError, TypeError):
             return {}, 0  # no cache yet, or one that cannot be trusted: start again
 
-    def _decode(self, relatives: list[str], workers: int | None, progress: bool) -> list[np.ndarray | str]:
-        paths = [str(self.root / relative) for relative in relatives]
-        return parallel_map(
-            _decode_or_reason, paths, workers=workers, label="Decoding images", progress=progress, options=self.options
-        )
-
-    def _store(
+    def _update(
         self,
         stale: list[str],
-        decoded: list[np.ndarray | str],
         entries: dict[str, dict],
         stats: dict[str, tuple[int, int]],
         rows: int,
+        workers: int | None,
+        progress: bool,
     ) -> int:
-        """Write new pixels (reusing a changed file's row), sync, then replace the index."""
-        mode = "r+b" if self.pixels_path.exists() else "w+b"
-        with open(self.pixels_path, mode) as file:
-            file.truncate(rows * self.row_bytes)  # drop bytes a crash may have left past the index
-            for relative, result in zip(stale, decoded):
-                size, mtime_ns = stats[relative]
-                if isinstance(result, str):
-                    entries[relative] = {"row": None, "size": size, "mtime_ns": mtime_ns, "error": result}
-                    continue
-                row = entries.get(relative, {}).get("row")
-                if row is None:
-                    row, rows = rows, rows + 1
-                file.seek(row * self.row_bytes)
-                file.write(result.tobytes())
-                entries[relative] = {"row": row, "size": size, "mtime_ns": mtime_ns, "error": None}
-            file.flush()
+        """Decode `stale` files straight into their rows (a changed file keeps its row, a new one
+        gets a new row), sync the pixels, then replace the index atomically. Returns the row count."""
+        targets = []
+        for relative in stale:
+            row = entries.get(relative, {}).get("row")
+            if row is None:
+                row, rows = rows, rows + 1
+            targets.append((str(self.root / relative), row))
+        with open(self.pixels_path, "r+b" if self.pixels_path.exists() else "w+b") as file:
+            file.truncate(rows * self.row_bytes)  # room for new rows; drops bytes a crash left past the index
+        reasons = parallel_map(
+            _decode_into_row,
+            targets,
+            workers=workers,
+            label="Decoding images",
+            progress=progress,
+            options=self.options,
+            pixels_path=str(self.pixels_path),
+            row_bytes=self.row_bytes,
+        )
+        with open(self.pixels_path, "r+b") as file:
             os.fsync(file.fileno())
+        for relative, (_, row), reason in zip(stale, targets, reasons):
+            size, mtime_ns = stats[relative]
+            entries[relative] = {"row": None if reason else row, "size": size, "mtime_ns": mtime_ns, "error": reason}
         document = {"format": _INDEX_FORMAT, "options": self.options.key(), "rows": rows, "entries": entries}
         handle, temporary = tempfile.mkstemp(suffix=".json", dir=self.directory)
         with os.fdopen(handle, "w") as index:
@@ -169,8 +171,15 @@ class ImageCache:
         return rows
 
 
-def _decode_or_reason(path: str, options: DecodeOptions) -> np.ndarray | str:
+def _decode_into_row(target: tuple[str, int], options: DecodeOptions, pixels_path: str, row_bytes: int) -> str | None:
+    """Decode one file and write its pixels at its row (workers write directly: no pixels travel
+    between processes). Returns None, or why the file was skipped."""
+    path, row = target
     try:
-        return decode_image(Path(path), options)
+        pixels = decode_image(Path(path), options)
     except UnreadableImage as reason:
         return str(reason)
+    with open(pixels_path, "r+b") as file:
+        file.seek(row * row_bytes)
+        file.write(pixels.tobytes())
+    return None

@@ -1,7 +1,7 @@
 """Map a function over many files in worker processes, with a progress bar on terminals.
 
 Small jobs run in this process (starting processes would cost more than it saves). On Linux
-workers are forked, so they start at once; the functions mapped must not use torch.
+workers are forked, so they start at once; each runs torch (if it uses it) on one thread.
 """
 
 from __future__ import annotations
@@ -45,11 +45,17 @@ def parallel_map(
                 advance(len(part))
             return results
         context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_one_thread) as pool:
             for part, done in zip(chunks, pool.map(run_chunk, chunks)):
                 results += done
                 advance(len(part))
     return results
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _run_chunk(function: Callable[..., R], options: dict[str, Any], items: list[T]) -> list[R]:
