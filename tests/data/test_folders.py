@@ -253,3 +253,11 @@ def test_folder_errors_say_what_to_do(tmp_path):
         image_folder(tmp_path / "two", validation_split=1.0, subset="both", verbose=False)
     with pytest.raises(ConfigError, match="expected `subset` to be one of"):
         image_folder(tmp_path / "two", subset="train", verbose=False)
+
+
+def test_an_unwritable_cache_folder_says_how_to_fix_it(tmp_path, monkeypatch):
+    make_classes(tmp_path / "data", {"a": 1})
+    (tmp_path / "blocked").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("HUBEL_CACHE_DIR", str(tmp_path / "blocked"))
+    with pytest.raises(DataError, match=r"cannot write the image cache in .*Set HUBEL_CACHE_DIR to a writable folder"):
+        image_folder(tmp_path / "data", verbose=False)

@@ -25,6 +25,7 @@ import numpy as np
 from hubel.data.images import DecodeOptions, UnreadableImage, decode_image
 from hubel.data.parallel import parallel_map
 from hubel.data.paths import cache_dir
+from hubel.errors import DataError
 
 __all__ = ["CacheResult", "ImageCache"]
 
@@ -63,7 +64,14 @@ class ImageCache:
     def load(self, files: Sequence[str], workers: int | None = None, progress: bool = False) -> CacheResult:
         """Pixels for `files` (paths relative to root), decoding only what is new or changed."""
         start = time.perf_counter()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            (self.directory / "lock").touch()
+        except OSError as error:
+            raise DataError(
+                f"cannot write the image cache in {self.directory} ({error.strerror or error}). "
+                f"Set HUBEL_CACHE_DIR to a writable folder."
+            ) from None
         with self._locked():
             entries, total_rows = self._read_index()
             stale: list[str] = []
