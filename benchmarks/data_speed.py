@@ -114,7 +114,8 @@ def main() -> None:
             rows.append((name, "raw Pillow decode (open + load, 1 process)", raw, 1.0))
             for workers, draft in ((1, False), (1, True), (2, False), (2, True)):
                 speed = first_pass(root, files, workers, draft)
-                label = f"first pass -> 160x160, {workers} process{'es' if workers > 1 else ''}, draft {'on' if draft else 'off'}"
+                processes = "1 process" if workers == 1 else f"{workers} processes"
+                label = f"first pass -> 160x160, {processes}, draft {'on' if draft else 'off'}"
                 rows.append((name, label, speed, speed / raw))
             cached_epoch(root)  # fills the cache
             speed = cached_epoch(root)
