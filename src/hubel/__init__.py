@@ -10,10 +10,12 @@ Example:
 
 __version__ = "0.1.0"
 
-from hubel import data, datasets, errors, layers
+from hubel import data, datasets, errors, layers, train
 from hubel.errors import ConfigError, DataError, HubelError, ModelFileError, ShapeError, UnknownNameError
 from hubel.layers.base import clear_session
 from hubel.models import Sequential, load_model
+from hubel.train import callbacks, optimizers
+from hubel.train.trainer import set_seed
 
 __all__ = [
     "ConfigError",
@@ -24,10 +26,14 @@ __all__ = [
     "ShapeError",
     "UnknownNameError",
     "__version__",
+    "callbacks",
     "clear_session",
     "data",
     "datasets",
     "errors",
     "layers",
     "load_model",
+    "optimizers",
+    "set_seed",
+    "train",
 ]

@@ -229,6 +229,10 @@ class ImageFolderDataset:
         """{class name: label}, as Keras's flow_from_directory exposes it."""
         return {name: index for index, name in enumerate(self.class_names)}
 
+    def set_epoch(self, epoch: int) -> None:
+        """Shuffle the next pass as epoch `epoch` (a resumed run replays the same order)."""
+        self.epoch = epoch
+
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         order = np.arange(len(self._rows))
         if self.shuffle:

@@ -90,9 +90,16 @@ def softsign(x: Tensor) -> Tensor:
     return F.softsign(x)
 
 
+def _with_logits(probabilities: Tensor, logits: Tensor) -> Tensor:
+    """Keep the logits on a probability output, so a cross-entropy loss can use a stable
+    log-softmax/log-sigmoid instead of the log of a probability (Keras does the same)."""
+    probabilities._hubel_logits = logits  # type: ignore[attr-defined]
+    return probabilities
+
+
 @ACTIVATIONS.register("sigmoid")
 def sigmoid(x: Tensor) -> Tensor:
-    return torch.sigmoid(x)
+    return _with_logits(torch.sigmoid(x), x)
 
 
 @ACTIVATIONS.register("tanh")
@@ -107,7 +114,7 @@ def exponential(x: Tensor) -> Tensor:
 
 @ACTIVATIONS.register("softmax")
 def softmax(x: Tensor) -> Tensor:
-    return F.softmax(x, dim=_channel_axis(x))
+    return _with_logits(F.softmax(x, dim=_channel_axis(x)), x)
 
 
 @ACTIVATIONS.register("log_softmax")

@@ -76,6 +76,15 @@ class _RandomLayer(Layer):
         lower, upper = bounds
         return (lower + (upper - lower) * values).to(device=like.device, dtype=like.dtype)
 
+    def get_rng_state(self) -> Tensor | None:
+        """The state of this layer's own generator (None without a seed), for checkpoints."""
+        return None if self._generator is None else self._generator.get_state()
+
+    def set_rng_state(self, state: Tensor) -> None:
+        if self.seed is not None:
+            self._generator = torch.Generator().manual_seed(self.seed)
+            self._generator.set_state(state)
+
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return self.expect_rank(input_shape, 3, _LAYOUT)
 

@@ -9,7 +9,7 @@ also accepted when its shape says so unambiguously.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +185,59 @@ class Sequential(nn.Module):
         for line in render_summary(summarize(self)).splitlines():
             (print_fn or print)(line)
 
+    # ----- training (delegated to the engine in hubel.train) --------------------------------
+
+    def compile(
+        self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Sequence[Any] = (), device: str = "auto"
+    ) -> None:
+        """Choose optimizer, loss and metrics, as in Keras: compile(optimizer="adam",
+        loss="sparse_categorical_crossentropy", metrics=["accuracy"]). device="auto" picks CUDA,
+        then MPS, then the CPU."""
+        from hubel.train.trainer import Trainer
+
+        if loss is None:
+            raise ConfigError(
+                "compile needs a loss, e.g. loss='sparse_categorical_crossentropy'. See hubel.train.list_losses()."
+            )
+        self._require_input_shape()
+        self.__dict__["_trainer"] = Trainer(self, optimizer, loss, metrics, device)
+
+    @property
+    def trainer(self) -> Any:
+        """The training engine made by compile()."""
+        trainer = self.__dict__.get("_trainer")
+        if trainer is None:
+            raise ConfigError(
+                f"Sequential {self.name!r} is not compiled: call model.compile(optimizer=..., loss=...) first."
+            )
+        return trainer
+
+    @property
+    def optimizer(self) -> Any:
+        """The optimizer; `model.optimizer.learning_rate = 1e-4` changes the rate, also between fits."""
+        return self.trainer.optimizer
+
+    def fit(self, x: Any, y: Any = None, **options: Any) -> Any:
+        """Train, as Keras's fit: batch_size=32, epochs=1, verbose, callbacks, validation_split (the
+        last fraction) or validation_data, shuffle, class_weight (a dict or "balanced"),
+        initial_epoch; plus checkpoint_dir, checkpoint_every (steps), resume, resume_from.
+        Returns a History. Calling fit again continues training from the current weights."""
+        return self.trainer.fit(x, y, **options)
+
+    def evaluate(self, x: Any, y: Any = None, batch_size: int = 32, verbose: int | str = "auto") -> Any:
+        """The loss, or [loss, *metrics] when compiled with metrics."""
+        return self.trainer.evaluate(x, y, batch_size=batch_size, verbose=verbose)
+
+    def predict(self, x: Any, batch_size: int = 32) -> np.ndarray:
+        """Outputs for every example, as a NumPy array (works without compile)."""
+        from hubel.train.trainer import Trainer
+
+        trainer = self.__dict__.get("_trainer")
+        if trainer is None:
+            parameter = next(self.parameters(), None)
+            trainer = Trainer(self, loss="mse", device=str(parameter.device) if parameter is not None else "cpu")
+        return trainer.predict(x, batch_size=batch_size)
+
     def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
         """Write a .hubel model file (architecture + safetensors weights); see hubel.load_model."""
         from hubel.models.io import save_model
@@ -216,7 +269,11 @@ class Sequential(nn.Module):
         x = self._to_internal(x)
         for layer in self._modules.values():
             x = layer(x)
-        return internal_to_keras(x)
+        output = internal_to_keras(x)
+        logits = getattr(x, "_hubel_logits", None)
+        if logits is not None and output is not x:
+            output._hubel_logits = internal_to_keras(logits)  # type: ignore[attr-defined]
+        return output
 
     def _to_internal(self, x: Tensor | np.ndarray) -> Tensor:
         """Accept Keras-layout (or unambiguous torch-layout) data and return channels-first tensors."""

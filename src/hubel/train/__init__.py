@@ -1,0 +1,46 @@
+"""The training engine (any torch.nn.Module): losses, metrics, optimizers, callbacks, history,
+checkpoints and resume."""
+
+from hubel.train.callbacks import (
+    Callback,
+    CallbackError,
+    CSVLogger,
+    EarlyStopping,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+)
+from hubel.train.checkpoint import CheckpointError
+from hubel.train.history import History
+from hubel.train.losses import Loss, get_loss, list_losses
+from hubel.train.metrics import Metric, get_metric, list_metrics
+from hubel.train.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop, get_optimizer, list_optimizers
+from hubel.train.trainer import Trainer, resolve_device, set_seed
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdamW",
+    "CSVLogger",
+    "Callback",
+    "CallbackError",
+    "CheckpointError",
+    "EarlyStopping",
+    "History",
+    "LearningRateScheduler",
+    "Loss",
+    "Metric",
+    "ModelCheckpoint",
+    "Optimizer",
+    "RMSprop",
+    "ReduceLROnPlateau",
+    "Trainer",
+    "get_loss",
+    "get_metric",
+    "get_optimizer",
+    "list_losses",
+    "list_metrics",
+    "list_optimizers",
+    "resolve_device",
+    "set_seed",
+]

@@ -1,0 +1,267 @@
+"""Callbacks: code that runs around every phase of fit().
+
+A callback overrides the hooks it needs; the engine calls them with `logs` (a dict of the
+numbers so far). `callback.trainer` is set before training starts, so a callback can read or
+change `trainer.model`, `trainer.optimizer.learning_rate` or set `trainer.stop_training`.
+An exception in a hook is re-raised naming the callback and the hook.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hubel.errors import ConfigError, HubelError
+
+if TYPE_CHECKING:
+    from hubel.train.trainer import Trainer
+
+__all__ = [
+    "CSVLogger",
+    "Callback",
+    "CallbackError",
+    "CallbackList",
+    "EarlyStopping",
+    "LearningRateScheduler",
+    "ModelCheckpoint",
+    "ReduceLROnPlateau",
+]
+
+Logs = dict[str, float]
+
+
+class CallbackError(HubelError):
+    """A callback failed; the message names the callback and the hook."""
+
+
+class Callback:
+    """Base class: every hook is a no-op."""
+
+    trainer: Trainer
+
+    def on_train_begin(self, logs: Logs) -> None:
+        """Before the first epoch."""
+
+    def on_train_end(self, logs: Logs) -> None:
+        """After the last epoch (also after an early stop)."""
+
+    def on_epoch_begin(self, epoch: int, logs: Logs) -> None:
+        """Before each epoch (epochs count from 0)."""
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        """After each epoch, with the epoch's loss, metrics and validation numbers."""
+
+    def on_batch_begin(self, batch: int, logs: Logs) -> None:
+        """Before each training batch."""
+
+    def on_batch_end(self, batch: int, logs: Logs) -> None:
+        """After each training batch."""
+
+
+class CallbackList:
+    """Calls a hook on every callback; a failure names the callback and the hook."""
+
+    def __init__(self, callbacks: Sequence[Callback], trainer: Trainer) -> None:
+        for callback in callbacks:
+            if not isinstance(callback, Callback):
+                raise ConfigError(f"expected hubel Callback objects in `callbacks`. Received: {callback!r}")
+            callback.trainer = trainer
+        self.callbacks = list(callbacks)
+
+    def call(self, hook: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            try:
+                getattr(callback, hook)(*args)
+            except HubelError:
+                raise
+            except Exception as error:
+                raise CallbackError(f"callback {type(callback).__name__} failed in {hook}: {error!r}") from error
+
+
+def _monitor_mode(monitor: str, mode: str) -> Callable[[float, float], bool]:
+    """better(current, best) for the monitored quantity."""
+    if mode not in ("auto", "min", "max"):
+        raise ConfigError(f"expected `mode` to be one of 'auto', 'min', 'max'. Received: mode={mode!r}")
+    if mode == "auto":
+        mode = "max" if any(word in monitor for word in ("acc", "auc", "precision", "recall", "f1")) else "min"
+    return (lambda current, best: current > best) if mode == "max" else (lambda current, best: current < best)
+
+
+class _Monitor(Callback):
+    def __init__(self, monitor: str, mode: str, min_delta: float) -> None:
+        self.monitor = monitor
+        self.better = _monitor_mode(monitor, mode)
+        self.min_delta = abs(min_delta)
+        self.best = math.nan
+
+    def improved(self, logs: Logs) -> bool | None:
+        """True/False, or None when the monitored value is missing from the logs."""
+        current = logs.get(self.monitor)
+        if current is None or math.isnan(current):
+            return None
+        if math.isnan(self.best):
+            return True
+        delta = self.min_delta if self.better(1.0, 0.0) else -self.min_delta
+        return self.better(current - delta, self.best)
+
+    def missing(self, logs: Logs) -> str:
+        return f"{type(self).__name__} monitors {self.monitor!r}, which is not in the logs {sorted(logs)}"
+
+
+class EarlyStopping(_Monitor):
+    """Stop when `monitor` has not improved by min_delta for `patience` epochs.
+
+    restore_best_weights=True puts back the best epoch's weights when training ends — also
+    when it ends without the stop triggering (unlike Keras).
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        min_delta: float = 0.0,
+        patience: int = 0,
+        mode: str = "auto",
+        restore_best_weights: bool = False,
+        start_from_epoch: int = 0,
+    ) -> None:
+        super().__init__(monitor, mode, min_delta)
+        self.patience, self.restore_best_weights, self.start_from_epoch = (
+            patience,
+            restore_best_weights,
+            start_from_epoch,
+        )
+        self.wait, self.best_weights, self.best_epoch, self.stopped_epoch = 0, None, -1, -1
+
+    def on_train_begin(self, logs: Logs) -> None:
+        self.wait, self.best, self.best_weights, self.best_epoch, self.stopped_epoch = 0, math.nan, None, -1, -1
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        improved = self.improved(logs)
+        if improved is None:
+            raise ConfigError(self.missing(logs))
+        if epoch < self.start_from_epoch:
+            return
+        if improved:
+            self.best, self.best_epoch, self.wait = logs[self.monitor], epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = copy.deepcopy(self.trainer.model.state_dict())
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = epoch
+            self.trainer.stop_training = True
+
+    def on_train_end(self, logs: Logs) -> None:
+        if self.restore_best_weights and self.best_weights is not None:
+            self.trainer.model.load_state_dict(self.best_weights)
+
+
+class ModelCheckpoint(_Monitor):
+    """Save the model after every epoch, or only when `monitor` improves (save_best_only).
+
+    filepath may contain {epoch} and any log key: "best-{epoch:02d}-{val_accuracy:.3f}.hubel".
+    Models with a .save(path) method (Sequential) are saved as .hubel files; other torch
+    modules as their state_dict.
+    """
+
+    def __init__(
+        self, filepath: str | Path, monitor: str = "val_loss", save_best_only: bool = False, mode: str = "auto"
+    ) -> None:
+        super().__init__(monitor, mode, 0.0)
+        self.filepath, self.save_best_only = str(filepath), save_best_only
+        self.saved: list[Path] = []
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        if self.save_best_only:
+            improved = self.improved(logs)
+            if improved is None:
+                raise ConfigError(self.missing(logs))
+            if not improved:
+                return
+            self.best = logs[self.monitor]
+        path = Path(self.filepath.format(epoch=epoch + 1, **logs))
+        model = self.trainer.model
+        if hasattr(model, "save"):
+            model.save(path)
+        else:
+            import torch
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), path)
+        self.saved.append(path)
+
+
+class ReduceLROnPlateau(_Monitor):
+    """Multiply the learning rate by `factor` when `monitor` stalls for `patience` epochs."""
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        factor: float = 0.1,
+        patience: int = 10,
+        mode: str = "auto",
+        min_delta: float = 1e-4,
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+    ) -> None:
+        if not 0 < factor < 1:
+            raise ConfigError(f"ReduceLROnPlateau: expected 0 < factor < 1. Received: factor={factor!r}")
+        super().__init__(monitor, mode, min_delta)
+        self.factor, self.patience, self.cooldown, self.min_lr = factor, patience, cooldown, min_lr
+        self.wait = self.cooldown_left = 0
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        improved = self.improved(logs)
+        if improved is None:
+            raise ConfigError(self.missing(logs))
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.wait = 0
+        if improved:
+            self.best, self.wait = logs[self.monitor], 0
+            return
+        self.wait += 1
+        if self.wait > self.patience - 1 and self.cooldown_left == 0:
+            optimizer = self.trainer.optimizer
+            reduced = max(optimizer.learning_rate * self.factor, self.min_lr)
+            if reduced < optimizer.learning_rate:
+                optimizer.learning_rate = reduced
+            self.cooldown_left, self.wait = self.cooldown, 0
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at each epoch's start to schedule(epoch, current_rate) (Keras)."""
+
+    def __init__(self, schedule: Callable[[int, float], float]) -> None:
+        self.schedule = schedule
+
+    def on_epoch_begin(self, epoch: int, logs: Logs) -> None:
+        optimizer = self.trainer.optimizer
+        optimizer.learning_rate = float(self.schedule(epoch, optimizer.learning_rate))
+
+
+class CSVLogger(Callback):
+    """Append one row per epoch (epoch and every log) to a CSV file, flushed each epoch."""
+
+    def __init__(self, filename: str | Path, separator: str = ",", append: bool = False) -> None:
+        self.filename, self.separator, self.append = Path(filename), separator, append
+        self.keys: list[str] | None = None
+
+    def on_train_begin(self, logs: Logs) -> None:
+        if not self.append and self.filename.exists():
+            self.filename.unlink()
+        self.keys = None
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        new_file = not self.filename.exists() or self.filename.stat().st_size == 0
+        self.keys = self.keys or sorted(logs)
+        self.filename.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.filename, "a", newline="") as file:
+            writer = csv.writer(file, delimiter=self.separator)
+            if new_file:
+                writer.writerow(["epoch", *self.keys])
+            writer.writerow([epoch, *(logs.get(key, "") for key in self.keys)])

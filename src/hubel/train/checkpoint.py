@@ -1,0 +1,84 @@
+"""Training checkpoints: everything a run needs to continue as if never stopped — weights,
+optimizer, epoch and step, the epoch's running sums, history, every random state.
+
+Written atomically (temporary file in the same folder, fsync, rename): a kill at any instant
+leaves the previous checkpoint whole. Read with torch.load(weights_only=True), which rebuilds
+only tensors and plain containers, never arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hubel.errors import HubelError
+
+__all__ = ["CheckpointError", "load_checkpoint", "random_states", "restore_random_states", "save_checkpoint"]
+
+
+class CheckpointError(HubelError):
+    """A checkpoint file is missing or damaged."""
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(state, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint there. Pass the checkpoint file, or train without resume.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several kinds on damaged files
+        raise CheckpointError(
+            f"{path}: damaged checkpoint ({str(error).splitlines()[0]}). Delete it to start over."
+        ) from None
+
+
+def random_states(model: torch.nn.Module) -> dict[str, Any]:
+    """Every random state a run draws from: Python, NumPy, torch (CPU and CUDA) and the
+    modules that own a generator (augmentation layers with a seed)."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    modules = {
+        name: module.get_rng_state()
+        for name, module in model.named_modules()
+        if hasattr(module, "get_rng_state") and module.get_rng_state() is not None
+    }
+    return {
+        "python": random.getstate(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "modules": modules,
+    }
+
+
+def restore_random_states(model: torch.nn.Module, states: dict[str, Any]) -> None:
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    kind, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    modules = dict(model.named_modules())
+    for name, state in states["modules"].items():
+        if name in modules:
+            modules[name].set_rng_state(state)

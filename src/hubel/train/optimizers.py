@@ -1,0 +1,195 @@
+"""Optimizers by Keras name or as Keras-style objects, with Keras's defaults, on torch.optim.
+
+    model.compile(optimizer="adam")                       # lr 1e-3, epsilon 1e-7
+    model.compile(optimizer=hubel.optimizers.SGD(0.01, momentum=0.9, nesterov=True))
+    model.optimizer.learning_rate = 1e-4                   # readable and settable while training
+
+learning_rate may also be a schedule (a callable step -> rate, see schedules.py), applied
+before every step. Adam's epsilon is added after bias correction (torch's form); Keras adds it
+before, a difference that only shows when gradients are ~1e-7.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from hubel.errors import ConfigError
+from hubel.registry import Registry
+
+__all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "Optimizer", "RMSprop", "get_optimizer", "list_optimizers"]
+
+Schedule = Callable[[int], float]
+OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer", "hubel.train.list_optimizers()")
+
+
+class Optimizer:
+    """A Keras-style optimizer: holds its settings until built on a model's parameters."""
+
+    def __init__(self, learning_rate: float | Schedule = 0.001, **settings: Any) -> None:
+        if not callable(learning_rate) and (
+            not isinstance(learning_rate, (int, float)) or isinstance(learning_rate, bool) or learning_rate <= 0
+        ):
+            raise ConfigError(
+                f"{type(self).__name__}: expected `learning_rate` to be a positive number or a schedule. "
+                f"Received: learning_rate={learning_rate!r}"
+            )
+        self.schedule: Schedule | None = learning_rate if callable(learning_rate) else None
+        self._initial_rate = float(learning_rate(0) if callable(learning_rate) else learning_rate)
+        self.settings = settings
+        self.torch: torch.optim.Optimizer | None = None
+        self.iterations = 0
+
+    def make(self, parameters: Iterable[nn.Parameter], rate: float) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+    def build(self, parameters: Iterable[nn.Parameter]) -> Optimizer:
+        """Create the torch optimizer over `parameters` (once; later calls keep its state)."""
+        if self.torch is None:
+            trainable = [p for p in parameters if p.requires_grad]
+            if not trainable:
+                raise ConfigError("the model has no trainable parameters (are all its layers frozen?).")
+            self.torch = self.make(trainable, self._initial_rate)
+        return self
+
+    @property
+    def learning_rate(self) -> float:
+        if self.torch is None:
+            return self._initial_rate
+        return float(self.torch.param_groups[0]["lr"])
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        if not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"expected a positive learning rate. Received: {value!r}")
+        self.schedule = None  # an explicit rate replaces a schedule
+        self._initial_rate = float(value)
+        if self.torch is not None:
+            for group in self.torch.param_groups:
+                group["lr"] = float(value)
+
+    def step(self) -> None:
+        """Apply the schedule (if any) for this step, then update the parameters."""
+        assert self.torch is not None, "build() first"
+        if self.schedule is not None:
+            rate = float(self.schedule(self.iterations))
+            for group in self.torch.param_groups:
+                group["lr"] = rate
+        self.torch.step()
+        self.iterations += 1
+
+    def zero_grad(self) -> None:
+        assert self.torch is not None, "build() first"
+        self.torch.zero_grad(set_to_none=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        assert self.torch is not None, "build() first"
+        return {"torch": self.torch.state_dict(), "iterations": self.iterations}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        assert self.torch is not None, "build() first"
+        self.torch.load_state_dict(state["torch"])
+        self.iterations = int(state["iterations"])
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{key}={value!r}" for key, value in self.settings.items())
+        return f"{type(self).__name__}(learning_rate={self.learning_rate:g}{', ' + settings if settings else ''})"
+
+
+class _Wrapped(Optimizer):
+    """Adopts a torch optimizer the user built themselves."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        super().__init__(float(optimizer.param_groups[0]["lr"]))
+        self.torch = optimizer
+
+
+@OPTIMIZERS.register("sgd")
+class SGD(Optimizer):
+    """Keras SGD: learning_rate 0.01, momentum 0, nesterov False."""
+
+    def __init__(
+        self,
+        learning_rate: float | Schedule = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(learning_rate, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+
+    def make(self, parameters: Iterable[nn.Parameter], rate: float) -> torch.optim.Optimizer:
+        return torch.optim.SGD(parameters, lr=rate, **self.settings)
+
+
+@OPTIMIZERS.register("adam")
+class Adam(Optimizer):
+    """Keras Adam: learning_rate 1e-3, beta_1 0.9, beta_2 0.999, epsilon 1e-7."""
+
+    def __init__(
+        self,
+        learning_rate: float | Schedule = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        amsgrad: bool = False,
+    ) -> None:
+        super().__init__(learning_rate, betas=(beta_1, beta_2), eps=epsilon, amsgrad=amsgrad)
+
+    def make(self, parameters: Iterable[nn.Parameter], rate: float) -> torch.optim.Optimizer:
+        return torch.optim.Adam(parameters, lr=rate, **self.settings)
+
+
+@OPTIMIZERS.register("adamw")
+class AdamW(Optimizer):
+    """Keras AdamW: learning_rate 1e-3, weight_decay 0.004, epsilon 1e-7."""
+
+    def __init__(
+        self,
+        learning_rate: float | Schedule = 0.001,
+        weight_decay: float = 0.004,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        amsgrad: bool = False,
+    ) -> None:
+        super().__init__(learning_rate, betas=(beta_1, beta_2), eps=epsilon, weight_decay=weight_decay, amsgrad=amsgrad)
+
+    def make(self, parameters: Iterable[nn.Parameter], rate: float) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(parameters, lr=rate, **self.settings)
+
+
+@OPTIMIZERS.register("rmsprop")
+class RMSprop(Optimizer):
+    """Keras RMSprop: learning_rate 1e-3, rho 0.9, momentum 0, epsilon 1e-7, centered False."""
+
+    def __init__(
+        self,
+        learning_rate: float | Schedule = 0.001,
+        rho: float = 0.9,
+        momentum: float = 0.0,
+        epsilon: float = 1e-7,
+        centered: bool = False,
+    ) -> None:
+        super().__init__(learning_rate, alpha=rho, momentum=momentum, eps=epsilon, centered=centered)
+
+    def make(self, parameters: Iterable[nn.Parameter], rate: float) -> torch.optim.Optimizer:
+        return torch.optim.RMSprop(parameters, lr=rate, **self.settings)
+
+
+def get_optimizer(optimizer: str | Optimizer | torch.optim.Optimizer) -> Optimizer:
+    """An Optimizer from a Keras name, a hubel Optimizer, or a torch optimizer."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return _Wrapped(optimizer)
+    if isinstance(optimizer, str):
+        return OPTIMIZERS.get(optimizer.lower())()
+    raise ConfigError(f"expected `optimizer` to be a name such as 'adam' or an optimizer. Received: {optimizer!r}")
+
+
+def list_optimizers() -> list[str]:
+    """Every optimizer name compile() accepts."""
+    return OPTIMIZERS.names()

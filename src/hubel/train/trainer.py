@@ -1,0 +1,491 @@
+"""The training engine, over any torch.nn.Module: fit, evaluate, predict.
+
+Read top to bottom: data in (arrays become tensor slices of a shuffled index; any iterable of
+(x, y) batches works too), the step (forward, per-example loss, weighted mean, backward,
+optimizer step), running sums kept on the device, one progress line per epoch, callbacks
+around every phase, and checkpoints that let a killed run continue bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from hubel.errors import ConfigError, DataError
+from hubel.train.callbacks import Callback, CallbackList
+from hubel.train.checkpoint import load_checkpoint, random_states, restore_random_states, save_checkpoint
+from hubel.train.history import History
+from hubel.train.losses import Loss, get_loss
+from hubel.train.metrics import Metric, get_metric
+from hubel.train.optimizers import Optimizer, get_optimizer
+from hubel.train.progress import Progress, format_logs
+
+__all__ = ["Trainer", "resolve_device", "set_seed"]
+
+CHECKPOINT_NAME = "last.ckpt"
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch: a CPU run with the same seed repeats bit for bit."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto': CUDA, then Apple's MPS, then the CPU."""
+    if str(device) != "auto":
+        try:
+            return torch.device(device)
+        except RuntimeError as error:
+            raise ConfigError(
+                f"expected `device` to be 'auto', 'cpu', 'cuda' or 'mps'. Received: {device!r} ({error})"
+            ) from None
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+# ----- data in -----------------------------------------------------------------------------
+
+
+def _as_tensor(values: Any, name: str) -> Tensor:
+    if isinstance(values, Tensor):
+        return values
+    array = np.asarray(values)
+    if array.dtype == object:
+        raise DataError(f"{name} must be a numeric array; it holds Python objects (ragged sequences?). Pad them first.")
+    if array.dtype == np.float64:
+        array = array.astype(np.float32)  # Keras's default float, and half the memory traffic
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+class _Batches:
+    """One epoch at a time of (x, y) batches; `steps` is the number of batches per epoch."""
+
+    steps: int | None
+
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[tuple[Any, Any]]:
+        raise NotImplementedError
+
+
+class _ArrayBatches(_Batches):
+    """In-memory arrays, fed as slices of a shuffled index: no per-example Python."""
+
+    def __init__(self, x: Tensor, y: Tensor | None, batch_size: int, shuffle: bool, seed: int) -> None:
+        self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
+        self.steps = math.ceil(len(x) / batch_size)
+
+    def order(self, epoch: int) -> Tensor:
+        if not self.shuffle:
+            return torch.arange(len(self.x))
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return torch.randperm(len(self.x), generator=generator)
+
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[tuple[Tensor, Tensor | None]]:
+        order = self.order(epoch)
+        for step in range(skip, self.steps):
+            index = order[step * self.batch_size : (step + 1) * self.batch_size]
+            if not self.shuffle:
+                part = slice(step * self.batch_size, (step + 1) * self.batch_size)
+                yield self.x[part], None if self.y is None else self.y[part]
+            else:
+                yield self.x[index], None if self.y is None else self.y[index]
+
+
+class _IterableBatches(_Batches):
+    """Any iterable of (x, y) batches, such as an image-folder dataset. If it has
+    set_epoch(epoch), it is told the epoch first, so its shuffle can be reproduced on resume."""
+
+    def __init__(self, data: Iterable[Any]) -> None:
+        self.data = data
+        self.steps = len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
+
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[tuple[Any, Any]]:
+        if hasattr(self.data, "set_epoch"):
+            self.data.set_epoch(epoch)
+        for step, batch in enumerate(self.data):
+            if step < skip:
+                continue
+            if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+                yield batch[0], batch[1]
+            else:
+                yield batch, None
+
+
+def _batches(x: Any, y: Any, batch_size: int, shuffle: bool, seed: int) -> _Batches:
+    if isinstance(x, (np.ndarray, Tensor)) or (isinstance(x, (list, tuple)) and y is not None):
+        inputs = _as_tensor(x, "x")
+        targets = None if y is None else _as_tensor(y, "y")
+        if targets is not None and len(targets) != len(inputs):
+            raise DataError(f"x has {len(inputs)} examples but y has {len(targets)}. Give one label per example.")
+        if len(inputs) == 0:
+            raise DataError("x holds no examples.")
+        return _ArrayBatches(inputs, targets, batch_size, shuffle, seed)
+    if y is not None:
+        raise ConfigError("y is given, but x is not an array: a dataset yields (x, y) batches itself; drop y.")
+    if not hasattr(x, "__iter__"):
+        raise DataError(f"expected x to be an array or an iterable of (x, y) batches. Received: {type(x).__name__}")
+    return _IterableBatches(x)
+
+
+# ----- the engine ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Running:
+    """Sums over the epoch so far, kept on the device."""
+
+    loss: Tensor | None = None
+    seen: int = 0
+    step: int = 0
+
+
+class Trainer:
+    """Trains any torch module: Trainer(model, "adam", "sparse_categorical_crossentropy", ["accuracy"]).fit(x, y).
+
+    The model takes a batch as the data gives it (hubel's Sequential takes NHWC arrays) and
+    returns outputs the loss understands.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: str | Optimizer | torch.optim.Optimizer = "adam",
+        loss: str | Loss | Any = "sparse_categorical_crossentropy",
+        metrics: Sequence[str | Metric | Any] = (),
+        device: str | torch.device = "auto",
+    ) -> None:
+        self.model = model
+        self.device = resolve_device(device)
+        self.loss = get_loss(loss)
+        self.loss_name = loss.lower() if isinstance(loss, str) else getattr(self.loss, "name", "loss")
+        from_logits = bool(getattr(self.loss, "from_logits", False))
+        self.metrics = [get_metric(metric, self.loss_name, from_logits) for metric in metrics]
+        self.optimizer = get_optimizer(optimizer)
+        self.stop_training = False
+        self.stop_reason: str | None = None
+        self._placed = False
+        self._running = _Running()
+
+    # ----- placement ---------------------------------------------------------------------
+
+    def _place(self) -> None:
+        if self._placed:
+            return
+        self.model.to(self.device)  # weights keep their layout: NHWC data already runs convs channels-last
+        self.optimizer.build(self.model.parameters())
+        self._placed = True
+
+    def _to_device(self, values: Any) -> Any:
+        if values is None:
+            return None
+        if not isinstance(values, Tensor):
+            values = _as_tensor(values, "batch")
+        return values.to(self.device, non_blocking=True)
+
+    # ----- one step ------------------------------------------------------------------------
+
+    def _loss(self, output: Tensor, target: Tensor, weights: Tensor | None) -> Tensor:
+        per_example = self.loss(output, target)
+        if per_example.dim() == 0:
+            return per_example
+        if weights is not None:
+            return (per_example * weights).mean()  # Keras: weighted sum over the batch size
+        return per_example.mean()
+
+    def _train_step(self, x: Tensor, y: Tensor, weights: Tensor | None, running: _Running) -> Tensor:
+        output = self.model(x)
+        loss = self._loss(output, y, weights)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        count = len(y)
+        running.loss = loss.detach() * count if running.loss is None else running.loss + loss.detach() * count
+        running.seen += count
+        for metric in self.metrics:
+            metric.update(output, y)
+        return loss
+
+    # ----- fit ------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        x: Any,
+        y: Any = None,
+        *,
+        batch_size: int = 32,
+        epochs: int = 1,
+        verbose: int | str = "auto",
+        callbacks: Sequence[Callback] = (),
+        validation_split: float = 0.0,
+        validation_data: Any = None,
+        shuffle: bool = True,
+        class_weight: dict[int, float] | str | None = None,
+        initial_epoch: int = 0,
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_every: int | None = None,
+        resume: bool = False,
+        resume_from: str | Path | None = None,
+    ) -> History:
+        """Train for `epochs` epochs (counting from initial_epoch); see Sequential.fit for the arguments."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"expected `batch_size` to be a positive integer. Received: batch_size={batch_size!r}")
+        if not 0.0 <= validation_split < 1.0:
+            raise ConfigError(f"expected 0 <= validation_split < 1. Received: validation_split={validation_split!r}")
+        x, y, validation_data = self._split_validation(x, y, validation_split, validation_data)
+        self._place()
+        seed = int(torch.randint(0, 2**31 - 1, (1,)).item())  # drawn from torch's RNG: set_seed fixes it
+        history, start_epoch, skip, running = History(), initial_epoch, 0, _Running()
+        checkpoint = (
+            Path(resume_from) if resume_from else (Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None)
+        )
+        if (resume or resume_from) and checkpoint is not None and (checkpoint.exists() or resume_from):
+            state = load_checkpoint(checkpoint)
+            seed, start_epoch, skip, history, running = self._restore(state)
+        batches = _batches(x, y, batch_size, shuffle, seed)
+        weights_for = self._class_weights(class_weight, y, x)
+        progress = Progress(verbose)
+        callback_list = CallbackList(list(callbacks), self)
+        history.params = {"epochs": epochs, "steps": batches.steps, "batch_size": batch_size}
+        self.stop_training, self.stop_reason = False, None
+        self.model.train()
+        callback_list.call("on_train_begin", {})
+        epoch = start_epoch
+        try:
+            for epoch in range(start_epoch, epochs):
+                callback_list.call("on_epoch_begin", epoch, {})
+                logs = self._run_epoch(
+                    epoch,
+                    epochs,
+                    batches,
+                    skip,
+                    running,
+                    weights_for,
+                    progress,
+                    callback_list,
+                    checkpoint,
+                    checkpoint_every,
+                    seed,
+                    history,
+                )
+                skip, running = 0, _Running()
+                if logs is None:  # stopped inside the epoch (non-finite loss)
+                    break
+                if validation_data is not None:
+                    logs.update({f"val_{k}": v for k, v in self.evaluate_logs(validation_data, batch_size).items()})
+                logs["learning_rate"] = self.optimizer.learning_rate
+                progress.epoch_end(logs.pop("_steps"), logs.pop("_seconds"), logs)  # type: ignore[arg-type]
+                callback_list.call("on_epoch_end", epoch, logs)
+                history.append(epoch, logs)
+                if checkpoint is not None:
+                    self._save(checkpoint, seed, epoch + 1, 0, history, _Running())
+                if self.stop_training:
+                    break
+        except KeyboardInterrupt:
+            if checkpoint is not None:
+                self._save(checkpoint, seed, epoch, self._running.step, history, self._running)
+                progress.message(f"Interrupted: saved {checkpoint}; fit(..., resume=True) continues from there.")
+            else:
+                progress.message("Interrupted: returning the history so far.")
+            self.stop_reason = "interrupted"
+        self.model.eval()
+        callback_list.call("on_train_end", {})
+        if self.stop_reason and self.stop_reason != "interrupted":
+            progress.message(self.stop_reason)
+        return history
+
+    def _run_epoch(
+        self,
+        epoch,
+        epochs,
+        batches,
+        skip,
+        running,
+        weights_for,
+        progress,
+        callback_list,
+        checkpoint,
+        checkpoint_every,
+        seed,
+        history,
+    ) -> dict[str, float] | None:  # type: ignore[no-untyped-def]
+        if skip == 0:
+            for metric in self.metrics:
+                metric.reset()
+        self._running = running
+        progress.epoch_begin(epoch, epochs, batches.steps)
+        start = time.perf_counter()
+        step = skip
+        check_every = 1 if self.device.type == "cpu" else 20  # a host read costs nothing on the CPU
+        for x_batch, y_batch in batches.epoch(epoch, skip):
+            if y_batch is None:
+                raise DataError("training needs targets: pass y, or a dataset that yields (x, y) batches.")
+            callback_list.call("on_batch_begin", step, {})
+            x_batch, y_batch = self._to_device(x_batch), self._to_device(y_batch)
+            weights = weights_for(y_batch) if weights_for else None
+            loss = self._train_step(x_batch, y_batch, weights, running)
+            step += 1
+            running.step = step
+            if step % check_every == 0 and not torch.isfinite(loss):
+                where = f"epoch {epoch + 1}, step {step}"
+                saved = (
+                    f" The last good checkpoint is {checkpoint}."
+                    if checkpoint is not None and checkpoint.exists()
+                    else ""
+                )
+                self.stop_reason = (
+                    f"Stopped: the loss became {float(loss)} at {where}.{saved} Lower the learning rate, or check the "
+                    f"data for NaN and inf values."
+                )
+                self.stop_training = True
+                return None
+            callback_list.call("on_batch_end", step - 1, {})
+            if progress.live:
+                progress.batch_end(step, self._logs(running))
+            if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0:
+                self._save(checkpoint, seed, epoch, step, history, running)
+        logs = self._logs(running)
+        logs["_steps"], logs["_seconds"] = step, time.perf_counter() - start
+        return logs
+
+    def _logs(self, running: _Running) -> dict[str, float]:
+        logs = {"loss": float(running.loss) / running.seen if running.loss is not None else math.nan}
+        logs.update({metric.name: metric.result() for metric in self.metrics})
+        return logs
+
+    # ----- validation split and class weights ---------------------------------------------
+
+    @staticmethod
+    def _split_validation(x: Any, y: Any, fraction: float, validation_data: Any) -> tuple[Any, Any, Any]:
+        if not fraction:
+            return x, y, validation_data
+        if validation_data is not None:
+            raise ConfigError("give validation_split or validation_data, not both.")
+        if not isinstance(x, (np.ndarray, Tensor)):
+            raise ConfigError("validation_split needs array inputs; for a dataset, pass validation_data.")
+        cut = int(len(x) * (1.0 - fraction))
+        if cut == 0 or cut == len(x):
+            raise DataError(f"validation_split={fraction} of {len(x)} examples leaves an empty split.")
+        return (
+            x[:cut],
+            None if y is None else y[:cut],
+            (x[cut:], None if y is None else y[cut:]),
+        )  # the last part, as Keras
+
+    def _class_weights(self, class_weight: Any, y: Any, x: Any):  # type: ignore[no-untyped-def]
+        if class_weight is None:
+            return None
+        if class_weight == "balanced":
+            labels = np.asarray(y if y is not None else getattr(x, "labels", None))
+            if labels.dtype == object or labels.ndim == 0:
+                raise ConfigError("class_weight='balanced' needs the labels: array targets or a dataset with .labels.")
+            labels = labels.argmax(axis=-1) if labels.ndim == 2 and labels.shape[1] > 1 else labels.reshape(-1)
+            counts = np.bincount(labels.astype(np.int64))
+            present = counts > 0
+            class_weight = {i: len(labels) / (present.sum() * c) for i, c in enumerate(counts) if c}
+        if not isinstance(class_weight, dict):
+            raise ConfigError(
+                f"expected class_weight to be a dict {{class: weight}} or 'balanced'. Received: {class_weight!r}"
+            )
+        size = max(int(k) for k in class_weight) + 1
+        table = torch.ones(size, device=self.device)
+        for label, weight in class_weight.items():
+            table[int(label)] = float(weight)
+
+        def weights_for(target: Tensor) -> Tensor:
+            labels = target.argmax(dim=-1) if target.dim() == 2 and target.shape[1] > 1 else target.reshape(-1)
+            return table[labels.long().clamp(max=size - 1)]
+
+        return weights_for
+
+    # ----- evaluate and predict --------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate_logs(self, data: Any, batch_size: int = 32) -> dict[str, float]:
+        """{'loss': ..., metric: ...} over data (an (x, y) pair or an iterable of batches)."""
+        x, y = data if isinstance(data, (tuple, list)) and len(data) == 2 else (data, None)
+        self._place()
+        was_training = self.model.training
+        self.model.eval()
+        running = _Running()
+        for metric in self.metrics:
+            metric.reset()
+        for x_batch, y_batch in _batches(x, y, batch_size, shuffle=False, seed=0).epoch(0):
+            if y_batch is None:
+                raise DataError("evaluate needs targets: pass y, or a dataset that yields (x, y) batches.")
+            x_batch, y_batch = self._to_device(x_batch), self._to_device(y_batch)
+            output = self.model(x_batch)
+            loss = self._loss(output, y_batch, None)
+            running.loss = loss * len(y_batch) if running.loss is None else running.loss + loss * len(y_batch)
+            running.seen += len(y_batch)
+            for metric in self.metrics:
+                metric.update(output, y_batch)
+        self.model.train(was_training)
+        return self._logs(running)
+
+    def evaluate(self, x: Any, y: Any = None, batch_size: int = 32, verbose: int | str = "auto") -> float | list[float]:
+        """The loss, or [loss, *metrics] when there are metrics (Keras's return values)."""
+        start = time.perf_counter()
+        logs = self.evaluate_logs((x, y) if y is not None else x, batch_size)
+        Progress(verbose).message(f"Evaluate - {time.perf_counter() - start:.0f}s - {format_logs(logs)}")
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    @torch.no_grad()
+    def predict(self, x: Any, batch_size: int = 32) -> np.ndarray:
+        """Model outputs for every example, as one NumPy array."""
+        self._place()
+        was_training = self.model.training
+        self.model.eval()
+        outputs = [
+            self.model(self._to_device(x_batch)).float().cpu()
+            for x_batch, _ in _batches(x, None, batch_size, False, 0).epoch(0)
+        ]
+        self.model.train(was_training)
+        if not outputs:
+            raise DataError("predict got no examples.")
+        return torch.cat(outputs).numpy()
+
+    # ----- checkpoints -------------------------------------------------------------------------
+
+    def _save(self, path: Path, seed: int, epoch: int, step: int, history: History, running: _Running) -> None:
+        save_checkpoint(
+            path,
+            {
+                "format": "hubel.checkpoint.v1",
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "seed": seed,
+                "epoch": epoch,
+                "step": step,
+                "history": history.to_dict(),
+                "running": {
+                    "loss": running.loss,
+                    "seen": running.seen,
+                    "metrics": [(metric.total, metric.count) for metric in self.metrics],
+                },
+                "random": random_states(self.model),
+            },
+        )
+
+    def _restore(self, state: dict[str, Any]) -> tuple[int, int, int, History, _Running]:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        restore_random_states(self.model, state["random"])
+        saved = state["running"]
+        running = _Running(saved["loss"], int(saved["seen"]), int(state["step"]))
+        for metric, (total, count) in zip(self.metrics, saved["metrics"]):
+            metric.total, metric.count = total, int(count)
+        return int(state["seed"]), int(state["epoch"]), int(state["step"]), History.from_dict(state["history"]), running
