@@ -346,8 +346,8 @@ class Trainer:
                     else ""
                 )
                 self.stop_reason = (
-                    f"Stopped: the loss became {float(loss)} at {where}.{saved} Lower the learning rate, or check the "
-                    f"data for NaN and inf values."
+                    f"Stopped: the loss became {float(loss.detach())} at {where}.{saved} Lower the learning rate, "
+                    f"or check the data for NaN and inf values."
                 )
                 self.stop_training = True
                 return None
