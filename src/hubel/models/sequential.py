@@ -224,6 +224,13 @@ class Sequential(nn.Module):
         Returns a History. Calling fit again continues training from the current weights."""
         return self.trainer.fit(x, y, **options)
 
+    def lr_find(self, x: Any, y: Any = None, **options: Any) -> Any:
+        """The learning-rate range test: returns a LearningRateCurve (rates, losses, suggestion);
+        the model and optimizer are left as they were. See hubel.train.lr_find."""
+        from hubel.train.lr_find import find_learning_rate
+
+        return find_learning_rate(self.trainer, x, y, **options)
+
     def evaluate(self, x: Any, y: Any = None, batch_size: int = 32, verbose: int | str = "auto") -> Any:
         """The loss, or [loss, *metrics] when compiled with metrics."""
         return self.trainer.evaluate(x, y, batch_size=batch_size, verbose=verbose)

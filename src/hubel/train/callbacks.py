@@ -151,7 +151,7 @@ class EarlyStopping(_Monitor):
                 self.best_weights = copy.deepcopy(self.trainer.model.state_dict())
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= self.patience and epoch > 0:  # Keras: patience epochs without improvement
             self.stopped_epoch = epoch
             self.trainer.stop_training = True
 
@@ -223,14 +223,14 @@ class ReduceLROnPlateau(_Monitor):
             self.wait = 0
         if improved:
             self.best, self.wait = logs[self.monitor], 0
-            return
-        self.wait += 1
-        if self.wait > self.patience - 1 and self.cooldown_left == 0:
-            optimizer = self.trainer.optimizer
-            reduced = max(optimizer.learning_rate * self.factor, self.min_lr)
-            if reduced < optimizer.learning_rate:
-                optimizer.learning_rate = reduced
-            self.cooldown_left, self.wait = self.cooldown, 0
+        elif self.cooldown_left == 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                optimizer = self.trainer.optimizer
+                reduced = max(optimizer.learning_rate * self.factor, self.min_lr)
+                if reduced < optimizer.learning_rate:
+                    optimizer.learning_rate = reduced
+                self.cooldown_left, self.wait = self.cooldown, 0
 
 
 class LearningRateScheduler(Callback):

@@ -1,0 +1,127 @@
+import csv
+import itertools
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+import hubel
+from hubel import layers as L
+from hubel.errors import ConfigError
+from hubel.train import CSVLogger, EarlyStopping, LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau
+from hubel.train.schedules import CosineDecay, ExponentialDecay, OneCycle, StepDecay
+
+
+def fake_trainer(rate=0.1):
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    return SimpleNamespace(model=model, stop_training=False, optimizer=SimpleNamespace(learning_rate=rate))
+
+
+def drive(callback, values, key="val_loss", trainer=None):
+    """Feed a sequence of epoch results to a callback; the model's weight records the epoch."""
+    trainer = trainer or fake_trainer()
+    callback.trainer = trainer
+    callback.on_train_begin({})
+    stopped_at = None
+    for epoch, value in enumerate(values):
+        with torch.no_grad():
+            trainer.model.weight.fill_(epoch)
+        callback.on_epoch_end(epoch, {key: value})
+        if trainer.stop_training:
+            stopped_at = epoch
+            break
+    callback.on_train_end({})
+    return trainer, stopped_at
+
+
+def test_early_stopping_patience_and_min_delta():
+    _, stopped = drive(EarlyStopping(patience=2), [1.0, 0.9, 0.95, 0.91, 0.92, 0.5])
+    assert stopped == 3  # Keras: stop after `patience` epochs in a row without beating 0.9
+    _, stopped = drive(EarlyStopping(patience=1, min_delta=0.1), [1.0, 0.95, 0.93])
+    assert stopped == 1  # 0.95 is not better by 0.1
+    _, stopped = drive(EarlyStopping(monitor="val_accuracy"), [0.5, 0.6, 0.7], key="val_accuracy")
+    assert stopped is None  # accuracy: higher is better, chosen automatically
+
+
+def test_early_stopping_restores_the_best_weights_even_without_stopping():
+    trainer, stopped = drive(EarlyStopping(patience=10, restore_best_weights=True), [1.0, 0.4, 0.6, 0.7])
+    assert stopped is None and trainer.model.weight.item() == 1.0  # epoch 1 was best
+    with pytest.raises(ConfigError, match="EarlyStopping monitors 'val_loss', which is not in the logs"):
+        drive(EarlyStopping(), [1.0], key="loss")
+
+
+def test_reduce_lr_on_plateau():
+    trainer, _ = drive(ReduceLROnPlateau(factor=0.5, patience=2, min_lr=0.02), [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    # plateau from epoch 1: halved after epochs 2, 4 and 6, never below min_lr
+    assert trainer.optimizer.learning_rate == pytest.approx(0.02)
+    trainer, _ = drive(ReduceLROnPlateau(factor=0.5, patience=2), [1.0, 0.9, 0.8, 0.7])
+    assert trainer.optimizer.learning_rate == 0.1
+
+
+def test_model_checkpoint_saves_only_improvements(tmp_path):
+    model = hubel.Sequential([L.Input((2,)), L.Dense(1)])
+    callback = ModelCheckpoint(tmp_path / "best-{epoch:02d}-{val_loss:.2f}.hubel", save_best_only=True)
+    callback.trainer = SimpleNamespace(model=model)
+    for epoch, value in enumerate([0.9, 0.8, 0.85, 0.7]):
+        callback.on_epoch_end(epoch, {"val_loss": value})
+    assert [path.name for path in callback.saved] == ["best-01-0.90.hubel", "best-02-0.80.hubel", "best-04-0.70.hubel"]
+    assert hubel.load_model(callback.saved[-1]).count_params() == 3
+
+
+def digits_model():
+    (x, y), _ = hubel.datasets.load("digits")
+    hubel.set_seed(0)
+    model = hubel.Sequential([L.Input((8, 8)), L.Rescaling(1 / 255), L.Flatten(), L.Dense(10, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model, x, y
+
+
+def test_learning_rate_scheduler_and_csv_logger_in_a_real_fit(tmp_path):
+    model, x, y = digits_model()
+    history = model.fit(
+        x,
+        y,
+        epochs=3,
+        verbose=0,
+        callbacks=[LearningRateScheduler(lambda epoch, rate: 0.1 / (epoch + 1)), CSVLogger(tmp_path / "log.csv")],
+    )
+    assert history.history["learning_rate"] == pytest.approx([0.1, 0.05, 0.1 / 3])
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [row["epoch"] for row in rows] == ["0", "1", "2"]
+    assert float(rows[2]["loss"]) == pytest.approx(history.history["loss"][2])
+
+
+def test_schedules_at_known_steps():
+    assert [StepDecay(1.0, 2, 0.5)(step) for step in range(5)] == [1.0, 1.0, 0.5, 0.5, 0.25]
+    assert ExponentialDecay(1.0, 10, 0.5, staircase=True)(19) == 0.5
+    assert ExponentialDecay(1.0, 10, 0.5)(20) == pytest.approx(0.25)
+    cosine = CosineDecay(1.0, decay_steps=100, alpha=0.1)
+    assert (cosine(0), cosine(50), cosine(100), cosine(1000)) == pytest.approx((1.0, 0.55, 0.1, 0.1))
+    cycle = OneCycle(1.0, total_steps=100, pct_start=0.3, div_factor=10, final_div_factor=10)
+    rates = [cycle(step) for step in range(101)]
+    assert rates[0] == pytest.approx(0.1) and max(rates) == pytest.approx(1.0) and rates[30] == pytest.approx(1.0)
+    assert rates[-1] == pytest.approx(0.01) and all(a <= b for a, b in itertools.pairwise(rates[:31]))
+
+
+def test_a_schedule_drives_the_rate_inside_fit():
+    model, x, y = digits_model()
+    model.compile(
+        optimizer=hubel.optimizers.SGD(StepDecay(0.1, step_size=46, factor=0.5)), loss="sparse_categorical_crossentropy"
+    )
+    history = model.fit(x, y, epochs=3, verbose=0)  # 46 steps per epoch: the rate halves at each epoch's start
+    assert history.history["learning_rate"] == pytest.approx([0.1, 0.05, 0.025])  # as used by each epoch's last step
+
+
+def test_lr_find_suggests_a_rate_and_leaves_everything_as_it_was():
+    model, x, y = digits_model()
+    before = [p.detach().clone() for p in model.parameters()]
+    random_state = torch.get_rng_state()
+    curve = model.lr_find(x, y, steps=60)
+    assert 5 <= len(curve.rates) <= 60 and curve.rates == sorted(curve.rates)
+    assert 1e-6 < curve.suggestion < 1.0 and all(math.isfinite(loss) for loss in curve.losses[:-1])
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert torch.equal(torch.get_rng_state(), random_state) and model.optimizer.learning_rate == 0.01
+    assert np.argmin(curve.losses) > len(curve.losses) // 3  # the loss fell before it rose
