@@ -26,8 +26,7 @@ system-packages:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; }
 
 demo: $(STAMP)
-	$(BIN)/hubel summary examples/fashion_cnn.yaml
-	$(BIN)/hubel summary examples/cifar_convnet.yaml
+	$(BIN)/python examples/mnist_tutorial.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
