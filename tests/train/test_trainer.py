@@ -143,8 +143,8 @@ def test_non_finite_loss_stops_naming_epoch_and_step(tmp_path, capsys):
     saved = (tmp_path / "last.ckpt").read_bytes()
     bad = x.astype(np.float32)
     bad[40:] = np.nan  # the second batch of the epoch
-    history = model.fit(bad, y, epochs=3, shuffle=False, verbose=2, checkpoint_dir=tmp_path)
-    out = capsys.readouterr().out
+    history = model.fit(bad, y, epochs=3, shuffle=False, verbose=0, checkpoint_dir=tmp_path)
+    out = capsys.readouterr().err  # shown even with verbose=0
     assert "Stopped: the loss became nan at epoch 1, step 2." in out
     assert f"The last good checkpoint is {tmp_path / 'last.ckpt'}" in out
     assert len(history) == 0 and model.trainer.stop_training
@@ -225,16 +225,32 @@ RESUME_SCRIPT = textwrap.dedent(
 )
 
 
-def test_a_run_killed_mid_epoch_resumes_bit_for_bit(tmp_path):
+def test_a_run_killed_or_interrupted_mid_epoch_resumes_bit_for_bit(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(RESUME_SCRIPT)
     env = {**os.environ, "PYTHONHASHSEED": "0"}
 
-    def run(name, pause, kill_at=None):
+    def run(name, pause, kill_at=None, how=signal.SIGKILL):
         output = str(tmp_path / f"{name}.npz")
         process = subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path / name), output, str(pause)], env=env, stderr=subprocess.PIPE
+            [sys.executable, str(script), str(tmp_path / name), output, str(pause)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
+        if kill_at is not None and how == signal.SIGINT:
+            checkpoint = tmp_path / name / "last.ckpt"
+            while not checkpoint.exists() or torch.load(checkpoint, weights_only=True)["epoch"] < kill_at[0]:
+                time.sleep(0.05)
+            time.sleep(0.3)
+            process.send_signal(signal.SIGINT)  # Ctrl-C
+            _, errors = process.communicate(timeout=120)
+            assert process.returncode == 0 and b"Interrupted: saved" in errors
+            partial = json.load(open(output + ".json"))  # fit returned the history so far
+            assert len(partial["loss"]) == kill_at[0]
+            state = torch.load(checkpoint, weights_only=True)
+            assert state["epoch"] == kill_at[0] and 0 < state["step"] < 46
+            return None
         if kill_at is not None:
             checkpoint = tmp_path / name / "last.ckpt"
             deadline = time.time() + 120
@@ -258,6 +274,11 @@ def test_a_run_killed_mid_epoch_resumes_bit_for_bit(tmp_path):
     reference_weights, reference_history = run("uninterrupted", 0.0)
     run("killed", 0.01, kill_at=(1, 20))
     resumed_weights, resumed_history = run("killed", 0.0)
+    assert resumed_history == reference_history
+    for key in reference_weights.files:
+        assert np.array_equal(reference_weights[key], resumed_weights[key]), key
+    run("interrupted", 0.01, kill_at=(2, 0), how=signal.SIGINT)
+    resumed_weights, resumed_history = run("interrupted", 0.0)
     assert resumed_history == reference_history
     for key in reference_weights.files:
         assert np.array_equal(reference_weights[key], resumed_weights[key]), key

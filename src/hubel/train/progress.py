@@ -54,17 +54,24 @@ class Progress:
             self._bar.update(self._task, completed=step, logs=format_logs(logs) if logs else "")
 
     def epoch_end(self, steps: int, seconds: float, logs: dict[str, float]) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
+        self._stop_bar()
         if self.verbose:
             per_step = _duration(seconds / max(steps, 1)).replace("s", "s/step")
             line = f"{self.title} - {steps}/{steps} - {_duration(seconds)} {per_step} - {format_logs(logs)}"
             print(line, file=self.stream, flush=True)
 
     def message(self, text: str) -> None:
+        """A line of information (shown unless verbose=0)."""
+        self._stop_bar()
+        if self.verbose:
+            print(text, file=self.stream, flush=True)
+
+    def warn(self, text: str) -> None:
+        """Why training stopped early: always shown, on stderr."""
+        self._stop_bar()
+        print(text, file=sys.stderr, flush=True)
+
+    def _stop_bar(self) -> None:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
-        if self.verbose:
-            print(text, file=self.stream, flush=True)

@@ -296,14 +296,14 @@ class Trainer:
         except KeyboardInterrupt:
             if checkpoint is not None:
                 self._save(checkpoint, seed, epoch, self._running.step, history, self._running)
-                progress.message(f"Interrupted: saved {checkpoint}; fit(..., resume=True) continues from there.")
+                progress.warn(f"Interrupted: saved {checkpoint}; fit(..., resume=True) continues from there.")
             else:
-                progress.message("Interrupted: returning the history so far.")
+                progress.warn("Interrupted: returning the history so far.")
             self.stop_reason = "interrupted"
         self.model.eval()
         callback_list.call("on_train_end", {})
         if self.stop_reason and self.stop_reason != "interrupted":
-            progress.message(self.stop_reason)
+            progress.warn(self.stop_reason)
         return history
 
     def _run_epoch(
