@@ -282,3 +282,38 @@ def test_a_run_killed_or_interrupted_mid_epoch_resumes_bit_for_bit(tmp_path):
     assert resumed_history == reference_history
     for key in reference_weights.files:
         assert np.array_equal(reference_weights[key], resumed_weights[key]), key
+
+
+def test_mixed_precision_is_opt_in_and_fp16_needs_cuda():
+    x, y, x_test, _ = digits()
+    model = small_model()
+    model.compile(
+        optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"], mixed_precision="bf16"
+    )
+    history = model.fit(x, y, epochs=2, verbose=0)
+    assert history.history["loss"][1] < history.history["loss"][0]
+    assert model.predict(x_test[:4]).dtype == np.float32
+    if not torch.cuda.is_available():
+        with pytest.raises(hubel.ConfigError, match="mixed_precision='fp16' needs a CUDA GPU"):
+            model.compile(optimizer="adam", loss="mse", mixed_precision="fp16")
+    with pytest.raises(hubel.ConfigError, match="expected mixed_precision None, 'bf16' or 'fp16'"):
+        model.compile(optimizer="adam", loss="mse", mixed_precision="half")
+
+
+def test_integer_sequences_train_an_embedding_model():
+    rng = np.random.default_rng(0)
+    sequences = rng.integers(1, 50, size=(600, 20))
+    labels = (sequences == 7).any(axis=1).astype(np.float32)  # "does the review mention word 7?"
+    hubel.set_seed(0)
+    model = hubel.Sequential(
+        [
+            L.Embedding(50, 8, input_length=20),
+            L.Conv1D(16, 3, activation="relu"),
+            L.GlobalMaxPooling1D(),
+            L.Dense(1, activation="sigmoid"),
+        ]
+    )
+    model.compile(optimizer=hubel.optimizers.Adam(0.01), loss="binary_crossentropy", metrics=["accuracy"])
+    history = model.fit(sequences, labels, epochs=8, batch_size=32, verbose=0)
+    assert history.history["accuracy"][-1] > 0.95
+    assert model.predict(sequences[:3]).shape == (3, 1)

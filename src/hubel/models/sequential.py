@@ -188,11 +188,16 @@ class Sequential(nn.Module):
     # ----- training (delegated to the engine in hubel.train) --------------------------------
 
     def compile(
-        self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Sequence[Any] = (), device: str = "auto"
+        self,
+        optimizer: Any = "rmsprop",
+        loss: Any = None,
+        metrics: Sequence[Any] = (),
+        device: str = "auto",
+        mixed_precision: str | None = None,
     ) -> None:
         """Choose optimizer, loss and metrics, as in Keras: compile(optimizer="adam",
         loss="sparse_categorical_crossentropy", metrics=["accuracy"]). device="auto" picks CUDA,
-        then MPS, then the CPU."""
+        then MPS, then the CPU; mixed_precision="bf16", or "fp16" on CUDA, is opt-in."""
         from hubel.train.trainer import Trainer
 
         if loss is None:
@@ -200,7 +205,7 @@ class Sequential(nn.Module):
                 "compile needs a loss, e.g. loss='sparse_categorical_crossentropy'. See hubel.train.list_losses()."
             )
         self._require_input_shape()
-        self.__dict__["_trainer"] = Trainer(self, optimizer, loss, metrics, device)
+        self.__dict__["_trainer"] = Trainer(self, optimizer, loss, metrics, device, mixed_precision)
 
     @property
     def trainer(self) -> Any:

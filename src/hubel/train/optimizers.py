@@ -71,14 +71,19 @@ class Optimizer:
             for group in self.torch.param_groups:
                 group["lr"] = float(value)
 
-    def step(self) -> None:
-        """Apply the schedule (if any) for this step, then update the parameters."""
+    def step(self, scaler: Any = None) -> None:
+        """Apply the schedule (if any) for this step, then update the parameters (through a
+        mixed-precision gradient scaler when given)."""
         assert self.torch is not None, "build() first"
         if self.schedule is not None:
             rate = float(self.schedule(self.iterations))
             for group in self.torch.param_groups:
                 group["lr"] = rate
-        self.torch.step()
+        if scaler is None:
+            self.torch.step()
+        else:
+            scaler.step(self.torch)
+            scaler.update()
         self.iterations += 1
 
     def zero_grad(self) -> None:

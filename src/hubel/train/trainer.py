@@ -166,9 +166,11 @@ class Trainer:
         loss: str | Loss | Any = "sparse_categorical_crossentropy",
         metrics: Sequence[str | Metric | Any] = (),
         device: str | torch.device = "auto",
+        mixed_precision: str | None = None,
     ) -> None:
         self.model = model
         self.device = resolve_device(device)
+        self.autocast_dtype, self.scaler = self._precision(mixed_precision)
         self.loss = get_loss(loss)
         self.loss_name = loss.lower() if isinstance(loss, str) else getattr(self.loss, "name", "loss")
         from_logits = bool(getattr(self.loss, "from_logits", False))
@@ -205,12 +207,34 @@ class Trainer:
             return (per_example * weights).mean()  # Keras: weighted sum over the batch size
         return per_example.mean()
 
+    def _precision(self, mixed_precision: str | None) -> tuple[torch.dtype | None, Any]:
+        """None (float32), "bf16" or "fp16" autocast; fp16 needs CUDA and a gradient scaler."""
+        if mixed_precision is None:
+            return None, None
+        if mixed_precision not in ("bf16", "fp16"):
+            raise ConfigError(f"expected mixed_precision None, 'bf16' or 'fp16'. Received: {mixed_precision!r}")
+        if mixed_precision == "fp16":
+            if self.device.type != "cuda":
+                raise ConfigError(
+                    f"mixed_precision='fp16' needs a CUDA GPU (this run is on {self.device.type}); use 'bf16' or None."
+                )
+            return torch.float16, torch.amp.GradScaler("cuda")
+        return torch.bfloat16, None
+
+    def _autocast(self) -> Any:
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
+
     def _train_step(self, x: Tensor, y: Tensor, weights: Tensor | None, running: _Running) -> Tensor:
-        output = self.model(x)
-        loss = self._loss(output, y, weights)
+        with self._autocast():
+            output = self.model(x)
+            loss = self._loss(output, y, weights)
         self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.optimizer.step(self.scaler)
+        else:
+            loss.backward()
+            self.optimizer.step()
         count = len(y)
         running.loss = loss.detach() * count if running.loss is None else running.loss + loss.detach() * count
         running.seen += count
@@ -426,8 +450,9 @@ class Trainer:
             if y_batch is None:
                 raise DataError("evaluate needs targets: pass y, or a dataset that yields (x, y) batches.")
             x_batch, y_batch = self._to_device(x_batch), self._to_device(y_batch)
-            output = self.model(x_batch)
-            loss = self._loss(output, y_batch, None)
+            with self._autocast():
+                output = self.model(x_batch)
+                loss = self._loss(output, y_batch, None)
             running.loss = loss * len(y_batch) if running.loss is None else running.loss + loss * len(y_batch)
             running.seen += len(y_batch)
             for metric in self.metrics:
@@ -449,10 +474,11 @@ class Trainer:
         self._place()
         was_training = self.model.training
         self.model.eval()
-        outputs = [
-            self.model(self._to_device(x_batch)).float().cpu()
-            for x_batch, _ in _batches(x, None, batch_size, False, 0).epoch(0)
-        ]
+        with self._autocast():
+            outputs = [
+                self.model(self._to_device(x_batch)).float().cpu()
+                for x_batch, _ in _batches(x, None, batch_size, False, 0).epoch(0)
+            ]
         self.model.train(was_training)
         if not outputs:
             raise DataError("predict got no examples.")
