@@ -317,3 +317,17 @@ def test_integer_sequences_train_an_embedding_model():
     history = model.fit(sequences, labels, epochs=8, batch_size=32, verbose=0)
     assert history.history["accuracy"][-1] > 0.95
     assert model.predict(sequences[:3]).shape == (3, 1)
+
+
+def test_resuming_with_another_model_or_a_damaged_checkpoint_is_clear(tmp_path):
+    x, y, _, _ = digits()
+    small_model().fit(x, y, epochs=1, verbose=0, checkpoint_dir=tmp_path)
+    other = hubel.Sequential([L.Input((8, 8, 1)), L.Flatten(), L.Dense(10, activation="softmax")])
+    other.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    with pytest.raises(hubel.train.CheckpointError, match="the checkpoint does not fit this model"):
+        other.fit(x, y, epochs=2, verbose=0, checkpoint_dir=tmp_path, resume=True)
+    (tmp_path / "last.ckpt").write_bytes(b"garbage")
+    with pytest.raises(hubel.train.CheckpointError, match="damaged checkpoint"):
+        small_model().fit(x, y, epochs=2, verbose=0, checkpoint_dir=tmp_path, resume=True)
+    with pytest.raises(hubel.train.CheckpointError, match="no checkpoint there"):
+        small_model().fit(x, y, verbose=0, resume_from=tmp_path / "missing.ckpt")

@@ -8,8 +8,11 @@ around every phase, and checkpoints that let a killed run continue bit for bit.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,7 +25,13 @@ from torch import Tensor, nn
 
 from hubel.errors import ConfigError, DataError
 from hubel.train.callbacks import Callback, CallbackList
-from hubel.train.checkpoint import load_checkpoint, random_states, restore_random_states, save_checkpoint
+from hubel.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    random_states,
+    restore_random_states,
+    save_checkpoint,
+)
 from hubel.train.history import History
 from hubel.train.losses import Loss, get_loss
 from hubel.train.metrics import Metric, get_metric
@@ -143,6 +152,32 @@ def _batches(x: Any, y: Any, batch_size: int, shuffle: bool, seed: int) -> _Batc
 # ----- the engine ---------------------------------------------------------------------------
 
 
+class _StopBetweenSteps(KeyboardInterrupt):
+    """A Ctrl-C honoured at a step boundary: the state is consistent and can be checkpointed."""
+
+
+@contextlib.contextmanager
+def _interrupts_between_steps(trainer: Trainer) -> Iterator[None]:
+    """Turn the first Ctrl-C into a request that the loop honours between two steps, so the
+    checkpoint it saves is consistent; a second Ctrl-C interrupts at once."""
+    trainer._interrupt_requested = False
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def request(signum: int, frame: Any) -> None:
+        if trainer._interrupt_requested:
+            raise KeyboardInterrupt
+        trainer._interrupt_requested = True
+
+    signal.signal(signal.SIGINT, request)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @dataclass
 class _Running:
     """Sums over the epoch so far, kept on the device."""
@@ -150,6 +185,21 @@ class _Running:
     loss: Tensor | None = None
     seen: int = 0
     step: int = 0
+
+
+@dataclass
+class _Run:
+    """What one fit() call works with."""
+
+    epochs: int
+    batches: _Batches
+    weights_for: Any  # labels -> per-example weights, or None
+    progress: Progress
+    callbacks: CallbackList
+    checkpoint: Path | None
+    checkpoint_every: int | None
+    seed: int
+    history: History
 
 
 class Trainer:
@@ -179,7 +229,8 @@ class Trainer:
         self.stop_training = False
         self.stop_reason: str | None = None
         self._placed = False
-        self._running = _Running()
+        self._epoch, self._running = 0, _Running()
+        self._interrupt_requested = False
 
     # ----- placement ---------------------------------------------------------------------
 
@@ -278,95 +329,87 @@ class Trainer:
         if (resume or resume_from) and checkpoint is not None and (checkpoint.exists() or resume_from):
             state = load_checkpoint(checkpoint)
             seed, start_epoch, skip, history, running = self._restore(state)
-        batches = _batches(x, y, batch_size, shuffle, seed)
-        weights_for = self._class_weights(class_weight, y, x)
-        progress = Progress(verbose)
-        callback_list = CallbackList(list(callbacks), self)
-        history.params = {"epochs": epochs, "steps": batches.steps, "batch_size": batch_size}
+        run = _Run(
+            epochs=epochs,
+            batches=_batches(x, y, batch_size, shuffle, seed),
+            weights_for=self._class_weights(class_weight, y, x),
+            progress=Progress(verbose),
+            callbacks=CallbackList(list(callbacks), self),
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            seed=seed,
+            history=history,
+        )
+        history.params = {"epochs": epochs, "steps": run.batches.steps, "batch_size": batch_size}
         self.stop_training, self.stop_reason = False, None
         self.model.train()
-        callback_list.call("on_train_begin", {})
-        epoch = start_epoch
+        run.callbacks.call("on_train_begin", {})
         try:
-            for epoch in range(start_epoch, epochs):
-                callback_list.call("on_epoch_begin", epoch, {})
-                logs = self._run_epoch(
-                    epoch,
-                    epochs,
-                    batches,
-                    skip,
-                    running,
-                    weights_for,
-                    progress,
-                    callback_list,
-                    checkpoint,
-                    checkpoint_every,
-                    seed,
-                    history,
-                )
-                skip, running = 0, _Running()
-                if logs is None:  # stopped inside the epoch (non-finite loss)
-                    break
-                if validation_data is not None:
-                    logs.update({f"val_{k}": v for k, v in self.evaluate_logs(validation_data, batch_size).items()})
-                logs["learning_rate"] = self.optimizer.learning_rate
-                progress.epoch_end(logs.pop("_steps"), logs.pop("_seconds"), logs)  # type: ignore[arg-type]
-                callback_list.call("on_epoch_end", epoch, logs)
-                history.append(epoch, logs)
-                if checkpoint is not None:
-                    self._save(checkpoint, seed, epoch + 1, 0, history, _Running())
-                if self.stop_training:
-                    break
-        except KeyboardInterrupt:
-            if checkpoint is not None:
-                self._save(checkpoint, seed, epoch, self._running.step, history, self._running)
-                progress.warn(f"Interrupted: saved {checkpoint}; fit(..., resume=True) continues from there.")
+            with _interrupts_between_steps(self):
+                self._fit_epochs(run, start_epoch, skip, running, validation_data, batch_size)
+        except KeyboardInterrupt as interrupt:
+            if checkpoint is not None and isinstance(interrupt, _StopBetweenSteps):
+                self._save(run, self._epoch, self._running)
+                run.progress.warn(f"Interrupted: saved {checkpoint}; fit(..., resume=True) continues from there.")
+            elif checkpoint is not None and checkpoint.exists():
+                run.progress.warn(f"Interrupted at once; the last checkpoint is {checkpoint}.")
             else:
-                progress.warn("Interrupted: returning the history so far.")
+                run.progress.warn("Interrupted: returning the history so far.")
             self.stop_reason = "interrupted"
         self.model.eval()
-        callback_list.call("on_train_end", {})
+        run.callbacks.call("on_train_end", {})
         if self.stop_reason and self.stop_reason != "interrupted":
-            progress.warn(self.stop_reason)
+            run.progress.warn(self.stop_reason)
         return history
 
-    def _run_epoch(
-        self,
-        epoch,
-        epochs,
-        batches,
-        skip,
-        running,
-        weights_for,
-        progress,
-        callback_list,
-        checkpoint,
-        checkpoint_every,
-        seed,
-        history,
-    ) -> dict[str, float] | None:  # type: ignore[no-untyped-def]
+    def _fit_epochs(
+        self, run: _Run, start_epoch: int, skip: int, running: _Running, validation_data: Any, batch_size: int
+    ) -> None:
+        for epoch in range(start_epoch, run.epochs):
+            run.callbacks.call("on_epoch_begin", epoch, {})
+            logs = self._run_epoch(run, epoch, skip, running)
+            skip, running = 0, _Running()
+            if logs is None:  # stopped inside the epoch (non-finite loss)
+                return
+            if validation_data is not None:
+                logs.update({f"val_{k}": v for k, v in self.evaluate_logs(validation_data, batch_size).items()})
+            logs["learning_rate"] = self.optimizer.learning_rate
+            run.progress.epoch_end(logs.pop("_steps"), logs.pop("_seconds"), logs)  # type: ignore[arg-type]
+            run.callbacks.call("on_epoch_end", epoch, logs)
+            run.history.append(epoch, logs)
+            self._epoch, self._running = epoch + 1, _Running()
+            if run.checkpoint is not None:
+                self._save(run, epoch + 1, self._running)
+            if self._interrupt_requested:
+                raise _StopBetweenSteps
+            if self.stop_training:
+                return
+
+    def _run_epoch(self, run: _Run, epoch: int, skip: int, running: _Running) -> dict[str, float] | None:
+        """One epoch of training steps (from step `skip` when resuming); None if it had to stop."""
         if skip == 0:
             for metric in self.metrics:
                 metric.reset()
-        self._running = running
-        progress.epoch_begin(epoch, epochs, batches.steps)
+        self._epoch, self._running = epoch, running
+        run.progress.epoch_begin(epoch, run.epochs, run.batches.steps)
         start = time.perf_counter()
         step = skip
         check_every = 1 if self.device.type == "cpu" else 20  # a host read costs nothing on the CPU
-        for x_batch, y_batch in batches.epoch(epoch, skip):
+        for x_batch, y_batch in run.batches.epoch(epoch, skip):
             if y_batch is None:
                 raise DataError("training needs targets: pass y, or a dataset that yields (x, y) batches.")
-            callback_list.call("on_batch_begin", step, {})
+            run.callbacks.call("on_batch_begin", step, {})
             x_batch, y_batch = self._to_device(x_batch), self._to_device(y_batch)
-            weights = weights_for(y_batch) if weights_for else None
+            weights = run.weights_for(y_batch) if run.weights_for else None
             loss = self._train_step(x_batch, y_batch, weights, running)
             step += 1
             running.step = step
-            if step % check_every == 0 and not torch.isfinite(loss):
+            save_now = run.checkpoint is not None and bool(run.checkpoint_every) and step % run.checkpoint_every == 0
+            if (step % check_every == 0 or save_now) and not torch.isfinite(loss):  # never checkpoint a NaN
                 where = f"epoch {epoch + 1}, step {step}"
                 saved = (
-                    f" The last good checkpoint is {checkpoint}."
-                    if checkpoint is not None and checkpoint.exists()
+                    f" The last good checkpoint is {run.checkpoint}."
+                    if run.checkpoint is not None and run.checkpoint.exists()
                     else ""
                 )
                 self.stop_reason = (
@@ -375,11 +418,13 @@ class Trainer:
                 )
                 self.stop_training = True
                 return None
-            callback_list.call("on_batch_end", step - 1, {})
-            if progress.live:
-                progress.batch_end(step, self._logs(running))
-            if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0:
-                self._save(checkpoint, seed, epoch, step, history, running)
+            run.callbacks.call("on_batch_end", step - 1, {})
+            if run.progress.live:
+                run.progress.batch_end(step, self._logs(running))
+            if save_now:
+                self._save(run, epoch, running)
+            if self._interrupt_requested:  # Ctrl-C arrived during this step: stop at its end
+                raise _StopBetweenSteps
         logs = self._logs(running)
         logs["_steps"], logs["_seconds"] = step, time.perf_counter() - start
         return logs
@@ -486,17 +531,19 @@ class Trainer:
 
     # ----- checkpoints -------------------------------------------------------------------------
 
-    def _save(self, path: Path, seed: int, epoch: int, step: int, history: History, running: _Running) -> None:
+    def _save(self, run: _Run, epoch: int, running: _Running) -> None:
+        """Checkpoint the run at `epoch`, after `running.step` steps of it."""
+        assert run.checkpoint is not None
         save_checkpoint(
-            path,
+            run.checkpoint,
             {
                 "format": "hubel.checkpoint.v1",
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
-                "seed": seed,
+                "seed": run.seed,
                 "epoch": epoch,
-                "step": step,
-                "history": history.to_dict(),
+                "step": running.step,
+                "history": run.history.to_dict(),
                 "running": {
                     "loss": running.loss,
                     "seen": running.seen,
@@ -507,8 +554,14 @@ class Trainer:
         )
 
     def _restore(self, state: dict[str, Any]) -> tuple[int, int, int, History, _Running]:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as error:
+            raise CheckpointError(
+                f"the checkpoint does not fit this model or optimizer ({str(error).splitlines()[0]}). Resume with the "
+                f"model that wrote it, or start without resume."
+            ) from None
         restore_random_states(self.model, state["random"])
         saved = state["running"]
         running = _Running(saved["loss"], int(saved["seen"]), int(state["step"]))
