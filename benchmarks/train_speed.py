@@ -7,14 +7,22 @@ the device, slices of a shuffled index, logits with F.cross_entropy. hubel's mod
 user writes: softmax output, "sparse_categorical_crossentropy", metrics=["accuracy"], NHWC
 float32 numpy data.
 
-Run by hand:  .venv/bin/python benchmarks/train_speed.py [--examples 6144] [--repeats 3]
+Keras 3 joins the table with --keras-python: the python of an environment holding keras, jax
+and torch==2.13.0 (keras_speed.py says how to make it); each backend runs in its own process.
+
+Run by hand:
+    .venv/bin/python benchmarks/train_speed.py [--examples 4096] [--repeats 5] [--keras-python .venv-keras/bin/python]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -97,19 +105,40 @@ def hubel_fit(layers, x_nhwc: np.ndarray, y: np.ndarray, batch: int) -> float:
     return len(x_nhwc) / (time.perf_counter() - start)
 
 
+def keras_speeds(python: str, examples: int, repeats: int) -> dict[tuple[str, str, int], float]:
+    """{(backend, network, batch): images/s} from keras_speed.py, one process per backend."""
+    script = Path(__file__).with_name("keras_speed.py")
+    speeds = {}
+    for backend in ("torch", "jax"):
+        result = subprocess.run(
+            [python, str(script), "--examples", str(examples), "--repeats", str(repeats)],
+            env={**os.environ, "KERAS_BACKEND": backend},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        for line in result.stdout.splitlines():
+            row = json.loads(line)
+            speeds[(backend, row["network"], row["batch"])] = row["images_per_second"]
+    return speeds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--examples", type=int, default=6144)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--examples", type=int, default=4096)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--keras-python", help="python of the Keras environment (see keras_speed.py)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.examples} examples per timed epoch")
+    keras = keras_speeds(args.keras_python, args.examples, max(1, args.repeats // 2)) if args.keras_python else {}
     rng = np.random.default_rng(0)
     networks = {
         "Fashion-MNIST network": (fashion_layers, fashion_torch, (28, 28, 1)),
         "CIFAR-10 network": (cifar_layers, cifar_torch, (32, 32, 3)),
     }
-    print("| network | batch | plain PyTorch img/s | hubel fit img/s | hubel / PyTorch |")
-    print("|---|---:|---:|---:|---:|")
+    extra = " Keras torch | Keras jax | hubel / best Keras |" if keras else ""
+    print(f"| network | batch | plain PyTorch img/s | hubel fit img/s | hubel / PyTorch |{extra}")
+    print("|---|---:|---:|---:|---:|" + ("---:|---:|---:|" if keras else ""))
     for name, (layers, make, shape) in networks.items():
         x = rng.random((args.examples, *shape), dtype=np.float32)
         y = rng.integers(0, 10, args.examples).astype(np.int64)
@@ -119,7 +148,11 @@ def main() -> None:
                 plain.append(plain_pytorch(make, x, y, batch))
                 ours.append(hubel_fit(layers, x, y, batch))
             p, h = statistics.median(plain), statistics.median(ours)
-            print(f"| {name} | {batch} | {p:,.0f} | {h:,.0f} | {h / p:.2f}x |", flush=True)
+            row = f"| {name} | {batch} | {p:,.0f} | {h:,.0f} | {h / p:.2f}x |"
+            if keras:
+                torch_speed, jax_speed = keras[("torch", name, batch)], keras[("jax", name, batch)]
+                row += f" {torch_speed:,.0f} | {jax_speed:,.0f} | {h / max(torch_speed, jax_speed):.2f}x |"
+            print(row, flush=True)
 
 
 if __name__ == "__main__":
