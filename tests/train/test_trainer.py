@@ -298,6 +298,9 @@ def test_mixed_precision_is_opt_in_and_fp16_needs_cuda():
             model.compile(optimizer="adam", loss="mse", mixed_precision="fp16")
     with pytest.raises(hubel.ConfigError, match="expected mixed_precision None, 'bf16' or 'fp16'"):
         model.compile(optimizer="adam", loss="mse", mixed_precision="half")
+    model.compile(optimizer="adam", loss="mse", jit_compile=True)  # opt-in torch.compile (slower on 2 CPU cores)
+    assert isinstance(model.trainer.forward, torch._dynamo.eval_frame.OptimizedModule)
+    assert model.trainer.forward._orig_mod is model
 
 
 def test_integer_sequences_train_an_embedding_model():

@@ -194,10 +194,12 @@ class Sequential(nn.Module):
         metrics: Sequence[Any] = (),
         device: str = "auto",
         mixed_precision: str | None = None,
+        jit_compile: bool = False,
     ) -> None:
         """Choose optimizer, loss and metrics, as in Keras: compile(optimizer="adam",
         loss="sparse_categorical_crossentropy", metrics=["accuracy"]). device="auto" picks CUDA,
-        then MPS, then the CPU; mixed_precision="bf16", or "fp16" on CUDA, is opt-in."""
+        then MPS, then the CPU; mixed_precision="bf16", or "fp16" on CUDA, and jit_compile=True
+        (torch.compile) are opt-in."""
         from hubel.train.trainer import Trainer
 
         if loss is None:
@@ -205,7 +207,7 @@ class Sequential(nn.Module):
                 "compile needs a loss, e.g. loss='sparse_categorical_crossentropy'. See hubel.train.list_losses()."
             )
         self._require_input_shape()
-        self.__dict__["_trainer"] = Trainer(self, optimizer, loss, metrics, device, mixed_precision)
+        self.__dict__["_trainer"] = Trainer(self, optimizer, loss, metrics, device, mixed_precision, jit_compile)
 
     @property
     def trainer(self) -> Any:

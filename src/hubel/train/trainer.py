@@ -217,8 +217,12 @@ class Trainer:
         metrics: Sequence[str | Metric | Any] = (),
         device: str | torch.device = "auto",
         mixed_precision: str | None = None,
+        jit_compile: bool = False,
     ) -> None:
         self.model = model
+        # torch.compile, as Keras's jit_compile: off by default, because on 2 CPU cores it ran the
+        # Fashion-MNIST network at half the eager speed after 23 s of compiling (benchmarks/README.md).
+        self.forward: Any = torch.compile(model) if jit_compile else model
         self.device = resolve_device(device)
         self.autocast_dtype, self.scaler = self._precision(mixed_precision)
         self.loss = get_loss(loss)
@@ -277,7 +281,7 @@ class Trainer:
 
     def _train_step(self, x: Tensor, y: Tensor, weights: Tensor | None, running: _Running) -> Tensor:
         with self._autocast():
-            output = self.model(x)
+            output = self.forward(x)
             loss = self._loss(output, y, weights)
         self.optimizer.zero_grad()
         if self.scaler is not None:
@@ -496,7 +500,7 @@ class Trainer:
                 raise DataError("evaluate needs targets: pass y, or a dataset that yields (x, y) batches.")
             x_batch, y_batch = self._to_device(x_batch), self._to_device(y_batch)
             with self._autocast():
-                output = self.model(x_batch)
+                output = self.forward(x_batch)
                 loss = self._loss(output, y_batch, None)
             running.loss = loss * len(y_batch) if running.loss is None else running.loss + loss * len(y_batch)
             running.seen += len(y_batch)
@@ -521,7 +525,7 @@ class Trainer:
         self.model.eval()
         with self._autocast():
             outputs = [
-                self.model(self._to_device(x_batch)).float().cpu()
+                self.forward(self._to_device(x_batch)).float().cpu()
                 for x_batch, _ in _batches(x, None, batch_size, False, 0).epoch(0)
             ]
         self.model.train(was_training)
