@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from hubel.errors import ConfigError, DataError
 
-__all__ = ["save_figure", "show_images"]
+__all__ = ["plot_history", "save_figure", "show_images"]
 
 
 def save_figure(figure: Figure, path: str | Path | None) -> Figure:
@@ -91,6 +91,83 @@ def show_images(
             index = int(indices[position])
             name = class_names[index] if class_names is not None and 0 <= index < len(class_names) else str(index)
             axis.set_title(name, fontsize=10)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def _history_dict(history: Any) -> tuple[dict[str, list[float]], list[int]]:
+    if hasattr(history, "history"):
+        return history.history, list(getattr(history, "epoch", range(len(next(iter(history.history.values()), [])))))
+    if isinstance(history, dict):
+        return history, list(range(len(next(iter(history.values()), []))))
+    raise ConfigError(
+        f"plot_history: expected a History (from fit) or a dict of lists. Received: {type(history).__name__}"
+    )
+
+
+def plot_history(
+    history: Any,
+    metrics: Sequence[str] = ("loss", "accuracy"),
+    labels: Sequence[str] | None = None,
+    path: str | Path | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Training (solid) and validation (dashed) curves per metric, one colour per run, and the
+    learning rate; a dotted line marks each epoch where the learning rate changed (continued
+    training, schedules, ReduceLROnPlateau).
+
+    history: a History, a dict of lists, or a list of them (runs overlaid, named by labels).
+    """
+    runs = list(history) if isinstance(history, (list, tuple)) else [history]
+    labels = (
+        list(labels) if labels is not None else [f"run {i + 1}" for i in range(len(runs))] if len(runs) > 1 else [""]
+    )
+    if len(labels) != len(runs):
+        raise ConfigError(f"plot_history: {len(runs)} runs but {len(labels)} labels.")
+    parsed = [_history_dict(run) for run in runs]
+    shown = [m for m in metrics if any(m in logs or f"val_{m}" in logs for logs, _ in parsed)]
+    if not shown:
+        available = sorted({key for logs, _ in parsed for key in logs})
+        raise ConfigError(f"plot_history: none of {list(metrics)} is in the history; it has {available}.")
+    with_rate = any(len(set(logs.get("learning_rate", []))) > 1 for logs, _ in parsed)
+    panels = shown + (["learning_rate"] if with_rate else [])
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 3.8), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, ((logs, epochs), label) in enumerate(zip(parsed, labels)):
+        colour = colours[index % len(colours)]
+        x = [epoch + 1 for epoch in epochs]
+        rates = logs.get("learning_rate", [])
+        changes = [x[i] - 0.5 for i in range(1, len(rates)) if rates[i] != rates[i - 1]]
+        for axis, metric in zip(axes[0], panels):
+            if metric == "learning_rate":
+                axis.plot(x, rates, color=colour, marker="o", markersize=3, drawstyle="steps-mid", label=label or None)
+                axis.set_yscale("log")
+            else:
+                if metric in logs:
+                    axis.plot(
+                        x, logs[metric], color=colour, marker="o", markersize=3, label=f"{label} training".strip()
+                    )
+                if f"val_{metric}" in logs:
+                    axis.plot(
+                        x,
+                        logs[f"val_{metric}"],
+                        color=colour,
+                        linestyle="--",
+                        marker="o",
+                        markersize=3,
+                        label=f"{label} validation".strip(),
+                    )
+            for change in changes:
+                axis.axvline(change, color=colour, linestyle=":", linewidth=1)
+    for axis, metric in zip(axes[0], panels):
+        axis.set_title(metric.replace("_", " "))
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=8)
+        axis.xaxis.get_major_locator().set_params(integer=True)
     if title:
         figure.suptitle(title)
     figure.tight_layout()

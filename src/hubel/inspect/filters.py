@@ -1,0 +1,124 @@
+"""What the convolution layers learned and what they see: kernel grids and feature maps.
+
+show_filters(model)                       # the first Conv2D's kernels
+show_feature_maps(model, image, "conv2d_1")
+overlay(image, feature_maps(model, image)[..., 3])
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from hubel.errors import ConfigError
+from hubel.inspect.plots import plt, save_figure
+from hubel.layers.conv import Conv2D, DepthwiseConv2D
+
+__all__ = ["feature_maps", "find_layer", "overlay", "show_feature_maps", "show_filters"]
+
+
+def find_layer(
+    model: Any, layer: str | nn.Module | None, kind: type | tuple[type, ...] = nn.Module, last: bool = False
+) -> Any:
+    """A layer by name or object; without one, the first (or last) layer of `kind`."""
+    if isinstance(layer, nn.Module):
+        return layer
+    if isinstance(layer, str):
+        return model.get_layer(layer)
+    candidates = [module for module in getattr(model, "layers", model.modules()) if isinstance(module, kind)]
+    if not candidates:
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ConfigError(f"the model has no {names} layer to show.")
+    return candidates[-1] if last else candidates[0]
+
+
+def _grid(count: int, columns: int | None = None) -> tuple[int, int]:
+    columns = columns or min(8, math.ceil(math.sqrt(count)))
+    return math.ceil(count / columns), columns
+
+
+def show_filters(
+    model: Any, layer: str | nn.Module | None = None, max_filters: int = 64, path: str | Path | None = None
+) -> Figure:
+    """The kernels of a conv layer (the first by default) as a grid of small images: RGB kernels
+    in colour, others averaged over their input channels; each scaled to its own range."""
+    conv = find_layer(model, layer, (Conv2D, DepthwiseConv2D))
+    kernels = conv.kernel.detach().float().cpu().numpy()[:max_filters]  # (filters, in, kh, kw)
+    colour = kernels.shape[1] == 3
+    images = kernels.transpose(0, 2, 3, 1) if colour else kernels.mean(axis=1)
+    rows, columns = _grid(len(images))
+    figure, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.3 * rows + 0.6), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index < len(images):
+            image = images[index]
+            low, high = float(image.min()), float(image.max())
+            scaled = (image - low) / (high - low) if high > low else np.zeros_like(image)
+            axis.imshow(scaled, cmap=None if colour else "gray", interpolation="nearest")
+            axis.set_title(str(index), fontsize=7)
+    how = "RGB" if colour else f"mean over {conv.kernel.shape[1]} input channels"
+    size = "x".join(str(k) for k in conv.kernel.shape[2:])
+    figure.suptitle(f"{conv.name}: {len(images)} of {conv.kernel.shape[0]} filters, {size}, {how}")
+    return save_figure(figure, path)
+
+
+def feature_maps(model: Any, image: Any, layer: str | nn.Module | None = None) -> np.ndarray:
+    """The activations of `layer` (the first conv layer by default) for one image, as (H, W, C)."""
+    target = find_layer(model, layer, (Conv2D, DepthwiseConv2D))
+    captured: list[torch.Tensor] = []
+    handle = target.register_forward_hook(lambda module, inputs, output: captured.append(output.detach()))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(np.asarray(image)[None])
+    finally:
+        handle.remove()
+        model.train(was_training)
+    output = captured[0][0].float().cpu()  # (C, H, W)
+    return output.permute(1, 2, 0).numpy() if output.dim() == 3 else output.numpy()
+
+
+def show_feature_maps(
+    model: Any, image: Any, layer: str | nn.Module | None = None, max_maps: int = 64, path: str | Path | None = None
+) -> Figure:
+    """Each channel of a layer's output for one image, as a heatmap grid (shared colour scale)."""
+    maps = feature_maps(model, image, layer)
+    target = find_layer(model, layer, (Conv2D, DepthwiseConv2D))
+    count = min(max_maps, maps.shape[-1])
+    rows, columns = _grid(count)
+    figure, axes = plt.subplots(rows, columns, figsize=(1.5 * columns, 1.5 * rows + 0.7), squeeze=False)
+    high = float(maps[..., :count].max()) or 1.0
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index < count:
+            shown = axis.imshow(maps[..., index], cmap="inferno", vmin=0 if maps.min() >= 0 else None, vmax=high)
+            axis.set_title(str(index), fontsize=7)
+    figure.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.6, label="activation")
+    figure.suptitle(f"{target.name}: {count} of {maps.shape[-1]} feature maps, {maps.shape[0]}x{maps.shape[1]}")
+    return save_figure(figure, path)
+
+
+def overlay(
+    image: Any, heatmap: Any, alpha: float = 0.45, path: str | Path | None = None, title: str | None = None
+) -> Figure:
+    """One heatmap (a feature map, a Grad-CAM) stretched over the image it came from."""
+    picture = np.asarray(image)
+    if picture.ndim == 3 and picture.shape[-1] == 1:
+        picture = picture[..., 0]
+    heat = np.asarray(heatmap, dtype=np.float32)
+    figure, axis = plt.subplots(figsize=(4, 4))
+    axis.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
+    extent = (-0.5, picture.shape[1] - 0.5, picture.shape[0] - 0.5, -0.5)
+    shown = axis.imshow(heat, cmap="jet", alpha=alpha, extent=extent, interpolation="bilinear")
+    figure.colorbar(shown, ax=axis, shrink=0.8)
+    axis.axis("off")
+    if title:
+        axis.set_title(title)
+    return save_figure(figure, path)
