@@ -1,0 +1,126 @@
+"""Grad-CAM: which part of an image made the model choose a class (Selvaraju et al., 2017).
+
+The target layer's activations are weighted by the mean gradient of the class score over each
+channel, summed, passed through ReLU, upsampled to the image and scaled to [0, 1]. The layer
+is chosen automatically — the last one whose output is still a spatial map larger than 1x1 —
+or named. Hooks are always released, even when the forward pass fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from torch import nn
+
+from hubel.errors import ConfigError
+from hubel.inspect.filters import overlay
+from hubel.layers.base import Layer
+from hubel.train.losses import logits_of
+
+__all__ = ["GradCam", "grad_cam", "show_grad_cam"]
+
+
+def _spatial_layer(model: Any) -> Layer:
+    """The last layer whose output is a spatial map larger than 1x1."""
+    candidates = [
+        layer
+        for layer in model.layers
+        if len(layer.output_shape) == 4 and layer.output_shape[1] * layer.output_shape[2] > 1
+    ]
+    if not candidates:
+        raise ConfigError(
+            "Grad-CAM needs a layer with a spatial output (a conv or pooling layer); this model has none."
+        )
+    return candidates[-1]
+
+
+class GradCam:
+    """Hooks on one layer that capture its activations and their gradients; use as a context
+    manager, or call release()."""
+
+    def __init__(self, model: Any, layer: str | nn.Module | None = None) -> None:
+        self.model = model
+        self.layer = model.get_layer(layer) if isinstance(layer, str) else layer or _spatial_layer(model)
+        self.activations: torch.Tensor | None = None
+        self.gradients: torch.Tensor | None = None
+        self._handles = [self.layer.register_forward_hook(self._keep)]
+
+    def _keep(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        self.activations = output
+        output.register_hook(self._keep_gradient)
+
+    def _keep_gradient(self, gradient: torch.Tensor) -> None:
+        self.gradients = gradient
+
+    def release(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __enter__(self) -> GradCam:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def __call__(self, image: Any, class_index: int | None = None) -> tuple[np.ndarray, int]:
+        """(heatmap at the image's height x width in [0, 1], the class explained)."""
+        was_training = self.model.training
+        frozen = [p for p in self.model.parameters() if not p.requires_grad]
+        for parameter in frozen:  # a frozen (transfer-learning) model still needs gradients to flow
+            parameter.requires_grad_(True)
+        self.model.eval()
+        try:
+            with torch.enable_grad():
+                output = self.model(np.asarray(image)[None])
+                scores = logits_of(output)
+                scores = output if scores is None else scores  # explain the logit, not the probability
+                if scores.shape[-1] == 1:  # one sigmoid unit: class 1 is the positive score, class 0 its negative
+                    chosen = int(class_index if class_index is not None else int(scores.item() > 0))
+                    score = scores[0, 0] if chosen == 1 else -scores[0, 0]
+                else:
+                    chosen = int(class_index if class_index is not None else scores[0].argmax())
+                    score = scores[0, chosen]
+                self.model.zero_grad(set_to_none=True)
+                score.backward()
+        finally:
+            self.model.train(was_training)
+            for parameter in frozen:
+                parameter.requires_grad_(False)
+            self.model.zero_grad(set_to_none=True)
+        if self.activations is None or self.gradients is None:
+            raise ConfigError(f"Grad-CAM: layer {getattr(self.layer, 'name', self.layer)!r} was not used by the model.")
+        weights = self.gradients[0].mean(dim=(1, 2), keepdim=True)  # (C, 1, 1)
+        cam = F.relu((weights * self.activations[0]).sum(dim=0)).detach()  # (H', W')
+        height, width = np.asarray(image).shape[:2]
+        cam = F.interpolate(cam[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+        peak = float(cam.max())
+        return (cam / peak if peak > 0 else cam).cpu().numpy(), chosen
+
+
+def grad_cam(
+    model: Any, image: Any, class_index: int | None = None, layer: str | nn.Module | None = None
+) -> np.ndarray:
+    """The Grad-CAM heatmap (H, W) in [0, 1] for one image and a class (default: the predicted one)."""
+    with GradCam(model, layer) as cam:
+        return cam(image, class_index)[0]
+
+
+def show_grad_cam(
+    model: Any,
+    image: Any,
+    class_index: int | None = None,
+    layer: str | nn.Module | None = None,
+    class_names: Any = None,
+    path: str | Path | None = None,
+) -> Figure:
+    """The image with its Grad-CAM heatmap on top, titled with the class explained."""
+    with GradCam(model, layer) as cam:
+        heatmap, chosen = cam(image, class_index)
+        name = class_names[chosen] if class_names is not None else str(chosen)
+        return overlay(image, heatmap, path=path, title=f"Grad-CAM for {name!r} ({cam.layer.name})")
