@@ -6,8 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# Debian packages the tests read (Fashion-MNIST ships as one); installed when missing.
-DEBIAN_PACKAGES := dataset-fashion-mnist
+# Debian packages the tests use (Fashion-MNIST ships as one; Chromium renders the HTML report); installed when missing.
+DEBIAN_PACKAGES := dataset-fashion-mnist chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install system-packages demo test lint format clean

@@ -16,6 +16,7 @@ from hubel.inspect.filters import feature_maps, overlay, show_feature_maps, show
 from hubel.inspect.gradcam import GradCam, grad_cam, show_grad_cam
 from hubel.inspect.kernels import apply_kernel, list_kernels, show_kernel
 from hubel.inspect.plots import plot_history, save_figure, show_images
+from hubel.inspect.report import report
 
 __all__ = [
     "GradCam",
@@ -30,6 +31,7 @@ __all__ = [
     "pearson",
     "plot_confusion_matrix",
     "plot_history",
+    "report",
     "roc_curve",
     "save_figure",
     "show_feature_maps",

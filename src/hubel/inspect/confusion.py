@@ -182,6 +182,8 @@ def show_top_losses(
             confidence = positive if predicted[index] == 1 else 1 - positive
         title = f"true {names[truth[index]]}\npred {names[predicted[index]]} ({confidence:.2f})\nloss {loss:.2f}"
         axis.set_title(title, fontsize=8)
+    rows = math.ceil(len(indices) / min(len(indices), 5))
+    figure.set_size_inches(figure.get_size_inches()[0], 2.9 * rows + 0.4)  # room for three-line titles
     figure.tight_layout()
     return save_figure(figure, path)
 

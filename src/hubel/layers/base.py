@@ -12,8 +12,10 @@ import difflib
 import inspect
 import math
 import re
+import warnings
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -33,6 +35,7 @@ __all__ = [
     "list_layers",
     "register_layer",
     "snake_case",
+    "tensor_view",
     "unique_name",
 ]
 
@@ -85,6 +88,14 @@ def keras_to_internal(x: Tensor) -> Tensor:
 def internal_to_keras(x: Tensor) -> Tensor:
     """(N, C, ...) -> (N, ..., C): a view."""
     return x.movedim(1, -1) if x.dim() > 2 else x
+
+
+def tensor_view(array: np.ndarray) -> Tensor:
+    """A tensor sharing the array's memory (no copy). Read-only arrays (memory-mapped caches,
+    np.load results) are fine: hubel never writes into its inputs, so torch's warning is muted."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(array))
 
 
 def internal_to_keras_shape(shape: tuple[int, ...]) -> Shape:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from hubel.errors import ConfigError, ShapeError
 from hubel.layers.args import shape_tuple
-from hubel.layers.base import LAYERS, Layer, Shape, internal_to_keras, keras_to_internal, unique_name
+from hubel.layers.base import LAYERS, Layer, Shape, internal_to_keras, keras_to_internal, tensor_view, unique_name
 from hubel.layers.core import Input
 
 __all__ = ["Sequential"]
@@ -292,7 +292,7 @@ class Sequential(nn.Module):
     def _to_internal(self, x: Tensor | np.ndarray) -> Tensor:
         """Accept Keras-layout (or unambiguous torch-layout) data and return channels-first tensors."""
         if not isinstance(x, Tensor):
-            x = torch.from_numpy(np.ascontiguousarray(x))
+            x = tensor_view(np.asarray(x))
         first = self.layers[0] if self.layers else None
         if not (first is not None and first.accepts_integers) and not x.is_floating_point():
             x = x.float()

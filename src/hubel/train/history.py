@@ -37,6 +37,7 @@ class History:
     def __add__(self, other: History) -> History:
         """The two runs as one: `first + second` (continued training)."""
         combined = History(self.history, self.epoch, {**self.params, **other.params})
+        combined.params["seconds"] = self.params.get("seconds", 0.0) + other.params.get("seconds", 0.0)
         for epoch, index in zip(other.epoch, range(len(other.epoch))):
             combined.append(epoch, {key: values[index] for key, values in other.history.items()})
         return combined

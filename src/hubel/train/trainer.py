@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from hubel.errors import ConfigError, DataError
+from hubel.layers.base import tensor_view
 from hubel.train.callbacks import Callback, CallbackList
 from hubel.train.checkpoint import (
     CheckpointError,
@@ -77,7 +78,7 @@ def _as_tensor(values: Any, name: str) -> Tensor:
         raise DataError(f"{name} must be a numeric array; it holds Python objects (ragged sequences?). Pad them first.")
     if array.dtype == np.float64:
         array = array.astype(np.float32)  # Keras's default float, and half the memory traffic
-    return torch.from_numpy(np.ascontiguousarray(array))
+    return tensor_view(array)
 
 
 class _Batches:
@@ -348,6 +349,7 @@ class Trainer:
         self.stop_training, self.stop_reason = False, None
         self.model.train()
         run.callbacks.call("on_train_begin", {})
+        started = time.perf_counter()
         try:
             with _interrupts_between_steps(self):
                 self._fit_epochs(run, start_epoch, skip, running, validation_data, batch_size)
@@ -360,6 +362,7 @@ class Trainer:
             else:
                 run.progress.warn("Interrupted: returning the history so far.")
             self.stop_reason = "interrupted"
+        history.params["seconds"] = history.params.get("seconds", 0.0) + time.perf_counter() - started
         self.model.eval()
         run.callbacks.call("on_train_end", {})
         if self.stop_reason and self.stop_reason != "interrupted":
