@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from hubel.data.images import DecodeOptions, UnreadableImage, decode_image
 from hubel.data.parallel import parallel_map
 from hubel.data.paths import cache_dir
 from hubel.errors import DataError
+from hubel.files import atomic_write
 
 __all__ = ["CacheResult", "ImageCache"]
 
@@ -170,12 +170,8 @@ class ImageCache:
             size, mtime_ns = stats[relative]
             entries[relative] = {"row": None if reason else row, "size": size, "mtime_ns": mtime_ns, "error": reason}
         document = {"format": _INDEX_FORMAT, "options": self.options.key(), "rows": rows, "entries": entries}
-        handle, temporary = tempfile.mkstemp(suffix=".json", dir=self.directory)
-        with os.fdopen(handle, "w") as index:
+        with atomic_write(self.index_path, "w") as index:
             json.dump(document, index)
-            index.flush()
-            os.fsync(index.fileno())
-        os.replace(temporary, self.index_path)
         return rows
 
 

@@ -15,11 +15,9 @@ import hashlib
 import importlib.metadata
 import io
 import math
-import os
 import pickle
 import struct
 import tarfile
-import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ import numpy as np
 from hubel.data.fetch import DownloadError, download
 from hubel.data.paths import cache_dir, data_dir
 from hubel.errors import DataError
+from hubel.files import atomic_write
 from hubel.registry import Registry
 
 __all__ = ["DatasetInfo", "info", "list_datasets", "load", "read_idx"]
@@ -214,12 +213,9 @@ def _decoded(name: str, source: Path, decode: Callable[[], Arrays]) -> Arrays:
             cached.unlink(missing_ok=True)  # a damaged cache is rebuilt, never trusted
     arrays = decode()
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(suffix=".npz", dir=cached.parent)
-        with os.fdopen(handle, "wb") as file:
-            (x_train, y_train), (x_test, y_test) = arrays
+        (x_train, y_train), (x_test, y_test) = arrays
+        with atomic_write(cached) as file:
             np.savez(file, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-        os.replace(temporary, cached)
     except OSError:
         pass  # no writable cache: decode again next time
     return arrays

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import shutil
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from hubel.data.paths import offline
 from hubel.errors import DataError
+from hubel.files import atomic_write
 
 __all__ = ["DownloadError", "download", "file_digest"]
 
@@ -43,25 +42,20 @@ def download(
     """
     if offline():
         raise DownloadError(f"not downloading {url}: HUBEL_OFFLINE is set")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:
-                    total = int(response.headers.get("Content-Length") or 0)
-                    _copy_with_progress(response, out, total, destination.name)
-            except (urllib.error.URLError, OSError, ValueError) as error:
-                reason = getattr(error, "reason", error)
-                raise DownloadError(f"could not download {url}: {reason}") from None
-        actual = file_digest(Path(temporary), algorithm, gunzip)
+    with atomic_write(destination) as out:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                total = int(response.headers.get("Content-Length") or 0)
+                _copy_with_progress(response, out, total, destination.name)
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            reason = getattr(error, "reason", error)
+            raise DownloadError(f"could not download {url}: {reason}") from None
+        out.flush()
+        actual = file_digest(Path(out.name), algorithm, gunzip)
         if actual != digest:
             raise DownloadError(
                 f"{url} arrived damaged or changed: {algorithm} {actual}, expected {digest}. Try again later."
             )
-        os.replace(temporary, destination)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
     return destination
 
 

@@ -26,6 +26,7 @@ from hubel.data.cache import ImageCache
 from hubel.data.images import DecodeOptions, image_extensions
 from hubel.data.paths import cache_dir
 from hubel.errors import ConfigError, DataError
+from hubel.files import atomic_write
 
 __all__ = ["FolderScan", "ImageFolderDataset", "Skipped", "image_folder", "scan_folder"]
 
@@ -170,10 +171,8 @@ def assign_validation(files: list[tuple[str, int]], fraction: float, seed: int, 
     if splits.get(name) != recorded:
         splits[name] = recorded
         try:
-            store.parent.mkdir(parents=True, exist_ok=True)
-            temporary = store.with_name(f".{store.name}.tmp")
-            temporary.write_text(json.dumps({"format": "hubel.split", "version": 1, "splits": splits}, indent=1))
-            os.replace(temporary, store)
+            with atomic_write(store, "w") as file:
+                json.dump({"format": "hubel.split", "version": 1, "splits": splits}, file, indent=1)
         except OSError:
             pass  # a read-only place: the split is still deterministic for the same files
     return [recorded[key] == "validation" for key in keys]

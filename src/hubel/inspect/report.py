@@ -24,6 +24,7 @@ import torch
 from matplotlib.figure import Figure
 
 from hubel.errors import ConfigError, HubelError
+from hubel.files import atomic_write
 from hubel.inspect import confusion
 from hubel.inspect.filters import show_feature_maps, show_filters
 from hubel.inspect.gradcam import GradCam
@@ -133,10 +134,8 @@ def report(
         f"<body><main>{''.join(parts)}</main></body></html>"
     )
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(page, encoding="utf-8")
-    os.replace(temporary, path)
+    with atomic_write(path, "w", encoding="utf-8") as file:
+        file.write(page)
     return path
 
 

@@ -5,9 +5,7 @@ be wrong (truncated, foreign, newer) is one ModelFileError line."""
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import safetensors.torch
 import torch
 
 from hubel.errors import HubelError, ModelFileError
+from hubel.files import atomic_write
 from hubel.models.sequential import Sequential
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_model", "save_model"]
@@ -50,19 +49,9 @@ def save_model(model: Sequential, path: str | Path, metadata: dict[str, Any] | N
         raise HubelError(f"model metadata must be plain JSON data (str, number, list, dict): {error}") from None
     weights = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     blob = safetensors.torch.save(weights, metadata={"format": FORMAT})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                archive.writestr(_SPEC, spec)
-                archive.writestr(_WEIGHTS, blob, compress_type=zipfile.ZIP_STORED)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as file, zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(_SPEC, spec)
+        archive.writestr(_WEIGHTS, blob, compress_type=zipfile.ZIP_STORED)
     return path
 
 

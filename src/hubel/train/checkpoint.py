@@ -1,16 +1,14 @@
 """Training checkpoints: everything a run needs to continue as if never stopped — weights,
 optimizer, epoch and step, the epoch's running sums, history, every random state.
 
-Written atomically (temporary file in the same folder, fsync, rename): a kill at any instant
-leaves the previous checkpoint whole. Read with torch.load(weights_only=True), which rebuilds
+Written atomically (hubel.files.atomic_write): a kill at any instant leaves the previous
+checkpoint whole. Read with torch.load(weights_only=True), which rebuilds
 only tensors and plain containers, never arbitrary objects.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import numpy as np
 import torch
 
 from hubel.errors import HubelError
+from hubel.files import atomic_write
 
 __all__ = ["CheckpointError", "load_checkpoint", "random_states", "restore_random_states", "save_checkpoint"]
 
@@ -27,17 +26,8 @@ class CheckpointError(HubelError):
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(state, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as file:
+        torch.save(state, file)
     return path
 
 

@@ -1,0 +1,42 @@
+"""Atomic file writes: the one way hubel replaces a file (model files, checkpoints, caches,
+reports), so that a crash or a kill at any instant leaves either the old file or the new one,
+never half of one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["atomic_write"]
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "wb", **open_options: Any) -> Iterator[IO[Any]]:
+    """Write through a temporary file beside `path`; on success fsync it and rename it over
+    `path`; on failure remove it and re-raise.
+
+    Example:
+        >>> import tempfile
+        >>> target = Path(tempfile.mkdtemp()) / "note.txt"
+        >>> with atomic_write(target, "w") as file:
+        ...     _ = file.write("done")
+        >>> target.read_text()
+        'done'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        with open(temporary, mode, **open_options) as file:  # file.name is the temporary path
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
