@@ -133,6 +133,17 @@ def test_confusion_matrix_and_report_match_a_hand_count():
     assert "accuracy 0.667" in figure.axes[0].get_title()
 
 
+def test_model_and_data_shortcuts(square_model, tmp_path):
+    model, _ = square_model
+    x, y, _ = squares(40, 7)
+    by_hand = inspect.confusion_matrix(y, model.predict(x))
+    assert np.array_equal(inspect.confusion_matrix(model, (x, y)), by_hand) and by_hand.sum() == 40
+    figure = inspect.show_top_losses(model, (x, y), class_names=["empty", "square"], n=4)
+    assert figure.axes[0].get_title().startswith("true ")
+    roc = inspect.plot_roc(y, model.predict(x)[:, 1], path=tmp_path / "roc.png")
+    assert roc.axes[0].get_legend().get_texts()[0].get_text().startswith("AUC ")
+
+
 def test_top_losses_threshold_sweep_pearson_and_roc_match_numpy(tmp_path):
     rng = np.random.default_rng(0)
     truth = rng.integers(0, 2, 200)

@@ -23,11 +23,26 @@ __all__ = [
     "most_confused",
     "pearson",
     "plot_confusion_matrix",
+    "plot_roc",
+    "predictions",
     "roc_curve",
     "show_top_losses",
     "threshold_sweep",
     "top_losses",
 ]
+
+
+def predictions(model: Any, data: Any, limit: int = 100_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images, true labels, predicted probabilities) of a model on (x, y) or a dataset of batches."""
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        images, labels = np.asarray(data[0])[:limit], np.asarray(data[1])[:limit]
+    else:
+        batches = [(np.asarray(x), np.asarray(y)) for x, y in data]
+        if not batches:
+            raise DataError("the data holds no examples.")
+        images = np.concatenate([x for x, _ in batches])[:limit]
+        labels = np.concatenate([y for _, y in batches])[:limit]
+    return images, _labels(labels), model.predict(images)
 
 
 def _labels(values: Any) -> np.ndarray:
@@ -42,14 +57,19 @@ def _labels(values: Any) -> np.ndarray:
 def confusion_matrix(
     y_true: Any, y_pred: Any, num_classes: int | None = None, normalize: str | None = None
 ) -> np.ndarray:
-    """counts[true, predicted]. y_pred may be labels, probabilities or one-hot rows.
+    """counts[true, predicted]. y_pred may be labels, probabilities or one-hot rows; or call it as
+    confusion_matrix(model, (x_test, y_test)) (or a dataset of batches).
     normalize: None (counts), "true" (rows sum to 1: recall), "pred" (columns: precision), "all".
 
     Example:
         >>> confusion_matrix([0, 1, 1, 2], [0, 2, 1, 2]).tolist()
         [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
     """
-    truth, predicted = _labels(y_true), _labels(y_pred)
+    if hasattr(y_true, "predict"):  # confusion_matrix(model, (x, y))
+        _, truth, probabilities = predictions(y_true, y_pred)
+        predicted = _labels(probabilities)
+    else:
+        truth, predicted = _labels(y_true), _labels(y_pred)
     if len(truth) != len(predicted):
         raise DataError(f"{len(truth)} true labels but {len(predicted)} predictions.")
     size = num_classes or int(max(truth.max(initial=0), predicted.max(initial=0)) + 1)
@@ -158,14 +178,18 @@ def top_losses(probabilities: Any, y_true: Any, n: int = 9) -> list[tuple[int, f
 def show_top_losses(
     images: Any,
     probabilities: Any,
-    y_true: Any,
+    y_true: Any = None,
     class_names: Sequence[str] | None = None,
     n: int = 9,
     path: str | Path | None = None,
 ) -> Figure:
-    """A gallery of the worst predictions: true class, predicted class, its probability, the loss."""
+    """A gallery of the worst predictions: true class, predicted class, its probability, the loss.
+    Also show_top_losses(model, (x_test, y_test)) (or a dataset of batches)."""
     from hubel.inspect.plots import show_images
 
+    if hasattr(images, "predict"):
+        images, y_true, probabilities = predictions(images, probabilities)
+        class_names = class_names or getattr(images, "class_names", None)
     probabilities = np.asarray(probabilities)
     truth, predicted = _labels(y_true), _labels(probabilities)
     worst = top_losses(probabilities, truth, n)
@@ -246,3 +270,17 @@ def roc_curve(y_true: Any, probabilities: Any) -> dict[str, Any]:
     fpr = np.r_[0.0, false_positive / negatives]
     auc = float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2))
     return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": [math.inf, *scores[distinct].tolist()], "auc": auc}
+
+
+def plot_roc(y_true: Any, probabilities: Any, path: str | Path | None = None) -> Figure:
+    """The ROC curve of a binary model, with its AUC and the chance diagonal."""
+    curve = roc_curve(y_true, probabilities)
+    figure, axis = plt.subplots(figsize=(4.5, 4.5))
+    axis.plot(curve["fpr"], curve["tpr"], label=f"AUC {curve['auc']:.3f}")
+    axis.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
+    axis.set_xlabel("false positive rate")
+    axis.set_ylabel("true positive rate")
+    axis.set_title("ROC curve")
+    axis.legend(loc="lower right")
+    axis.grid(alpha=0.3)
+    return save_figure(figure, path)

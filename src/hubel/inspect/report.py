@@ -70,26 +70,6 @@ def _section(anchor: str, title: str, content: str) -> str:
     return f'<section id="{anchor}"><h2>{html.escape(title)}</h2>{content}</section>'
 
 
-def _collect(data: Any, limit: int) -> tuple[np.ndarray, np.ndarray, list[Any]]:
-    """(images, labels, skipped files) from an (x, y) pair or a dataset of batches."""
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = np.asarray(data[0]), np.asarray(data[1])
-        return (
-            x[:limit],
-            y.reshape(len(y), -1)[:limit].squeeze(-1) if y.ndim > 1 and y.shape[-1] == 1 else y[:limit],
-            [],
-        )
-    images, labels = [], []
-    for x_batch, y_batch in data:
-        images.append(np.asarray(x_batch))
-        labels.append(np.asarray(y_batch))
-        if sum(len(part) for part in images) >= limit:
-            break
-    if not images:
-        raise ConfigError("report: the data holds no examples.")
-    return np.concatenate(images)[:limit], np.concatenate(labels)[:limit], list(getattr(data, "skipped", []))
-
-
 def report(
     model: Any,
     history: Any = None,
@@ -105,9 +85,9 @@ def report(
     started = time.perf_counter()
     if data is None:
         raise ConfigError("report needs evaluation data: report(model, history, (x_test, y_test)).")
-    images, labels, skipped = _collect(data, max_examples)
+    images, labels, probabilities = confusion.predictions(model, data, max_examples)
+    skipped = list(getattr(data, "skipped", []))
     names = list(class_names or getattr(data, "class_names", None) or model.metadata.get("class_names") or [])
-    probabilities = model.predict(images)
     binary = probabilities.ndim == 2 and probabilities.shape[1] == 1
     label_index = confusion._labels(labels)
     predicted = confusion._labels(probabilities)
