@@ -187,9 +187,9 @@ def show_top_losses(
     Also show_top_losses(model, (x_test, y_test)) (or a dataset of batches)."""
     from hubel.inspect.plots import show_images
 
-    if hasattr(images, "predict"):
+    if hasattr(images, "predict"):  # (model, data)
+        class_names = class_names or getattr(probabilities, "class_names", None)
         images, y_true, probabilities = predictions(images, probabilities)
-        class_names = class_names or getattr(images, "class_names", None)
     probabilities = np.asarray(probabilities)
     truth, predicted = _labels(y_true), _labels(probabilities)
     worst = top_losses(probabilities, truth, n)
