@@ -71,32 +71,36 @@ class Optimizer:
             for group in self.torch.param_groups:
                 group["lr"] = float(value)
 
+    def _built(self) -> torch.optim.Optimizer:
+        if self.torch is None:
+            raise ConfigError(
+                f"{type(self).__name__} is not built yet: it is built on the model's parameters by fit()."
+            )
+        return self.torch
+
     def step(self, scaler: Any = None) -> None:
         """Apply the schedule (if any) for this step, then update the parameters (through a
         mixed-precision gradient scaler when given)."""
-        assert self.torch is not None, "build() first"
+        optimizer = self._built()
         if self.schedule is not None:
             rate = float(self.schedule(self.iterations))
-            for group in self.torch.param_groups:
+            for group in optimizer.param_groups:
                 group["lr"] = rate
         if scaler is None:
-            self.torch.step()
+            optimizer.step()
         else:
-            scaler.step(self.torch)
+            scaler.step(optimizer)
             scaler.update()
         self.iterations += 1
 
     def zero_grad(self) -> None:
-        assert self.torch is not None, "build() first"
-        self.torch.zero_grad(set_to_none=True)
+        self._built().zero_grad(set_to_none=True)
 
     def state_dict(self) -> dict[str, Any]:
-        assert self.torch is not None, "build() first"
-        return {"torch": self.torch.state_dict(), "iterations": self.iterations}
+        return {"torch": self._built().state_dict(), "iterations": self.iterations}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        assert self.torch is not None, "build() first"
-        self.torch.load_state_dict(state["torch"])
+        self._built().load_state_dict(state["torch"])
         self.iterations = int(state["iterations"])
 
     def __repr__(self) -> str:
