@@ -37,3 +37,12 @@ __all__ = [
     "set_seed",
     "train",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """hubel.inspect is imported on first use (it brings matplotlib, which costs startup time)."""
+    if name == "inspect":
+        import importlib
+
+        return importlib.import_module("hubel.inspect")
+    raise AttributeError(f"module 'hubel' has no attribute {name!r}")

@@ -14,6 +14,12 @@ from typing import IO, Any
 __all__ = ["atomic_write"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb", **open_options: Any) -> Iterator[IO[Any]]:
     """Write through a temporary file beside `path`; on success fsync it and rename it over
@@ -31,6 +37,7 @@ def atomic_write(path: str | Path, mode: str = "wb", **open_options: Any) -> Ite
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
+    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
     try:
         with open(temporary, mode, **open_options) as file:  # file.name is the temporary path
             yield file
