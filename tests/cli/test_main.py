@@ -46,3 +46,19 @@ def test_console_script_runs_without_a_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "not a hubel model file" in result.stderr
+
+
+def test_zoo_lists_the_tutorial_architectures_with_keras_counts(capsys):
+    assert main(["zoo"]) == 0
+    out = capsys.readouterr().out
+    for name, params in (
+        ("fashion_cnn", "243,786"),
+        ("cifar_convnet", "703,594"),
+        ("lenet", "61,706"),
+        ("mlp", "101,770"),
+    ):
+        assert any(line.split()[:1] == [name] and params in line for line in out.splitlines()), name
+    assert main(["summary", "cifar_convnet_gmp", "--input-shape", "64,64,3"]) == 0
+    assert "Total params: 179,306" in capsys.readouterr().out  # global pooling: the same count at any size
+    assert main(["summary", "lennet"]) == 2
+    assert "Did you mean 'lenet'" in capsys.readouterr().err

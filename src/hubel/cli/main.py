@@ -4,6 +4,7 @@ stderr and exit status 2; anything else is a bug and keeps its traceback."""
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,15 +24,44 @@ def _shape(text: str) -> tuple[int, ...]:
 def _summary(args: argparse.Namespace) -> None:
     from hubel.models.io import load_model
     from hubel.models.spec import model_from_spec
+    from hubel.models.zoo import ZOO, create_model
 
     source = Path(args.model)
     if source.suffix == ".hubel":
         model = load_model(source)
         if args.input_shape:
-            raise ConfigError("--input-shape applies to spec files; a .hubel model keeps the shape it was saved with.")
+            raise ConfigError("--input-shape applies to spec files and zoo names; a .hubel model keeps its shape.")
+    elif args.model in ZOO or (not source.exists() and source.suffix.lower() not in (".json", ".yaml", ".yml")):
+        model = create_model(args.model, input_shape=args.input_shape)  # a zoo name (a typo gets suggestions)
     else:
         model = model_from_spec(source, input_shape=args.input_shape)
     model.summary()
+
+
+def _zoo(args: argparse.Namespace) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from hubel.models.summary import readable_count, summarize
+    from hubel.models.zoo import ZOO, create_model
+
+    table = Table(box=box.SIMPLE_HEAD)
+    for column, justify in (
+        ("name", "left"),
+        ("input", "left"),
+        ("params", "right"),
+        ("MACs", "right"),
+        ("architecture", "left"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for name in ZOO.names():
+        summary = summarize(create_model(name))
+        shape = "x".join(str(size) for size in ZOO.get(name).input_shape)
+        table.add_row(name, shape, f"{summary.total_params:,}", readable_count(summary.macs), ZOO.get(name).description)
+    buffer = io.StringIO()
+    Console(file=buffer, width=160, highlight=False, color_system=None).print(table)
+    print("\n".join(line.rstrip() for line in buffer.getvalue().strip("\n").splitlines()))
 
 
 def _data_check(args: argparse.Namespace) -> None:
@@ -54,11 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
         "summary",
         help="print the Keras-style summary (params, MACs, memory) of a model spec or .hubel file",
         description="Print the layer table of a model: output shapes, parameters, MACs and memory.",
-        epilog="example: hubel summary examples/fashion_cnn.yaml --input-shape 32,32,1",
+        epilog="examples: hubel summary examples/fashion_cnn.yaml --input-shape 32,32,1; hubel summary lenet",
     )
-    summary.add_argument("model", metavar="MODEL", help="a .yaml/.json model spec or a .hubel model file")
+    summary.add_argument("model", metavar="MODEL", help="a .yaml/.json model spec, a .hubel model file or a zoo name")
     summary.add_argument("--input-shape", type=_shape, help="override the spec's input shape, e.g. 32,32,3")
     summary.set_defaults(run=_summary)
+
+    zoo = commands.add_parser(
+        "zoo",
+        help="list the named architectures (from the Keras tutorials) with their params and MACs",
+        description="The model zoo: names, default input shapes, parameters and MACs per example.",
+        epilog="example: hubel zoo; then hubel summary fashion_cnn",
+    )
+    zoo.set_defaults(run=_zoo)
 
     data = commands.add_parser("data", help="look at a folder of images before training on it")
     data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)

@@ -1,0 +1,150 @@
+"""Named architectures from the Keras tutorials, each with its default input shape. Every zoo
+model starts with Rescaling(1/255), so it takes raw 0-255 pixels (preprocessing travels with
+the model) and accepts num_classes and input_shape.
+
+    model = hubel.models.zoo.create_model("fashion_cnn")            # 243,786 params, as in Keras
+    model = hubel.models.zoo.create_model("cifar_convnet", num_classes=2, input_shape=(64, 64, 3))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hubel import layers as L
+from hubel.layers import core
+from hubel.layers.args import positive_int, shape_tuple
+from hubel.layers.base import Layer, Shape
+from hubel.models.sequential import Sequential
+from hubel.registry import Registry
+
+__all__ = ["ZOO", "ZooEntry", "create_model", "list_models"]
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    input_shape: Shape
+    description: str
+    layers: Callable[[int, Shape], list[Layer]]  # (num_classes, input_shape) -> layers after preprocessing
+
+
+ZOO: Registry[ZooEntry] = Registry("zoo model", "hubel.models.zoo.list_models() or `hubel zoo`")
+
+
+def register(name: str, input_shape: Shape, description: str) -> Callable[[Callable[[int, Shape], list[Layer]]], Any]:
+    def add(layers: Callable[[int, Shape], list[Layer]]) -> Callable[[int, Shape], list[Layer]]:
+        ZOO.register(name)(ZooEntry(name, input_shape, description, layers))
+        return layers
+
+    return add
+
+
+def list_models() -> list[str]:
+    """Every name create_model accepts."""
+    return ZOO.names()
+
+
+def create_model(name: str, num_classes: int = 10, input_shape: Any = None) -> Sequential:
+    """A fresh (untrained) zoo model that takes raw pixels of input_shape (default: the entry's)."""
+    entry = ZOO.get(name)
+    shape = entry.input_shape if input_shape is None else shape_tuple(name, "input_shape", input_shape)
+    classes = positive_int(name, "num_classes", num_classes)
+    return Sequential([core.Input(shape), core.Rescaling(1 / 255), *entry.layers(classes, shape)], name=name)
+
+
+def _head(num_classes: int) -> Layer:
+    """One sigmoid unit for two classes (binary_crossentropy), else a softmax."""
+    return L.Dense(1, activation="sigmoid") if num_classes == 2 else L.Dense(num_classes, activation="softmax")
+
+
+@register("mlp", (28, 28, 1), "TensorFlow's beginner tutorial: Flatten, Dense(128), Dropout(0.2), Dense")
+def _mlp(num_classes: int, shape: Shape) -> list[Layer]:
+    return [L.Flatten(), L.Dense(128, activation="relu"), L.Dropout(0.2), _head(num_classes)]
+
+
+@register("mnist_one_conv", (28, 28, 1), "one Conv2D(32, 3x3) + max pooling + Dense(100)")
+def _one_conv(num_classes: int, shape: Shape) -> list[Layer]:
+    return [
+        L.Conv2D(32, 3, activation="relu", kernel_initializer="he_uniform"),
+        L.MaxPooling2D(),
+        L.Flatten(),
+        L.Dense(100, activation="relu", kernel_initializer="he_uniform"),
+        _head(num_classes),
+    ]
+
+
+@register("fashion_cnn", (28, 28, 1), "the Fashion-MNIST tutorial: two Conv2D(64) + pooling, Dense(128)")
+def _fashion(num_classes: int, shape: Shape) -> list[Layer]:
+    return [
+        L.Conv2D(64, 3, activation="relu"),
+        L.MaxPooling2D(2, 2),
+        L.Conv2D(64, 3, activation="relu"),
+        L.MaxPooling2D(2, 2),
+        L.Flatten(),
+        L.Dense(128, activation="relu"),
+        _head(num_classes),
+    ]
+
+
+@register("mnist_pyramid", (28, 28, 1), "Conv2D 32 -> 64 -> 64 with pooling, Dense(64): the TensorFlow CNN tutorial")
+def _pyramid(num_classes: int, shape: Shape) -> list[Layer]:
+    return [
+        L.Conv2D(32, 3, activation="relu"),
+        L.MaxPooling2D(),
+        L.Conv2D(64, 3, activation="relu"),
+        L.MaxPooling2D(),
+        L.Conv2D(64, 3, activation="relu"),
+        L.Flatten(),
+        L.Dense(64, activation="relu"),
+        _head(num_classes),
+    ]
+
+
+@register("lenet", (28, 28, 1), "LeNet-5: tanh convolutions with average pooling, Dense 120 and 84")
+def _lenet(num_classes: int, shape: Shape) -> list[Layer]:
+    return [
+        L.Conv2D(6, 5, padding="same", activation="tanh"),
+        L.AveragePooling2D(),
+        L.Conv2D(16, 5, activation="tanh"),
+        L.AveragePooling2D(),
+        L.Flatten(),
+        L.Dense(120, activation="tanh"),
+        L.Dense(84, activation="tanh"),
+        _head(num_classes),
+    ]
+
+
+def _cifar_body() -> list[Layer]:
+    return [
+        L.Conv2D(32, 3, activation="relu"),
+        L.Conv2D(32, 3, activation="relu"),
+        L.MaxPooling2D(),
+        L.Conv2D(64, 3, activation="relu"),
+        L.Conv2D(64, 3, activation="relu"),
+        L.MaxPooling2D(),
+        L.Conv2D(64, 3, activation="relu"),
+    ]
+
+
+@register("cifar_convnet", (32, 32, 3), "the CIFAR-10 tutorial convnet: five Conv2D, Flatten, Dense(1024)")
+def _cifar(num_classes: int, shape: Shape) -> list[Layer]:
+    return [*_cifar_body(), L.Flatten(), L.Dense(1024, activation="relu"), _head(num_classes)]
+
+
+@register("cifar_convnet_gmp", (32, 32, 3), "the CIFAR-10 convnet with GlobalMaxPooling2D in place of Flatten")
+def _cifar_gmp(num_classes: int, shape: Shape) -> list[Layer]:
+    return [*_cifar_body(), L.GlobalMaxPooling2D(), L.Dense(1024, activation="relu"), _head(num_classes)]
+
+
+@register("snacks_convnet", (224, 224, 3), "eight Conv2D in four blocks (32-256 filters), global average pooling")
+def _snacks(num_classes: int, shape: Shape) -> list[Layer]:
+    layers: list[Layer] = []
+    for filters in (32, 64, 128, 256):
+        layers += [
+            L.Conv2D(filters, 3, padding="same", activation="relu"),
+            L.Conv2D(filters, 3, padding="same", activation="relu"),
+            L.MaxPooling2D(),
+        ]
+    return [*layers, L.GlobalAveragePooling2D(), L.Dropout(0.5), _head(num_classes)]
