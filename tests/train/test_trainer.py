@@ -334,3 +334,13 @@ def test_resuming_with_another_model_or_a_damaged_checkpoint_is_clear(tmp_path):
         small_model().fit(x, y, epochs=2, verbose=0, checkpoint_dir=tmp_path, resume=True)
     with pytest.raises(hubel.train.CheckpointError, match="no checkpoint there"):
         small_model().fit(x, y, verbose=0, resume_from=tmp_path / "missing.ckpt")
+
+
+def test_resume_with_the_same_architecture_built_again_in_one_process(tmp_path):
+    x, y, _, _ = digits()
+    first = small_model()
+    first.fit(x, y, epochs=1, verbose=0, checkpoint_dir=tmp_path)
+    again = small_model()  # a notebook cell run twice: the layers are now conv2d_1, dense_1, ...
+    assert [layer.name for layer in again.layers] != [layer.name for layer in first.layers]
+    history = again.fit(x, y, epochs=2, verbose=0, checkpoint_dir=tmp_path, resume=True)
+    assert history.epoch == [0, 1]  # epoch 0 came from the checkpoint

@@ -71,6 +71,41 @@ def _data_check(args: argparse.Namespace) -> None:
     print(report.to_json() if args.json else report)
 
 
+def _train(args: argparse.Namespace) -> None:
+    from hubel.runs import train
+
+    train(
+        args.data,
+        args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        learning_rate=args.lr,
+        image_size=args.image_size[:2] if args.image_size else None,
+        seed=args.seed,
+        out=args.out,
+        resume=args.resume,
+        command="hubel " + " ".join(sys.argv[1:]),
+    )
+
+
+def _predict(args: argparse.Namespace) -> None:
+    import json
+
+    from hubel.runs import predict_files
+
+    model = Path(args.model)
+    if model.is_dir():
+        model = model / "model.hubel"
+    results = predict_files(model, args.images, top=args.top)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    for result in results:
+        ranked = ", ".join(f"{entry['class']} {entry['probability']:.1%}" for entry in result["top"])
+        print(f"{result['file']}: {ranked}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from hubel import __version__
 
@@ -97,6 +132,39 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: hubel zoo; then hubel summary fashion_cnn",
     )
     zoo.set_defaults(run=_zoo)
+
+    train = commands.add_parser(
+        "train",
+        help="train a model on a built-in dataset or a folder of images into a run directory",
+        description="Train, then write runs/NAME/ with config.yaml, metrics.jsonl, checkpoints/, model.hubel, "
+        "report.html and train.log. DATA is a built-in dataset (mnist, fashion_mnist, digits, cifar10) or a "
+        "folder with one sub-folder of images per class (or train/ val/ test/ inside).",
+        epilog="examples: hubel train fashion_mnist --epochs 5;  hubel train photos/ --model snacks_convnet "
+        "--image-size 160,160 --out runs/photos;  hubel train fashion_mnist --out runs/a --resume",
+    )
+    train.add_argument("data", metavar="DATA", help="a built-in dataset name or a folder of images")
+    train.add_argument("--model", help="a zoo name (see `hubel zoo`) or a spec file; a default suits the data")
+    train.add_argument("--epochs", type=int, default=5)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--optimizer", default="adam")
+    train.add_argument("--lr", type=float, help="learning rate (default: the optimizer's Keras default)")
+    train.add_argument("--image-size", type=_shape, help="for folders: height,width (default 160,160)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", help="the run directory (default runs/DATA-MODEL)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.set_defaults(run=_train)
+
+    predict = commands.add_parser(
+        "predict",
+        help="top classes for image files, preprocessed as in training",
+        description="Classify image files with a .hubel model (or a run directory).",
+        epilog="example: hubel predict runs/photos cat.jpg dog.png --top 2",
+    )
+    predict.add_argument("model", metavar="MODEL", help="a .hubel file or a run directory")
+    predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    predict.add_argument("--top", type=int, default=3)
+    predict.add_argument("--json", action="store_true", help="print JSON")
+    predict.set_defaults(run=_predict)
 
     data = commands.add_parser("data", help="look at a folder of images before training on it")
     data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)

@@ -26,6 +26,7 @@ __all__ = [
     "CallbackError",
     "CallbackList",
     "EarlyStopping",
+    "JSONLinesLogger",
     "LearningRateScheduler",
     "ModelCheckpoint",
     "ReduceLROnPlateau",
@@ -265,3 +266,21 @@ class CSVLogger(Callback):
             if new_file:
                 writer.writerow(["epoch", *self.keys])
             writer.writerow([epoch, *(logs.get(key, "") for key in self.keys)])
+
+
+class JSONLinesLogger(Callback):
+    """Append one JSON object per epoch ({"epoch": ..., "loss": ..., ...}) to a file, flushed and
+    synced, so a crash loses at most the epoch in progress."""
+
+    def __init__(self, filename: str | Path) -> None:
+        self.filename = Path(filename)
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        import json
+        import os
+
+        self.filename.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.filename, "a") as file:
+            file.write(json.dumps({"epoch": epoch, **logs}) + "\n")
+            file.flush()
+            os.fsync(file.fileno())

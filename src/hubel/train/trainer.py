@@ -153,6 +153,19 @@ def _batches(x: Any, y: Any, batch_size: int, shuffle: bool, seed: int) -> _Batc
 # ----- the engine ---------------------------------------------------------------------------
 
 
+def _same_architecture(saved: dict[str, Tensor], current: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The saved weights under the current model's names. Layer names count up per session
+    (conv2d, conv2d_1, ...), so the same architecture built again in one process (a notebook
+    cell run twice) has other names: weights whose shapes match one for one, in order, are
+    the same model's."""
+    if saved.keys() == current.keys():
+        return saved
+    pairs = list(zip(saved.items(), current.items()))
+    if len(saved) == len(current) and all(value.shape == mine.shape for (_, value), (_, mine) in pairs):
+        return {name: value for (_, value), (name, _) in pairs}
+    return saved  # let load_state_dict report what differs
+
+
 class _StopBetweenSteps(KeyboardInterrupt):
     """A Ctrl-C honoured at a step boundary: the state is consistent and can be checkpointed."""
 
@@ -563,7 +576,7 @@ class Trainer:
 
     def _restore(self, state: dict[str, Any]) -> tuple[int, int, int, History, _Running]:
         try:
-            self.model.load_state_dict(state["model"])
+            self.model.load_state_dict(_same_architecture(state["model"], self.model.state_dict()))
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, KeyError, ValueError) as error:
             raise CheckpointError(

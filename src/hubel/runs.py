@@ -1,0 +1,196 @@
+"""Training runs: one call from a built-in dataset or a folder of images to a run directory
+holding everything — what `hubel train` does.
+
+    result = hubel.runs.train("fashion_mnist", model="fashion_cnn", epochs=5)
+
+runs/NAME/ holds config.yaml (everything needed to rerun), metrics.jsonl (one line per epoch,
+flushed), checkpoints/last.ckpt (atomic; `resume=True` continues after a crash or Ctrl-C),
+model.hubel (weights, architecture, class names, preprocessing), report.html and train.log.
+An existing run directory is never overwritten: resume it or choose another name.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from hubel import __version__
+from hubel.data import datasets
+from hubel.data.folders import ImageFolderDataset, image_folder
+from hubel.errors import ConfigError, DataError
+from hubel.layers.base import clear_session
+from hubel.models.sequential import Sequential
+from hubel.models.spec import model_from_spec
+from hubel.models.zoo import ZOO, create_model
+from hubel.train.callbacks import Callback, JSONLinesLogger
+from hubel.train.progress import format_logs
+from hubel.train.trainer import set_seed
+
+__all__ = ["RunResult", "predict_files", "train"]
+
+_DEFAULT_MODEL = {"mnist": "fashion_cnn", "fashion_mnist": "fashion_cnn", "digits": "mnist_one_conv",
+                  "cifar10": "cifar_convnet"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunResult:
+    directory: Path
+    test_accuracy: float
+    test_loss: float
+    seconds: float
+
+    @property
+    def model_path(self) -> Path:
+        return self.directory / "model.hubel"
+
+    @property
+    def report_path(self) -> Path:
+        return self.directory / "report.html"
+
+
+class _LogFile(Callback):
+    """The epoch lines of the console, also in train.log."""
+
+    def __init__(self, path: Path, epochs: int) -> None:
+        self.path, self.epochs = path, epochs
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        with open(self.path, "a") as file:
+            file.write(f"Epoch {epoch + 1}/{self.epochs} - {format_logs(logs)}\n")
+
+
+def _load_data(data: str, image_size: tuple[int, int] | None, batch_size: int, seed: int) -> dict[str, Any]:
+    """Training, validation and test data for a built-in name or a folder."""
+    if data in datasets.list_datasets():
+        (x_train, y_train), (x_test, y_test) = datasets.load(data)
+        info = datasets.info(data)
+        return {"train": (x_train, y_train), "validation": None, "test": (x_test, y_test),
+                "class_names": list(info.class_names), "shape": x_train.shape[1:]}  # fmt: skip
+    root = Path(data)
+    if not root.is_dir():
+        close = [name for name in datasets.list_datasets() if name[:3] == data[:3]]
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise DataError(
+            f"{data!r} is neither a built-in dataset ({', '.join(datasets.list_datasets())}) nor a folder.{hint}"
+        )
+    size = image_size or (160, 160)
+    train, validation = image_folder(root, size, batch_size, validation_split=0.2, subset="both", seed=seed)
+    try:
+        test: Any = image_folder(root, size, batch_size, subset="test", verbose=False)
+    except ConfigError:
+        test = validation  # no test/ folder: report on the validation images
+    return {"train": train, "validation": validation, "test": test, "class_names": train.class_names,
+            "shape": (*size, 3)}  # fmt: skip
+
+
+def _build_model(model: str | None, data: str, shape: tuple[int, ...], num_classes: int) -> tuple[Sequential, str]:
+    name = model or _DEFAULT_MODEL.get(data, "snacks_convnet")
+    input_shape = (*shape, 1) if len(shape) == 2 else tuple(shape)
+    if name in ZOO or not Path(name).exists():
+        return create_model(name, num_classes=num_classes, input_shape=input_shape), name
+    return model_from_spec(name, input_shape=input_shape), Path(name).stem
+
+
+def train(
+    data: str,
+    model: str | None = None,
+    *,
+    epochs: int = 5,
+    batch_size: int = 32,
+    optimizer: str = "adam",
+    learning_rate: float | None = None,
+    image_size: tuple[int, int] | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    resume: bool = False,
+    command: str | None = None,
+) -> RunResult:
+    """Train `model` (a zoo name or a spec file; a sensible default otherwise) on `data` (a
+    built-in dataset or a folder of images) into a run directory; see the module docstring."""
+    started = time.perf_counter()
+    directory = Path(out) if out else Path("runs") / f"{Path(data).name}-{model or 'default'}"
+    if directory.exists() and any(directory.iterdir()) and not resume:
+        raise ConfigError(f"{directory} exists already: resume it with --resume, or pick another name with --out.")
+    if resume and not (directory / "checkpoints" / "last.ckpt").exists():
+        raise ConfigError(f"{directory} has no checkpoint to resume from. Train without --resume.")
+    set_seed(seed)
+    clear_session()  # layer names start from conv2d again, as in a fresh process
+    loaded = _load_data(data, image_size, batch_size, seed)
+    network, model_name = _build_model(model, data, loaded["shape"], len(loaded["class_names"]))
+    binary = network.output_shape[-1] == 1
+    loss = "binary_crossentropy" if binary else "sparse_categorical_crossentropy"
+    from hubel.train.optimizers import get_optimizer
+
+    chosen = get_optimizer(optimizer)
+    if learning_rate is not None:
+        chosen.learning_rate = learning_rate
+    network.compile(optimizer=chosen, loss=loss, metrics=["accuracy"])
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {
+        "command": command or " ".join(sys.argv),
+        "data": data, "model": model_name, "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer,
+        "learning_rate": chosen.learning_rate, "seed": seed, "loss": loss,
+        "class_names": loaded["class_names"], "input_shape": list(network.input_shape[1:]),
+        "versions": {"hubel": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
+    }  # fmt: skip
+    if not resume:
+        (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    fit_options: dict[str, Any] = {
+        "epochs": epochs, "batch_size": batch_size, "checkpoint_dir": directory / "checkpoints", "resume": resume,
+        "callbacks": [JSONLinesLogger(directory / "metrics.jsonl"), _LogFile(directory / "train.log", epochs)],
+    }  # fmt: skip
+    train_data = loaded["train"]
+    if isinstance(train_data, ImageFolderDataset):
+        history = network.fit(train_data, validation_data=loaded["validation"], **fit_options)
+    else:
+        history = network.fit(*train_data, validation_split=0.1, **fit_options)
+    metadata = {"class_names": loaded["class_names"], "preprocessing": "raw 0-255 pixels (Rescaling inside)",
+                "data": data, "history": history.history}  # fmt: skip
+    network.save(directory / "model.hubel", metadata=metadata)
+    test = loaded["test"]
+    loss_value, accuracy = network.evaluate(*test if isinstance(test, tuple) else (test,), verbose=0)
+    from hubel.inspect.report import report
+
+    report(network, history, test, path=directory / "report.html", class_names=loaded["class_names"],
+           title=f"{model_name} on {Path(data).name}", seed=seed)  # fmt: skip
+    seconds = time.perf_counter() - started
+    print(
+        f"Test accuracy {accuracy:.4f}, loss {loss_value:.4f} ({seconds:.0f} s). "
+        f"Model: {directory / 'model.hubel'}  Report: {directory / 'report.html'}"
+    )
+    return RunResult(directory, float(accuracy), float(loss_value), seconds)
+
+
+def predict_files(model: Sequential | str | Path, paths: list[str | Path], top: int = 3) -> list[dict[str, Any]]:
+    """Top-k classes with probabilities for image files, decoded exactly as image folders are for
+    training (size and colour mode from the model's input shape)."""
+    from hubel.data.images import DecodeOptions, UnreadableImage, decode_image
+    from hubel.models.io import load_model
+
+    network = load_model(model) if isinstance(model, (str, Path)) else model
+    height, width, channels = network.input_shape[1:]
+    options = DecodeOptions((height, width), "grayscale" if channels == 1 else "rgb")
+    names = network.metadata.get("class_names") or []
+    results = []
+    for path in paths:
+        try:
+            pixels = decode_image(Path(path), options)
+        except UnreadableImage as reason:
+            raise DataError(f"{path}: {reason}. Pass an image file Pillow can read.") from None
+        scores = network.predict(pixels[None])[0]
+        if scores.shape[0] == 1:  # one sigmoid unit: two classes
+            scores = np.array([1.0 - scores[0], scores[0]])
+        order = np.argsort(-scores)[:top]
+        label = lambda index: names[index] if index < len(names) else str(index)  # noqa: E731
+        results.append(
+            {"file": str(path), "top": [{"class": label(int(i)), "probability": float(scores[i])} for i in order]}
+        )
+    return results

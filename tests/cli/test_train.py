@@ -1,0 +1,75 @@
+import json
+
+import numpy as np
+import yaml
+from PIL import Image
+
+import hubel
+from hubel.cli.main import main
+
+
+def test_train_writes_a_complete_run_directory_and_resumes(tmp_path, capsys):
+    run = tmp_path / "digits"
+    assert main(["train", "digits", "--epochs", "2", "--out", str(run)]) == 0
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoints",
+        "config.yaml",
+        "metrics.jsonl",
+        "model.hubel",
+        "report.html",
+        "train.log",
+    ]
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["data"] == "digits" and config["model"] == "mnist_one_conv" and config["seed"] == 0
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [0, 1] and "val_accuracy" in lines[0]
+    out = capsys.readouterr().out
+    assert "Test accuracy" in out and str(run / "report.html") in out
+    model = hubel.load_model(run / "model.hubel")
+    assert model.metadata["class_names"][:3] == ["0", "1", "2"]
+    assert main(["train", "digits", "--epochs", "2", "--out", str(run)]) == 2  # never overwritten
+    assert "exists already: resume it with --resume" in capsys.readouterr().err
+    assert main(["train", "digits", "--epochs", "3", "--out", str(run), "--resume"]) == 0
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [0, 1, 2]  # continued from the checkpoint, not from zero
+
+
+def test_train_on_a_folder_then_predict_files_like_model_predict(tmp_path, capsys):
+    folder = tmp_path / "colours"
+    rng = np.random.default_rng(0)
+    for name, colour in (("blue", (20, 20, 220)), ("red", (220, 20, 20))):
+        (folder / name).mkdir(parents=True)
+        for index in range(15):
+            noise = rng.integers(0, 40, (24, 24, 3))
+            Image.fromarray((np.array(colour) + noise).clip(0, 255).astype(np.uint8)).save(
+                folder / name / f"{index}.png"
+            )
+    run = tmp_path / "run"
+    code = main(["train", str(folder), "--model", "cifar_convnet_gmp", "--image-size", "32,32", "--epochs", "3",
+                 "--lr", "0.003", "--out", str(run)])  # fmt: skip
+    assert code == 0 and (run / "report.html").exists()
+    capsys.readouterr()
+    picture = tmp_path / "query.jpg"
+    Image.new("RGB", (50, 40), (230, 10, 10)).save(picture)
+    assert main(["predict", str(run), str(picture), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)[0]
+    model = hubel.load_model(run / "model.hubel")
+    pixels = hubel.data.images.decode_image(picture, hubel.data.images.DecodeOptions((32, 32)))
+    positive = float(model.predict(pixels[None])[0, 0])  # two classes: one sigmoid unit
+    expected = ["blue", "red"][int(positive > 0.5)]
+    assert result["top"][0]["class"] == expected
+    assert result["top"][0]["probability"] == max(positive, 1 - positive)
+
+
+def test_train_and_predict_errors_are_one_line(tmp_path, capsys):
+    assert main(["train", "fashion", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Did you mean 'fashion_mnist'?" in err
+    assert main(["train", "digits", "--model", "resnet99", "--out", str(tmp_path / "b")]) == 2
+    assert "Unknown zoo model 'resnet99'" in capsys.readouterr().err
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    model = hubel.models.zoo.create_model("mlp").save(tmp_path / "mlp.hubel")
+    assert main(["predict", str(model), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "broken.jpg: not an image Pillow can read" in err
