@@ -11,6 +11,7 @@ An existing run directory is never overwritten: resume it or choose another name
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 import time
@@ -34,7 +35,7 @@ from hubel.train.callbacks import Callback, JSONLinesLogger
 from hubel.train.progress import format_logs
 from hubel.train.trainer import set_seed
 
-__all__ = ["RunResult", "predict_files", "train"]
+__all__ = ["RunResult", "evaluate", "list_runs", "predict_files", "train"]
 
 _DEFAULT_MODEL = {"mnist": "fashion_cnn", "fashion_mnist": "fashion_cnn", "digits": "mnist_one_conv",
                   "cifar10": "cifar_convnet"}  # fmt: skip
@@ -162,6 +163,9 @@ def train(
     report(network, history, test, path=directory / "report.html", class_names=loaded["class_names"],
            title=f"{model_name} on {Path(data).name}", seed=seed)  # fmt: skip
     seconds = time.perf_counter() - started
+    result = {"test_accuracy": float(accuracy), "test_loss": float(loss_value), "seconds": seconds, "model": model_name,
+              "data": data, "epochs_trained": len(history.epoch)}  # fmt: skip
+    (directory / "result.json").write_text(json.dumps(result, indent=2))
     print(
         f"Test accuracy {accuracy:.4f}, loss {loss_value:.4f} ({seconds:.0f} s). "
         f"Model: {directory / 'model.hubel'}  Report: {directory / 'report.html'}"
@@ -194,3 +198,67 @@ def predict_files(model: Sequential | str | Path, paths: list[str | Path], top: 
             {"file": str(path), "top": [{"class": label(int(i)), "probability": float(scores[i])} for i in order]}
         )
     return results
+
+
+def _model_path(model: str | Path) -> Path:
+    path = Path(model)
+    return path / "model.hubel" if path.is_dir() else path
+
+
+def evaluate(model: str | Path, data: str, out: str | Path | None = None, batch_size: int = 32) -> dict[str, Any]:
+    """Loss, accuracy and per-class metrics of a saved model (or run directory) on the test split
+    of `data` (a built-in dataset, or a folder's test/ — else val/ — images); the confusion
+    matrix is saved as a PNG beside the model unless `out` names another path."""
+    from hubel.inspect.confusion import classification_report, confusion_matrix, plot_confusion_matrix
+    from hubel.models.io import load_model
+
+    path = _model_path(model)
+    network = load_model(path)
+    height, width = network.input_shape[1:3]
+    loaded = _load_data(data, (height, width), batch_size, seed=0)
+    test = loaded["test"]
+    names = network.metadata.get("class_names") or loaded["class_names"]
+    from hubel.inspect.confusion import predictions
+
+    _, labels, probabilities = predictions(network, test)
+    report = classification_report(labels, probabilities, names)
+    counts = confusion_matrix(labels, probabilities, len(names))
+    figure_path = Path(out) if out else path.with_name(f"{path.stem}-confusion.png")
+    plot_confusion_matrix(counts, names, path=figure_path)
+    chosen = (
+        probabilities[np.arange(len(labels)), labels]
+        if probabilities.shape[1] > 1
+        else np.where(labels == 1, probabilities[:, 0], 1 - probabilities[:, 0])
+    )
+    loss = float(-np.log(np.clip(chosen, 1e-7, 1.0)).mean())
+    return {
+        "loss": loss,
+        "accuracy": report["accuracy"],
+        "classes": report["classes"],
+        "confusion_png": str(figure_path),
+    }
+
+
+def list_runs(root: str | Path = "runs") -> list[dict[str, Any]]:
+    """One row per run directory under root: data, model, epochs, best validation accuracy, test
+    accuracy and time (from config.yaml, metrics.jsonl and result.json)."""
+    rows = []
+    for directory in sorted(Path(root).glob("*/")):
+        config_path = directory / "config.yaml"
+        if not config_path.exists():
+            continue
+        config = yaml.safe_load(config_path.read_text()) or {}
+        metrics = (
+            [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
+            if (directory / "metrics.jsonl").exists()
+            else []
+        )
+        result = json.loads((directory / "result.json").read_text()) if (directory / "result.json").exists() else {}
+        accuracies = [line["val_accuracy"] for line in metrics if "val_accuracy" in line]
+        rows.append({
+            "run": directory.name, "data": config.get("data"), "model": config.get("model"), "epochs": len(metrics),
+            "best_val_accuracy": max(accuracies) if accuracies else None,
+            "test_accuracy": result.get("test_accuracy"), "seconds": result.get("seconds"),
+            "state": "finished" if result else "unfinished (hubel train --resume continues it)",
+        })  # fmt: skip
+    return rows

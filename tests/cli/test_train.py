@@ -17,6 +17,7 @@ def test_train_writes_a_complete_run_directory_and_resumes(tmp_path, capsys):
         "metrics.jsonl",
         "model.hubel",
         "report.html",
+        "result.json",
         "train.log",
     ]
     config = yaml.safe_load((run / "config.yaml").read_text())
@@ -32,6 +33,15 @@ def test_train_writes_a_complete_run_directory_and_resumes(tmp_path, capsys):
     assert main(["train", "digits", "--epochs", "3", "--out", str(run), "--resume"]) == 0
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [0, 1, 2]  # continued from the checkpoint, not from zero
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "digits"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads((run / "result.json").read_text())
+    assert out.startswith(f"loss {result['test_loss']:.4f} - accuracy {result['test_accuracy']:.4f}")
+    assert (run / "model-confusion.png").exists()
+    assert main(["runs", str(tmp_path)]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split()
+    assert row[:4] == ["digits", "digits", "mnist_one_conv", "3"] and row[5] == f"{result['test_accuracy']:.4f}"
 
 
 def test_train_on_a_folder_then_predict_files_like_model_predict(tmp_path, capsys):
@@ -73,3 +83,15 @@ def test_train_and_predict_errors_are_one_line(tmp_path, capsys):
     assert main(["predict", str(model), str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "broken.jpg: not an image Pillow can read" in err
+
+
+def test_convolve_draws_a_hand_kernel_over_an_image(tmp_path, capsys):
+    image = tmp_path / "bar.png"
+    pixels = np.zeros((20, 20), np.uint8)
+    pixels[:, 8:12] = 255
+    Image.fromarray(pixels).save(image)
+    out = tmp_path / "edges.png"
+    assert main(["convolve", str(image), "--kernel", "sobel_x", "--out", str(out)]) == 0
+    assert out.stat().st_size > 1000 and f"Saved {out}" in capsys.readouterr().out
+    assert main(["convolve", str(image), "--kernel", "sobelx"]) == 2
+    assert "Did you mean 'sobel_x'" in capsys.readouterr().err

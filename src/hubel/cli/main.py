@@ -14,6 +14,12 @@ from hubel.errors import ConfigError, HubelError
 __all__ = ["main"]
 
 
+def list_kernel_names() -> list[str]:
+    from hubel.inspect.kernels import list_kernels
+
+    return list_kernels()
+
+
 def _shape(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
@@ -106,6 +112,52 @@ def _predict(args: argparse.Namespace) -> None:
         print(f"{result['file']}: {ranked}")
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from hubel.runs import evaluate
+
+    result = evaluate(args.model, args.data, out=args.out)
+    print(f"loss {result['loss']:.4f} - accuracy {result['accuracy']:.4f}")
+    width = max(len(row.name) for row in result["classes"])
+    print(f"{'class'.ljust(width)}  precision  recall      F1  support")
+    for row in result["classes"]:
+        print(f"{row.name.ljust(width)}  {row.precision:9.3f}  {row.recall:6.3f}  {row.f1:6.3f}  {row.support:7,}")
+    print(f"Confusion matrix: {result['confusion_png']}")
+
+
+def _runs(args: argparse.Namespace) -> None:
+    from hubel.runs import list_runs
+
+    rows = list_runs(args.root)
+    if not rows:
+        print(f"No runs under {args.root}/ yet: hubel train DATA writes one.")
+        return
+    print(f"{'run':24} {'data':16} {'model':18} {'epochs':>6} {'best val':>9} {'test':>7} {'time':>7}  state")
+    for row in rows:
+        best = f"{row['best_val_accuracy']:.4f}" if row["best_val_accuracy"] is not None else "-"
+        test = f"{row['test_accuracy']:.4f}" if row["test_accuracy"] is not None else "-"
+        seconds = f"{row['seconds']:.0f}s" if row["seconds"] is not None else "-"
+        print(
+            f"{row['run'][:24]:24} {str(row['data'])[:16]:16} {str(row['model'])[:18]:18} {row['epochs']:>6} "
+            f"{best:>9} {test:>7} {seconds:>7}  {row['state']}"
+        )
+
+
+def _convolve(args: argparse.Namespace) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from hubel.inspect.kernels import show_kernel
+
+    try:
+        with Image.open(args.image) as image:
+            pixels = np.asarray(image.convert("L"))
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{args.image}: cannot read this image ({error}).") from None
+    out = args.out or f"{Path(args.image).stem}-{args.kernel}.png"
+    show_kernel(pixels, args.kernel, path=out)
+    print(f"Saved {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from hubel import __version__
 
@@ -165,6 +217,34 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top", type=int, default=3)
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(run=_predict)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="loss, accuracy, per-class table and confusion matrix of a model on a dataset's test split",
+        description="Evaluate a .hubel model (or a run directory) on a built-in dataset's test split, or on a "
+        "folder's test/ (else val/) images.",
+        epilog="example: hubel evaluate runs/fashion_mnist-default fashion_mnist",
+    )
+    evaluate.add_argument("model", metavar="MODEL", help="a .hubel file or a run directory")
+    evaluate.add_argument("data", metavar="DATA", help="a built-in dataset name or a folder of images")
+    evaluate.add_argument("--out", help="where to save the confusion-matrix PNG (default: beside the model)")
+    evaluate.set_defaults(run=_evaluate)
+
+    runs = commands.add_parser("runs", help="a table of the runs under runs/", epilog="example: hubel runs")
+    runs.add_argument("root", nargs="?", default="runs", help="the folder holding run directories (default runs)")
+    runs.set_defaults(run=_runs)
+
+    convolve = commands.add_parser(
+        "convolve",
+        help="a hand-made kernel over an image: original and response side by side",
+        epilog="example: hubel convolve digit.png --kernel vertical_edge (kernels: "
+        + ", ".join(list_kernel_names())
+        + ")",
+    )
+    convolve.add_argument("image", metavar="IMAGE")
+    convolve.add_argument("--kernel", default="vertical_edge", help="a named kernel (default vertical_edge)")
+    convolve.add_argument("--out", help="the PNG to write (default IMAGE-KERNEL.png)")
+    convolve.set_defaults(run=_convolve)
 
     data = commands.add_parser("data", help="look at a folder of images before training on it")
     data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
