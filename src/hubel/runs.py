@@ -35,7 +35,7 @@ from hubel.train.callbacks import Callback, JSONLinesLogger
 from hubel.train.progress import format_logs
 from hubel.train.trainer import set_seed
 
-__all__ = ["RunResult", "evaluate", "list_runs", "predict_files", "train"]
+__all__ = ["RunResult", "compare", "evaluate", "list_runs", "predict_files", "train"]
 
 _DEFAULT_MODEL = {"mnist": "fashion_cnn", "fashion_mnist": "fashion_cnn", "digits": "mnist_one_conv",
                   "cifar10": "cifar_convnet"}  # fmt: skip
@@ -261,4 +261,56 @@ def list_runs(root: str | Path = "runs") -> list[dict[str, Any]]:
             "test_accuracy": result.get("test_accuracy"), "seconds": result.get("seconds"),
             "state": "finished" if result else "unfinished (hubel train --resume continues it)",
         })  # fmt: skip
+    return rows
+
+
+def compare(
+    data: str, models: list[str], *, epochs: int = 3, batch_size: int = 32, seed: int = 0, out: str | Path | None = None
+) -> list[dict[str, Any]]:
+    """Train each model on the same data, split, seed and epochs (a run directory each, under
+    out/), then write comparison.md and validation_curves.png there; returns the table rows."""
+    from hubel.inspect.plots import plot_history
+    from hubel.models.io import load_model
+    from hubel.models.summary import summarize
+    from hubel.train.history import History
+
+    if len(models) < 2:
+        raise ConfigError("compare needs at least two models: --model A --model B.")
+    root = Path(out) if out else Path("runs") / f"compare-{Path(data).name}"
+    rows, histories = [], []
+    for name in models:
+        result = train(data, name, epochs=epochs, batch_size=batch_size, seed=seed, out=root / Path(name).stem)
+        network = load_model(result.model_path)
+        images = _load_data(data, tuple(network.input_shape[1:3]), batch_size, seed)["test"]
+        sample = images[0][:256] if isinstance(images, tuple) else next(iter(images))[0]
+        start = time.perf_counter()
+        network.predict(sample)
+        milliseconds = (time.perf_counter() - start) * 1000 / len(sample)
+        summary = summarize(network)
+        rows.append({
+            "model": name, "test_accuracy": result.test_accuracy, "params": summary.total_params, "macs": summary.macs,
+            "train_seconds": result.seconds, "inference_ms_per_image": milliseconds,
+            "model_file_mb": result.model_path.stat().st_size / 2**20,
+        })  # fmt: skip
+        histories.append(History(network.metadata.get("history", {}), list(range(epochs))))
+    plot_history(histories, metrics=("accuracy",), labels=models, path=root / "validation_curves.png",
+                 title=f"{data}: {epochs} epochs each, seed {seed}")  # fmt: skip
+    lines = [
+        f"# {data}: {', '.join(models)}",
+        "",
+        f"Same data split, seed {seed} and {epochs} epochs for every model.",
+        "",
+        "| model | test accuracy | params | MACs | train time | inference ms/image | model file MB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {r['model']} | {r['test_accuracy']:.4f} | {r['params']:,} | {r['macs']:,} | "
+            f"{r['train_seconds']:.0f} s | {r['inference_ms_per_image']:.3f} | {r['model_file_mb']:.2f} |"
+            for r in rows
+        ),
+        "",
+        "![validation curves](validation_curves.png)",
+    ]
+    (root / "comparison.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[4:-2]))
+    print(f"Table: {root / 'comparison.md'}  Curves: {root / 'validation_curves.png'}")
     return rows

@@ -95,3 +95,20 @@ def test_convolve_draws_a_hand_kernel_over_an_image(tmp_path, capsys):
     assert out.stat().st_size > 1000 and f"Saved {out}" in capsys.readouterr().out
     assert main(["convolve", str(image), "--kernel", "sobelx"]) == 2
     assert "Did you mean 'sobel_x'" in capsys.readouterr().err
+
+
+def test_compare_trains_each_model_on_the_same_split_and_writes_a_table(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert (
+        main(["compare", "digits", "--model", "mlp", "--model", "mnist_one_conv", "--epochs", "2", "--out", str(out)])
+        == 0
+    )
+    table = (out / "comparison.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| mlp") or line.startswith("| mnist_one_conv")]
+    params = hubel.models.zoo.create_model("mnist_one_conv", 10, (8, 8, 1)).count_params()  # at digits' 8x8
+    assert len(rows) == 2 and f"| {params:,} |" in rows[1]
+    assert (out / "validation_curves.png").stat().st_size > 1000
+    for name in ("mlp", "mnist_one_conv"):
+        assert json.loads((out / name / "result.json").read_text())["epochs_trained"] == 2
+    assert main(["compare", "digits", "--model", "mlp", "--out", str(tmp_path / "one")]) == 2
+    assert "needs at least two models" in capsys.readouterr().err

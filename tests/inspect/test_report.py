@@ -58,7 +58,7 @@ def test_report_is_one_small_self_contained_file_with_every_section_in_order(tra
 
 def test_report_on_a_model_without_conv_layers_says_why_pictures_are_missing(tmp_path):
     _, (x_test, y_test) = hubel.datasets.load("digits")
-    model = hubel.Sequential([L.Input((8, 8)), L.Flatten(), L.Dense(10, activation="softmax")])
+    model = hubel.Sequential([L.Input((8, 8, 1)), L.Rescaling(1 / 255), L.Flatten(), L.Dense(10, activation="softmax")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     page = report(model, None, (x_test, y_test), path=tmp_path / "r.html").read_text()
     assert "Not shown: Grad-CAM needs a layer with a spatial output" in page and 'id="curves"' not in page

@@ -124,6 +124,12 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"Confusion matrix: {result['confusion_png']}")
 
 
+def _compare(args: argparse.Namespace) -> None:
+    from hubel.runs import compare
+
+    compare(args.data, args.model, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, out=args.out)
+
+
 def _runs(args: argparse.Namespace) -> None:
     from hubel.runs import list_runs
 
@@ -229,6 +235,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data", metavar="DATA", help="a built-in dataset name or a folder of images")
     evaluate.add_argument("--out", help="where to save the confusion-matrix PNG (default: beside the model)")
     evaluate.set_defaults(run=_evaluate)
+
+    compare = commands.add_parser(
+        "compare",
+        help="train several models on the same split, seed and epochs; a table and overlaid curves",
+        description="Train each --model on DATA with the same split, seed and epochs, then print and save a "
+        "table (test accuracy, params, MACs, train time, inference ms/image, model file MB) and the validation "
+        "curves overlaid.",
+        epilog="example: hubel compare mnist --model mlp --model mnist_one_conv --model fashion_cnn --epochs 2",
+    )
+    compare.add_argument("data", metavar="DATA", help="a built-in dataset name or a folder of images")
+    compare.add_argument("--model", action="append", required=True, help="a zoo name or spec file (repeat it)")
+    compare.add_argument("--epochs", type=int, default=3)
+    compare.add_argument("--batch-size", type=int, default=32)
+    compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument("--out", help="the folder for the runs and the table (default runs/compare-DATA)")
+    compare.set_defaults(run=_compare)
 
     runs = commands.add_parser("runs", help="a table of the runs under runs/", epilog="example: hubel runs")
     runs.add_argument("root", nargs="?", default="runs", help="the folder holding run directories (default runs)")

@@ -26,10 +26,13 @@ __all__ = ["GradCam", "grad_cam", "show_grad_cam"]
 
 
 def _spatial_layer(model: Any) -> Layer:
-    """The last layer whose output is a spatial map larger than 1x1."""
+    """The last layer whose output is a spatial map larger than 1x1 and depends on learned
+    weights (so not a Rescaling or augmentation layer in front of the first conv)."""
+    layers = list(model.layers)
+    first_weighted = next((i for i, layer in enumerate(layers) if any(True for _ in layer.parameters())), len(layers))
     candidates = [
         layer
-        for layer in model.layers
+        for layer in layers[first_weighted:]
         if len(layer.output_shape) == 4 and layer.output_shape[1] * layer.output_shape[2] > 1
     ]
     if not candidates:
@@ -52,6 +55,9 @@ class GradCam:
 
     def _keep(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
         self.activations = output
+        if not output.requires_grad:
+            name = getattr(module, "name", type(module).__name__)
+            raise ConfigError(f"Grad-CAM: the output of {name!r} does not depend on any weight. Name a conv layer.")
         output.register_hook(self._keep_gradient)
 
     def _keep_gradient(self, gradient: torch.Tensor) -> None:
