@@ -23,6 +23,7 @@ def squares(count, seed):
 @pytest.fixture(scope="module")
 def square_model():
     x, y, _ = squares(600, 0)
+    hubel.clear_session()  # module-scoped: built before the per-test reset, so reset the names here
     hubel.set_seed(0)
     model = hubel.Sequential(
         [
