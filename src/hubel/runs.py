@@ -35,7 +35,7 @@ from hubel.train.callbacks import Callback, JSONLinesLogger
 from hubel.train.progress import format_logs
 from hubel.train.trainer import set_seed
 
-__all__ = ["RunResult", "compare", "evaluate", "list_runs", "predict_files", "train"]
+__all__ = ["RunResult", "compare", "evaluate", "list_runs", "predict_files", "report_run", "train"]
 
 _DEFAULT_MODEL = {"mnist": "fashion_cnn", "fashion_mnist": "fashion_cnn", "digits": "mnist_one_conv",
                   "cifar10": "cifar_convnet"}  # fmt: skip
@@ -314,3 +314,24 @@ def compare(
     print("\n".join(lines[4:-2]))
     print(f"Table: {root / 'comparison.md'}  Curves: {root / 'validation_curves.png'}")
     return rows
+
+
+def report_run(run: str | Path, out: str | Path | None = None) -> Path:
+    """Write (again) the HTML report of a run directory, from its model file, its config and
+    its test data."""
+    from hubel.inspect.report import report
+    from hubel.models.io import load_model
+    from hubel.train.history import History
+
+    directory = Path(run)
+    config_path = directory / "config.yaml"
+    if not config_path.exists() or not (directory / "model.hubel").exists():
+        raise ConfigError(f"{directory}: not a finished run directory (config.yaml and model.hubel are needed).")
+    config = yaml.safe_load(config_path.read_text()) or {}
+    network = load_model(directory / "model.hubel")
+    history_data = network.metadata.get("history") or {}
+    history = History(history_data, list(range(len(next(iter(history_data.values()), [])))))
+    loaded = _load_data(config["data"], tuple(network.input_shape[1:3]), config.get("batch_size", 32), 0)
+    path = Path(out) if out else directory / "report.html"
+    return report(network, history, loaded["test"], path=path, class_names=network.metadata.get("class_names"),
+                  title=f"{config.get('model')} on {Path(config['data']).name}", seed=config.get("seed"))  # fmt: skip

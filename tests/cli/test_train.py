@@ -42,6 +42,10 @@ def test_train_writes_a_complete_run_directory_and_resumes(tmp_path, capsys):
     assert main(["runs", str(tmp_path)]) == 0
     row = capsys.readouterr().out.splitlines()[1].split()
     assert row[:4] == ["digits", "digits", "mnist_one_conv", "3"] and row[5] == f"{result['test_accuracy']:.4f}"
+    again = tmp_path / "again.html"
+    assert main(["report", str(run), "--out", str(again)]) == 0
+    assert f"{result['test_accuracy']:.2%}" in again.read_text()  # the same test accuracy, recomputed
+    assert main(["report", str(tmp_path)]) == 2 and "not a finished run directory" in capsys.readouterr().err
 
 
 def test_train_on_a_folder_then_predict_files_like_model_predict(tmp_path, capsys):

@@ -130,6 +130,12 @@ def _compare(args: argparse.Namespace) -> None:
     compare(args.data, args.model, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, out=args.out)
 
 
+def _report(args: argparse.Namespace) -> None:
+    from hubel.runs import report_run
+
+    print(f"Report: {report_run(args.run_dir, args.out)}")
+
+
 def _runs(args: argparse.Namespace) -> None:
     from hubel.runs import list_runs
 
@@ -251,6 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seed", type=int, default=0)
     compare.add_argument("--out", help="the folder for the runs and the table (default runs/compare-DATA)")
     compare.set_defaults(run=_compare)
+
+    report = commands.add_parser(
+        "report",
+        help="write the HTML report of a run directory again",
+        epilog="example: hubel report runs/fashion_mnist-default --out report.html",
+    )
+    report.add_argument("run_dir", metavar="RUN", help="a run directory written by hubel train")
+    report.add_argument("--out", help="where to write it (default RUN/report.html)")
+    report.set_defaults(run=_report)
 
     runs = commands.add_parser("runs", help="a table of the runs under runs/", epilog="example: hubel runs")
     runs.add_argument("root", nargs="?", default="runs", help="the folder holding run directories (default runs)")
