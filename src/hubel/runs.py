@@ -11,7 +11,9 @@ An existing run directory is never overwritten: resume it or choose another name
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import platform
 import sys
 import time
@@ -31,8 +33,9 @@ from hubel.layers.base import clear_session
 from hubel.models.sequential import Sequential
 from hubel.models.spec import model_from_spec
 from hubel.models.zoo import ZOO, create_model
-from hubel.train.callbacks import Callback, JSONLinesLogger
+from hubel.train.callbacks import Callback, EarlyStopping, JSONLinesLogger
 from hubel.train.progress import format_logs
+from hubel.train.schedules import OneCycle
 from hubel.train.trainer import set_seed
 
 __all__ = ["RunResult", "compare", "evaluate", "list_runs", "predict_files", "report_run", "train"]
@@ -100,6 +103,43 @@ def _build_model(model: str | None, data: str, shape: tuple[int, ...], num_class
     return model_from_spec(name, input_shape=input_shape), Path(name).stem
 
 
+def _plan_budget(
+    network: Sequential, train_data: Any, validation: Any, batch_size: int, budget: float, spent: float
+) -> dict[str, Any]:
+    """Time a few training steps on a throwaway copy of the model (its weights, optimizer and the
+    random state stay as they were) and size the run to the budget: 80% of what is left trains,
+    the rest covers validation, saving and the report."""
+    if budget <= 0:
+        raise ConfigError(f"expected a positive time budget. Received: {budget}")
+    if isinstance(train_data, ImageFolderDataset):
+        batches = []
+        for x, y in train_data:
+            batches.append((x, y))
+            if len(batches) == 8:
+                break
+        x_probe, y_probe = np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
+        train_data.set_epoch(0)
+        steps_per_epoch = len(train_data)
+        validation_steps = len(validation) if validation is not None else 0
+    else:
+        x_all, y_all = train_data
+        x_probe, y_probe = x_all[: batch_size * 8], y_all[: batch_size * 8]
+        steps_per_epoch = math.ceil(int(len(x_all) * 0.9) / batch_size)  # fit holds back 10% for validation
+        validation_steps = math.ceil((len(x_all) - int(len(x_all) * 0.9)) / batch_size)
+    random_state = torch.get_rng_state()
+    probe = copy.deepcopy(network)
+    probe.fit(x_probe[: batch_size * 2], y_probe[: batch_size * 2], batch_size=batch_size, verbose=0)  # warm-up
+    timed_steps = math.ceil(len(x_probe) / batch_size)
+    start = time.perf_counter()
+    probe.fit(x_probe, y_probe, batch_size=batch_size, verbose=0)
+    seconds_per_step = (time.perf_counter() - start) / timed_steps
+    torch.set_rng_state(random_state)
+    epoch_seconds = (steps_per_epoch + validation_steps / 3) * seconds_per_step  # a forward pass costs ~1/3 of a step
+    epochs = int(max(1, min(200, (0.8 * (budget - spent)) // epoch_seconds)))
+    return {"seconds": budget, "seconds_per_step": seconds_per_step, "timed_steps": timed_steps,
+            "steps_per_epoch": steps_per_epoch, "epochs": epochs}  # fmt: skip
+
+
 def train(
     data: str,
     model: str | None = None,
@@ -112,10 +152,14 @@ def train(
     seed: int = 0,
     out: str | Path | None = None,
     resume: bool = False,
+    budget: float | None = None,
     command: str | None = None,
 ) -> RunResult:
     """Train `model` (a zoo name or a spec file; a sensible default otherwise) on `data` (a
-    built-in dataset or a folder of images) into a run directory; see the module docstring."""
+    built-in dataset or a folder of images) into a run directory; see the module docstring.
+
+    budget (seconds) replaces epochs: a few timed steps measure the throughput, the number of
+    epochs and a one-cycle schedule are sized to fit, and the best epoch's weights are kept."""
     started = time.perf_counter()
     directory = Path(out) if out else Path("runs") / f"{Path(data).name}-{model or 'default'}"
     if directory.exists() and any(directory.iterdir()) and not resume:
@@ -142,13 +186,26 @@ def train(
         "class_names": loaded["class_names"], "input_shape": list(network.input_shape[1:]),
         "versions": {"hubel": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
     }  # fmt: skip
+    train_data = loaded["train"]
+    callbacks: list[Callback] = []
+    plan: dict[str, Any] = {}
+    if budget is not None:
+        if resume:
+            raise ConfigError("--budget plans a new run; resume a budgeted run with --epochs.")
+        plan = _plan_budget(
+            network, train_data, loaded["validation"], batch_size, budget, time.perf_counter() - started
+        )
+        epochs = plan["epochs"]
+        chosen.schedule = OneCycle(2 * chosen.learning_rate, total_steps=epochs * plan["steps_per_epoch"])
+        callbacks.append(EarlyStopping(monitor="val_accuracy", patience=epochs + 1, restore_best_weights=True))
+        config.update({"epochs": epochs, "budget": plan})
     if not resume:
         (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     fit_options: dict[str, Any] = {
         "epochs": epochs, "batch_size": batch_size, "checkpoint_dir": directory / "checkpoints", "resume": resume,
-        "callbacks": [JSONLinesLogger(directory / "metrics.jsonl"), _LogFile(directory / "train.log", epochs)],
+        "callbacks": [JSONLinesLogger(directory / "metrics.jsonl"), _LogFile(directory / "train.log", epochs),
+                      *callbacks],
     }  # fmt: skip
-    train_data = loaded["train"]
     if isinstance(train_data, ImageFolderDataset):
         history = network.fit(train_data, validation_data=loaded["validation"], **fit_options)
     else:
@@ -160,11 +217,21 @@ def train(
     loss_value, accuracy = network.evaluate(*test if isinstance(test, tuple) else (test,), verbose=0)
     from hubel.inspect.report import report
 
+    notes = []
+    if plan:
+        best = max(history.history.get("val_accuracy", [0.0]))
+        notes.append(
+            f"Time budget {budget:.0f} s: {plan['seconds_per_step'] * 1000:.1f} ms per step measured on "
+            f"{plan['timed_steps']} steps, so {plan['epochs']} epochs of {plan['steps_per_epoch']} steps with a "
+            f"one-cycle schedule; the best epoch (validation accuracy {best:.4f}) was kept."
+        )
     report(network, history, test, path=directory / "report.html", class_names=loaded["class_names"],
-           title=f"{model_name} on {Path(data).name}", seed=seed)  # fmt: skip
+           title=f"{model_name} on {Path(data).name}", seed=seed, notes=notes)  # fmt: skip
     seconds = time.perf_counter() - started
     result = {"test_accuracy": float(accuracy), "test_loss": float(loss_value), "seconds": seconds, "model": model_name,
               "data": data, "epochs_trained": len(history.epoch)}  # fmt: skip
+    if plan:
+        result["budget"] = {**plan, "spent_seconds": seconds}
     (directory / "result.json").write_text(json.dumps(result, indent=2))
     print(
         f"Test accuracy {accuracy:.4f}, loss {loss_value:.4f} ({seconds:.0f} s). "

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 import yaml
 from PIL import Image
 
@@ -116,3 +117,21 @@ def test_compare_trains_each_model_on_the_same_split_and_writes_a_table(tmp_path
         assert json.loads((out / name / "result.json").read_text())["epochs_trained"] == 2
     assert main(["compare", "digits", "--model", "mlp", "--out", str(tmp_path / "one")]) == 2
     assert "needs at least two models" in capsys.readouterr().err
+
+
+def test_a_time_budget_sizes_the_epochs_and_schedule_and_keeps_the_best_epoch(tmp_path):
+    run = tmp_path / "budget"
+    assert main(["train", "digits", "--budget", "4s", "--out", str(run)]) == 0
+    result = json.loads((run / "result.json").read_text())
+    plan = result["budget"]
+    assert plan["seconds"] == 4 and plan["epochs"] >= 1 and plan["steps_per_epoch"] == 41
+    assert result["epochs_trained"] == plan["epochs"]
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == plan["epochs"]
+    if plan["epochs"] > 2:
+        rates = [line["learning_rate"] for line in lines]
+        assert max(rates) > rates[0] and rates[-1] < max(rates)  # one cycle: up, then down
+    assert "Time budget 4 s:" in (run / "report.html").read_text()
+    with pytest.raises(SystemExit) as stop:  # argparse rejects it before anything runs
+        main(["train", "digits", "--budget", "soon", "--out", str(tmp_path / "x")])
+    assert stop.value.code == 2 and not (tmp_path / "x").exists()

@@ -20,6 +20,17 @@ def list_kernel_names() -> list[str]:
     return list_kernels()
 
 
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        value = float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"expected a duration such as 90s, 5m or 1h; received {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive duration; received {text!r}")
+    return value
+
+
 def _shape(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
@@ -91,6 +102,7 @@ def _train(args: argparse.Namespace) -> None:
         seed=args.seed,
         out=args.out,
         resume=args.resume,
+        budget=args.budget,
         command="hubel " + " ".join(sys.argv[1:]),
     )
 
@@ -209,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("data", metavar="DATA", help="a built-in dataset name or a folder of images")
     train.add_argument("--model", help="a zoo name (see `hubel zoo`) or a spec file; a default suits the data")
     train.add_argument("--epochs", type=int, default=5)
+    train.add_argument("--budget", type=_duration, help="train for this wall-clock time instead: 90s, 5m, 1h")
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--optimizer", default="adam")
     train.add_argument("--lr", type=float, help="learning rate (default: the optimizer's Keras default)")

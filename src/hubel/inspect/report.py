@@ -79,6 +79,7 @@ def report(
     title: str | None = None,
     seed: int | None = None,
     max_examples: int = 10_000,
+    notes: Sequence[str] = (),
 ) -> Path:
     """Write the report for `model` evaluated on `data` ((x_test, y_test) or a dataset of
     batches), with the curves of `history`; returns the path."""
@@ -98,7 +99,7 @@ def report(
     mean_loss = float(np.mean([loss for _, loss in losses]))
     accuracy = float(np.trace(counts) / counts.sum())
     parts = [
-        _headline(model, history, accuracy, mean_loss, len(label_index), title),
+        _headline(model, history, accuracy, mean_loss, len(label_index), title, notes),
         _model_section(model),
         _data_section(images, label_index, names, skipped),
     ]
@@ -119,7 +120,9 @@ def report(
     return path
 
 
-def _headline(model: Any, history: Any, accuracy: float, loss: float, count: int, title: str | None) -> str:
+def _headline(
+    model: Any, history: Any, accuracy: float, loss: float, count: int, title: str | None, notes: Sequence[str]
+) -> str:
     seconds = getattr(history, "params", {}).get("seconds") if history is not None else None
     epochs = len(getattr(history, "epoch", [])) if history is not None else 0
     stats = [
@@ -132,7 +135,7 @@ def _headline(model: Any, history: Any, accuracy: float, loss: float, count: int
     return (
         f'<section id="headline"><h1>{html.escape(title or model.name)}</h1>'
         f'<p class="muted">hubel report, {time.strftime("%Y-%m-%d %H:%M")}</p>'
-        f'<div class="headline">{cards}</div></section>'
+        f'<div class="headline">{cards}</div>' + "".join(f"<p>{html.escape(note)}</p>" for note in notes) + "</section>"
     )
 
 
