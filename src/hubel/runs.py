@@ -107,7 +107,7 @@ def _plan_budget(
     network: Sequential, train_data: Any, validation: Any, batch_size: int, budget: float, spent: float
 ) -> dict[str, Any]:
     """Time a few training steps on a throwaway copy of the model (its weights, optimizer and the
-    random state stay as they were) and size the run to the budget: 80% of what is left trains,
+    random state stay as they were) and size the run to the budget: 85% of what is left trains,
     the rest covers validation, saving and the report."""
     if budget <= 0:
         raise ConfigError(f"expected a positive time budget. Received: {budget}")
@@ -115,7 +115,7 @@ def _plan_budget(
         batches = []
         for x, y in train_data:
             batches.append((x, y))
-            if len(batches) == 8:
+            if len(batches) == 24:
                 break
         x_probe, y_probe = np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
         train_data.set_epoch(0)
@@ -123,19 +123,19 @@ def _plan_budget(
         validation_steps = len(validation) if validation is not None else 0
     else:
         x_all, y_all = train_data
-        x_probe, y_probe = x_all[: batch_size * 8], y_all[: batch_size * 8]
+        x_probe, y_probe = x_all[: batch_size * 24], y_all[: batch_size * 24]
         steps_per_epoch = math.ceil(int(len(x_all) * 0.9) / batch_size)  # fit holds back 10% for validation
         validation_steps = math.ceil((len(x_all) - int(len(x_all) * 0.9)) / batch_size)
     random_state = torch.get_rng_state()
     probe = copy.deepcopy(network)
-    probe.fit(x_probe[: batch_size * 2], y_probe[: batch_size * 2], batch_size=batch_size, verbose=0)  # warm-up
+    probe.fit(x_probe[: batch_size * 4], y_probe[: batch_size * 4], batch_size=batch_size, verbose=0)  # warm-up
     timed_steps = math.ceil(len(x_probe) / batch_size)
     start = time.perf_counter()
     probe.fit(x_probe, y_probe, batch_size=batch_size, verbose=0)
     seconds_per_step = (time.perf_counter() - start) / timed_steps
     torch.set_rng_state(random_state)
     epoch_seconds = (steps_per_epoch + validation_steps / 3) * seconds_per_step  # a forward pass costs ~1/3 of a step
-    epochs = int(max(1, min(200, (0.8 * (budget - spent)) // epoch_seconds)))
+    epochs = int(max(1, min(200, (0.85 * (budget - spent)) // epoch_seconds)))
     return {"seconds": budget, "seconds_per_step": seconds_per_step, "timed_steps": timed_steps,
             "steps_per_epoch": steps_per_epoch, "epochs": epochs}  # fmt: skip
 
