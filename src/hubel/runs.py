@@ -103,6 +103,22 @@ def _build_model(model: str | None, data: str, shape: tuple[int, ...], num_class
     return model_from_spec(name, input_shape=input_shape), Path(name).stem
 
 
+def _forget_epochs_after_checkpoint(directory: Path) -> None:
+    """A run killed after an epoch's log lines but before its checkpoint redoes that epoch on
+    resume: drop its lines from metrics.jsonl and train.log first, so every epoch is logged once."""
+    from hubel.train.checkpoint import load_checkpoint
+
+    done = int(load_checkpoint(directory / "checkpoints" / "last.ckpt")["epoch"])
+    metrics = directory / "metrics.jsonl"
+    if metrics.exists():
+        kept = [line for line in metrics.read_text().splitlines() if line and json.loads(line)["epoch"] < done]
+        metrics.write_text("".join(line + "\n" for line in kept))
+    log = directory / "train.log"
+    if log.exists():
+        kept = [line for line in log.read_text().splitlines() if int(line.split()[1].split("/")[0]) <= done]
+        log.write_text("".join(line + "\n" for line in kept))
+
+
 def _plan_budget(
     network: Sequential, train_data: Any, validation: Any, batch_size: int, budget: float, spent: float
 ) -> dict[str, Any]:
@@ -166,6 +182,8 @@ def train(
         raise ConfigError(f"{directory} exists already: resume it with --resume, or pick another name with --out.")
     if resume and not (directory / "checkpoints" / "last.ckpt").exists():
         raise ConfigError(f"{directory} has no checkpoint to resume from. Train without --resume.")
+    if resume:
+        _forget_epochs_after_checkpoint(directory)
     set_seed(seed)
     clear_session()  # layer names start from conv2d again, as in a fresh process
     loaded = _load_data(data, image_size, batch_size, seed)

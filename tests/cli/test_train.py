@@ -135,3 +135,45 @@ def test_a_time_budget_sizes_the_epochs_and_schedule_and_keeps_the_best_epoch(tm
     with pytest.raises(SystemExit) as stop:  # argparse rejects it before anything runs
         main(["train", "digits", "--budget", "soon", "--out", str(tmp_path / "x")])
     assert stop.value.code == 2 and not (tmp_path / "x").exists()
+
+
+def test_a_killed_hubel_train_resumes_and_logs_every_epoch_once(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    run = tmp_path / "killed"
+    command = [
+        sys.executable,
+        "-m",
+        "hubel",
+        "train",
+        "digits",
+        "--epochs",
+        "30",
+        "--batch-size",
+        "4",
+        "--out",
+        str(run),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if checkpoint.exists() and torch.load(checkpoint, weights_only=True)["epoch"] >= 3:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (run / "model.hubel").exists()
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(30))  # each epoch once, none lost, none twice
+    assert len((run / "train.log").read_text().splitlines()) == 30
+    assert json.loads((run / "result.json").read_text())["epochs_trained"] == 30
