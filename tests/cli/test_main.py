@@ -62,3 +62,19 @@ def test_zoo_lists_the_tutorial_architectures_with_keras_counts(capsys):
     assert "Total params: 179,306" in capsys.readouterr().out  # global pooling: the same count at any size
     assert main(["summary", "lennet"]) == 2
     assert "Did you mean 'lenet'" in capsys.readouterr().err
+
+
+def test_the_cli_starts_without_matplotlib_and_names_every_kernel():
+    import importlib
+
+    from hubel.inspect.kernels import list_kernels
+
+    code = (
+        "import sys, importlib; importlib.import_module('hubel.cli.main').build_parser(); "
+        "print('matplotlib' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"  # inspection loads only when a command needs it
+    parser = importlib.import_module("hubel.cli.main").build_parser()
+    convolve = parser._subparsers._group_actions[0].choices["convolve"]
+    assert all(name in convolve.epilog for name in list_kernels())

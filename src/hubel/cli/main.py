@@ -14,12 +14,6 @@ from hubel.errors import ConfigError, HubelError
 __all__ = ["main"]
 
 
-def list_kernel_names() -> list[str]:
-    from hubel.inspect.kernels import list_kernels
-
-    return list_kernels()
-
-
 def _duration(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600}
     try:
@@ -287,9 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     convolve = commands.add_parser(
         "convolve",
         help="a hand-made kernel over an image: original and response side by side",
-        epilog="example: hubel convolve digit.png --kernel vertical_edge (kernels: "
-        + ", ".join(list_kernel_names())
-        + ")",
+        epilog="example: hubel convolve digit.png --kernel vertical_edge (also horizontal_edge, sobel_x, sobel_y, "
+        "laplacian, sharpen, box_blur, gaussian_blur)",
     )
     convolve.add_argument("image", metavar="IMAGE")
     convolve.add_argument("--kernel", default="vertical_edge", help="a named kernel (default vertical_edge)")

@@ -293,7 +293,7 @@ class Sequential(nn.Module):
         """Accept Keras-layout (or unambiguous torch-layout) data and return channels-first tensors."""
         if not isinstance(x, Tensor):
             x = tensor_view(np.asarray(x))
-        first = self.layers[0] if self.layers else None
+        first = next(iter(self._modules.values()), None)  # no list of layers per call: this is the hot path
         if not (first is not None and first.accepts_integers) and not x.is_floating_point():
             x = x.float()
         elif x.dtype == torch.float64:

@@ -38,7 +38,7 @@ class History:
         """The two runs as one: `first + second` (continued training)."""
         combined = History(self.history, self.epoch, {**self.params, **other.params})
         combined.params["seconds"] = self.params.get("seconds", 0.0) + other.params.get("seconds", 0.0)
-        for epoch, index in zip(other.epoch, range(len(other.epoch))):
+        for index, epoch in enumerate(other.epoch):
             combined.append(epoch, {key: values[index] for key, values in other.history.items()})
         return combined
 

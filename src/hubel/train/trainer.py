@@ -97,21 +97,14 @@ class _ArrayBatches(_Batches):
         self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
         self.steps = math.ceil(len(x) / batch_size)
 
-    def order(self, epoch: int) -> Tensor:
-        if not self.shuffle:
-            return torch.arange(len(self.x))
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        return torch.randperm(len(self.x), generator=generator)
-
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[tuple[Tensor, Tensor | None]]:
-        order = self.order(epoch)
+        order = None
+        if self.shuffle:  # the order follows from (seed, epoch) alone, so a resumed run replays it
+            order = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
         for step in range(skip, self.steps):
-            index = order[step * self.batch_size : (step + 1) * self.batch_size]
-            if not self.shuffle:
-                part = slice(step * self.batch_size, (step + 1) * self.batch_size)
-                yield self.x[part], None if self.y is None else self.y[part]
-            else:
-                yield self.x[index], None if self.y is None else self.y[index]
+            part = slice(step * self.batch_size, (step + 1) * self.batch_size)
+            index = part if order is None else order[part]  # contiguous slices when not shuffling
+            yield self.x[index], None if self.y is None else self.y[index]
 
 
 class _IterableBatches(_Batches):
