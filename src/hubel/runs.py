@@ -29,14 +29,19 @@ from hubel import __version__
 from hubel.data import datasets
 from hubel.data.folders import ImageFolderDataset, image_folder
 from hubel.errors import ConfigError, DataError
+from hubel.layers.augment import augmentation
 from hubel.layers.base import clear_session
+from hubel.layers.core import Input, Rescaling
 from hubel.models.sequential import Sequential
 from hubel.models.spec import model_from_spec
-from hubel.models.zoo import ZOO, create_model
+from hubel.models.zoo import ZOO, Recipe, create_model
 from hubel.train.callbacks import Callback, EarlyStopping, JSONLinesLogger
+from hubel.train.optimizers import OPTIMIZERS, Optimizer, get_optimizer
 from hubel.train.progress import format_logs
 from hubel.train.schedules import OneCycle
 from hubel.train.trainer import set_seed
+
+_PRECISIONS = {"auto": "auto", "float32": None, "bf16": "bf16"}
 
 __all__ = ["RunResult", "compare", "evaluate", "list_runs", "predict_files", "report_run", "train"]
 
@@ -95,12 +100,39 @@ def _load_data(data: str, image_size: tuple[int, int] | None, batch_size: int, s
             "shape": (*size, 3)}  # fmt: skip
 
 
-def _build_model(model: str | None, data: str, shape: tuple[int, ...], num_classes: int) -> tuple[Sequential, str]:
+def _build_model(
+    model: str | None, data: str, shape: tuple[int, ...], num_classes: int, augment: str | None
+) -> tuple[Sequential, str, Recipe]:
+    """The network (augmentation layers, if asked for, go right after the zoo's Rescaling) and
+    the recipe it trains with when the options do not say."""
     name = model or _DEFAULT_MODEL.get(data, "snacks_convnet")
     input_shape = (*shape, 1) if len(shape) == 2 else tuple(shape)
     if name in ZOO or not Path(name).exists():
-        return create_model(name, num_classes=num_classes, input_shape=input_shape), name
-    return model_from_spec(name, input_shape=input_shape), Path(name).stem
+        network, recipe = create_model(name, num_classes=num_classes, input_shape=input_shape), ZOO.get(name).recipe
+    else:
+        network, recipe, name = model_from_spec(name, input_shape=input_shape), Recipe(), Path(name).stem
+    if augment:
+        layers = network.layers
+        at = 1 if layers and isinstance(layers[0], Rescaling) else 0
+        network = Sequential(
+            [Input(input_shape), *layers[:at], *augmentation(augment), *layers[at:]], name=network.name
+        )
+    return network, name, recipe
+
+
+def _optimizer(recipe: Recipe, optimizer: str | None, learning_rate: float | None) -> tuple[Optimizer, bool]:
+    """The optimizer the options name (at Keras's defaults), else the recipe's; the rate given,
+    else the recipe's, else the optimizer's default. Also whether a rate was chosen (by the
+    user or the recipe), which a one-cycle schedule then takes as its peak."""
+    if optimizer is not None:
+        chosen = get_optimizer(optimizer)
+        rate = learning_rate
+    else:
+        chosen = OPTIMIZERS.get(recipe.optimizer)(**recipe.optimizer_settings)
+        rate = learning_rate if learning_rate is not None else recipe.learning_rate
+    if rate is not None:
+        chosen.learning_rate = rate
+    return chosen, rate is not None
 
 
 def _forget_epochs_after_checkpoint(directory: Path) -> None:
@@ -160,11 +192,13 @@ def train(
     data: str,
     model: str | None = None,
     *,
-    epochs: int = 5,
-    batch_size: int = 32,
-    optimizer: str = "adam",
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    optimizer: str | None = None,
     learning_rate: float | None = None,
     image_size: tuple[int, int] | None = None,
+    augment: str | None = None,
+    precision: str = "auto",
     seed: int = 0,
     out: str | Path | None = None,
     resume: bool = False,
@@ -174,6 +208,11 @@ def train(
     """Train `model` (a zoo name or a spec file; a sensible default otherwise) on `data` (a
     built-in dataset or a folder of images) into a run directory; see the module docstring.
 
+    epochs defaults to 5. Resuming, options left as None take the run's config.yaml; otherwise
+    they take the zoo entry's recipe (the tutorials' own settings for their
+    networks: Adam, batch 32; SGD with a one-cycle schedule for the residual networks).
+    augment names augmentation layers to add ("flip,shift"; see layers.augment.augmentation).
+    precision is "auto" (bf16 autocast where the hardware runs it fast), "float32" or "bf16".
     budget (seconds) replaces epochs: a few timed steps measure the throughput, the number of
     epochs and a one-cycle schedule are sized to fit, and the best epoch's weights are kept."""
     started = time.perf_counter()
@@ -182,41 +221,61 @@ def train(
         raise ConfigError(f"{directory} exists already: resume it with --resume, or pick another name with --out.")
     if resume and not (directory / "checkpoints" / "last.ckpt").exists():
         raise ConfigError(f"{directory} has no checkpoint to resume from. Train without --resume.")
+    if precision not in _PRECISIONS:
+        raise ConfigError(f"expected precision {', '.join(map(repr, _PRECISIONS))}. Received: {precision!r}")
+    one_cycle_peak: float | None = None
     if resume:
         _forget_epochs_after_checkpoint(directory)
+        saved = yaml.safe_load((directory / "config.yaml").read_text()) if (directory / "config.yaml").exists() else {}
+        model = model or (saved.get("model") if saved.get("model") in ZOO else None)
+        epochs, batch_size = epochs or saved.get("epochs"), batch_size or saved.get("batch_size")
+        augment = augment if augment is not None else saved.get("augment")
+        optimizer = optimizer or saved.get("optimizer")
+        one_cycle_peak = saved.get("one_cycle_peak")
+        if learning_rate is None and one_cycle_peak is None:
+            learning_rate = saved.get("learning_rate")
+    epochs = epochs or 5
     set_seed(seed)
     clear_session()  # layer names start from conv2d again, as in a fresh process
+    name = model or _DEFAULT_MODEL.get(data, "snacks_convnet")
+    recipe = ZOO.get(name).recipe if name in ZOO else Recipe()
+    batch_size = batch_size or recipe.batch_size
     loaded = _load_data(data, image_size, batch_size, seed)
-    network, model_name = _build_model(model, data, loaded["shape"], len(loaded["class_names"]))
+    network, model_name, recipe = _build_model(model, data, loaded["shape"], len(loaded["class_names"]), augment)
     binary = network.output_shape[-1] == 1
     loss = "binary_crossentropy" if binary else "sparse_categorical_crossentropy"
-    from hubel.train.optimizers import get_optimizer
-
-    chosen = get_optimizer(optimizer)
-    if learning_rate is not None:
-        chosen.learning_rate = learning_rate
-    network.compile(optimizer=chosen, loss=loss, metrics=["accuracy"])
+    chosen, rate_chosen = _optimizer(recipe, optimizer, learning_rate)
+    network.compile(optimizer=chosen, loss=loss, metrics=["accuracy"], mixed_precision=_PRECISIONS[precision])
     directory.mkdir(parents=True, exist_ok=True)
     config = {
         "command": command or " ".join(sys.argv),
-        "data": data, "model": model_name, "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer,
-        "learning_rate": chosen.learning_rate, "seed": seed, "loss": loss,
+        "data": data, "model": model_name, "epochs": epochs, "batch_size": batch_size,
+        "optimizer": optimizer, "optimizer_used": repr(chosen), "learning_rate": chosen.learning_rate,
+        "augment": augment,
+        "precision": network.trainer.precision, "seed": seed, "loss": loss,
         "class_names": loaded["class_names"], "input_shape": list(network.input_shape[1:]),
         "versions": {"hubel": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
     }  # fmt: skip
     train_data = loaded["train"]
     callbacks: list[Callback] = []
     plan: dict[str, Any] = {}
+    steps_per_epoch = len(train_data) if isinstance(train_data, ImageFolderDataset) else None
     if budget is not None:
         if resume:
             raise ConfigError("--budget plans a new run; resume a budgeted run with --epochs.")
         plan = _plan_budget(
             network, train_data, loaded["validation"], batch_size, budget, time.perf_counter() - started
         )
-        epochs = plan["epochs"]
-        chosen.schedule = OneCycle(2 * chosen.learning_rate, total_steps=epochs * plan["steps_per_epoch"])
+        epochs, steps_per_epoch = plan["epochs"], plan["steps_per_epoch"]
         callbacks.append(EarlyStopping(monitor="val_accuracy", patience=epochs + 1, restore_best_weights=True))
         config.update({"epochs": epochs, "budget": plan})
+    if budget is not None or one_cycle_peak is not None or recipe.one_cycle:
+        if steps_per_epoch is None:
+            steps_per_epoch = math.ceil(int(len(train_data[0]) * 0.9) / batch_size)
+        peak = one_cycle_peak or (chosen.learning_rate if rate_chosen else 2 * chosen.learning_rate)
+        config["one_cycle_peak"] = peak
+        chosen.schedule = OneCycle(peak, total_steps=epochs * steps_per_epoch)
+        config["schedule"] = f"one-cycle to {peak:g} over {epochs} epochs of {steps_per_epoch} steps"
     if not resume:
         (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     fit_options: dict[str, Any] = {

@@ -93,6 +93,8 @@ def _train(args: argparse.Namespace) -> None:
         optimizer=args.optimizer,
         learning_rate=args.lr,
         image_size=args.image_size[:2] if args.image_size else None,
+        augment=args.augment,
+        precision=args.precision,
         seed=args.seed,
         out=args.out,
         resume=args.resume,
@@ -214,12 +216,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("data", metavar="DATA", help="a built-in dataset name or a folder of images")
     train.add_argument("--model", help="a zoo name (see `hubel zoo`) or a spec file; a default suits the data")
-    train.add_argument("--epochs", type=int, default=5)
+    train.add_argument("--epochs", type=int, help="passes over the training data (default 5)")
     train.add_argument("--budget", type=_duration, help="train for this wall-clock time instead: 90s, 5m, 1h")
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--optimizer", default="adam")
-    train.add_argument("--lr", type=float, help="learning rate (default: the optimizer's Keras default)")
+    train.add_argument("--batch-size", type=int, help="default: the model's recipe (32 for the tutorials' networks)")
+    train.add_argument("--optimizer", help="adam, sgd, rmsprop, adamw (default: the model's recipe)")
+    train.add_argument(
+        "--lr", type=float, help="learning rate, the peak of a one-cycle schedule (default: the model's recipe)"
+    )
     train.add_argument("--image-size", type=_shape, help="for folders: height,width (default 160,160)")
+    train.add_argument(
+        "--augment",
+        nargs="?",
+        const="flip,shift",
+        metavar="NAMES",
+        help="add augmentation layers: flip, shift, rotate, zoom, contrast (comma-separated; alone: flip,shift)",
+    )
+    train.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bf16"),
+        default="auto",
+        help="auto: bf16 autocast where the hardware runs it fast (CUDA, CPUs with AMX), else float32",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", help="the run directory (default runs/DATA-MODEL)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")

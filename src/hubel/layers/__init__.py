@@ -36,6 +36,7 @@ from hubel.layers.pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
+from hubel.layers.residual import Residual
 from hubel.layers.text import Embedding
 
 # Keras's short aliases
@@ -79,6 +80,7 @@ __all__ = [
     "ReLU",
     "Rescaling",
     "Reshape",
+    "Residual",
     "ZeroPadding2D",
     "clear_session",
     "list_activations",

@@ -9,6 +9,7 @@ before a Rescaling layer, as the Keras tutorials do.
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Any
 
@@ -28,6 +29,8 @@ __all__ = [
     "RandomRotation",
     "RandomTranslation",
     "RandomZoom",
+    "augmentation",
+    "list_augmentations",
 ]
 
 _LAYOUT = "(height, width, channels)"
@@ -405,3 +408,38 @@ class RandomBrightness(_ValueLayer):
         low, high = self.value_range
         delta = self.uniform(x.shape[0], self.factor, x).view(-1, 1, 1, 1) * (high - low)
         return (x + delta).clamp(low, high)
+
+
+_PRESETS: dict[str, Any] = {
+    "flip": lambda: RandomFlip("horizontal"),
+    "shift": lambda: RandomTranslation(1 / 16, 1 / 16),
+    "rotate": lambda: RandomRotation(0.05),
+    "zoom": lambda: RandomZoom(0.1),
+    "contrast": lambda: RandomContrast(0.2),
+}
+
+
+def list_augmentations() -> list[str]:
+    """The names augmentation() accepts."""
+    return list(_PRESETS)
+
+
+def augmentation(names: str) -> list[Layer]:
+    """Augmentation layers from comma-separated names (what `hubel train --augment` takes):
+    flip (left-right), shift (up to 1/16 of the height and width, reflected at the border, as
+    the fast CIFAR-10 trainers crop), rotate (up to 18°), zoom (±10%), contrast (±20%).
+
+    Example:
+        >>> [type(layer).__name__ for layer in augmentation("flip,shift")]
+        ['RandomFlip', 'RandomTranslation']
+    """
+    chosen = [name.strip().lower() for name in names.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in _PRESETS]
+    if unknown or not chosen:
+        close = difflib.get_close_matches(unknown[0], list(_PRESETS), n=1) if unknown else []
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"unknown augmentation {', '.join(map(repr, unknown)) or repr(names)}{hint}: choose from "
+            f"{', '.join(_PRESETS)}, comma-separated (e.g. flip,shift)."
+        )
+    return [_PRESETS[name]() for name in dict.fromkeys(chosen)]

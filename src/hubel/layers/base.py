@@ -32,7 +32,9 @@ __all__ = [
     "clear_session",
     "internal_to_keras_shape",
     "keras_to_internal",
+    "layer_from_entry",
     "list_layers",
+    "normalize_layer_entry",
     "register_layer",
     "snake_case",
     "tensor_view",
@@ -78,6 +80,44 @@ def register_layer(cls: type[Layer]) -> type[Layer]:
 def list_layers() -> list[str]:
     """Every layer class name a spec may use."""
     return LAYERS.names()
+
+
+def normalize_layer_entry(entry: Any, where: str) -> dict[str, Any]:
+    """The canonical {'class_name', 'config'} of a layer entry in a spec: a bare name ("Flatten"),
+    {Name: {arguments}} or {class_name: ..., config: {...}}; `where` ("layer 3") starts the error.
+
+    Example:
+        >>> normalize_layer_entry({"Dense": {"units": 2}}, "layer 0")
+        {'class_name': 'Dense', 'config': {'units': 2}}
+    """
+    if isinstance(entry, str):
+        return {"class_name": entry, "config": {}}
+    if isinstance(entry, dict) and "class_name" in entry:
+        config = entry.get("config") or {}
+        if not isinstance(config, dict):
+            raise ConfigError(
+                f"{where} ({entry['class_name']}): expected 'config' to be a mapping. Received: {config!r}"
+            )
+        return {"class_name": entry["class_name"], "config": config}
+    if isinstance(entry, dict) and len(entry) == 1:
+        ((class_name, config),) = entry.items()
+        if config is None or isinstance(config, dict):
+            return {"class_name": class_name, "config": config or {}}
+    text = repr(entry)
+    raise ConfigError(
+        f"{where}: expected a layer name, {{LayerName: {{arguments}}}} or {{class_name: ..., config: {{...}}}}. "
+        f"Received: {text if len(text) <= 80 else text[:77] + '...'}"
+    )
+
+
+def layer_from_entry(entry: Any, where: str) -> Layer:
+    """A new layer from a spec entry in any form normalize_layer_entry accepts."""
+    canonical = normalize_layer_entry(entry, where)
+    layer_class = LAYERS.get(canonical["class_name"])
+    try:
+        return layer_class.from_config(canonical["config"])
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
 
 
 def keras_to_internal(x: Tensor) -> Tensor:

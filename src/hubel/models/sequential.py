@@ -19,7 +19,15 @@ from torch import Tensor, nn
 
 from hubel.errors import ConfigError, ShapeError
 from hubel.layers.args import shape_tuple
-from hubel.layers.base import LAYERS, Layer, Shape, internal_to_keras, keras_to_internal, tensor_view, unique_name
+from hubel.layers.base import (
+    Layer,
+    Shape,
+    internal_to_keras,
+    keras_to_internal,
+    layer_from_entry,
+    tensor_view,
+    unique_name,
+)
 from hubel.layers.core import Input
 
 __all__ = ["Sequential"]
@@ -198,8 +206,8 @@ class Sequential(nn.Module):
     ) -> None:
         """Choose optimizer, loss and metrics, as in Keras: compile(optimizer="adam",
         loss="sparse_categorical_crossentropy", metrics=["accuracy"]). device="auto" picks CUDA,
-        then MPS, then the CPU; mixed_precision="bf16", or "fp16" on CUDA, and jit_compile=True
-        (torch.compile) are opt-in."""
+        then MPS, then the CPU; mixed_precision="bf16", "fp16" (CUDA), "auto" (bf16 where the
+        hardware runs it fast) and jit_compile=True (torch.compile) are opt-in."""
         from hubel.train.trainer import Trainer
 
         if loss is None:
@@ -274,7 +282,7 @@ class Sequential(nn.Module):
         if config.get("input_shape") is not None:
             model.add(Input(tuple(config["input_shape"])))
         for index, entry in enumerate(config.get("layers", [])):
-            model.add(_layer_from_entry(entry, index))
+            model.add(layer_from_entry(entry, f"layer {index}"))
         return model
 
     # ----- forward ----------------------------------------------------------------------
@@ -337,18 +345,3 @@ def _canonical(x: Tensor) -> Tensor:
     _, c, h, w = x.shape
     strides = (h * w * c, 1, w * c, c)
     return x if x.stride() == strides else x.as_strided(x.shape, strides)
-
-
-def _layer_from_entry(entry: Any, index: int) -> Layer:
-    if not isinstance(entry, dict) or "class_name" not in entry:
-        raise ConfigError(f"layer {index}: expected {{'class_name': ..., 'config': {{...}}}}. Received: {entry!r}")
-    layer_class = LAYERS.get(entry["class_name"])
-    config = entry.get("config") or {}
-    if not isinstance(config, dict):
-        raise ConfigError(
-            f"layer {index} ({entry['class_name']}): expected 'config' to be a mapping. Received: {config!r}"
-        )
-    try:
-        return layer_class.from_config(config)
-    except ConfigError as error:
-        raise ConfigError(f"layer {index}: {error}") from None

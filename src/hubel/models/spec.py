@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from hubel.errors import ConfigError, HubelError
+from hubel.layers.base import normalize_layer_entry
 from hubel.models.sequential import Sequential
 
 __all__ = ["load_spec", "model_from_spec", "normalize_spec"]
@@ -69,28 +70,8 @@ def normalize_spec(document: Any) -> dict[str, Any]:
     return {
         "name": document.get("name"),
         "input_shape": document.get("input_shape"),
-        "layers": [_normalize_layer(entry, index) for index, entry in enumerate(document["layers"])],
+        "layers": [normalize_layer_entry(entry, f"layer {index}") for index, entry in enumerate(document["layers"])],
     }
-
-
-def _normalize_layer(entry: Any, index: int) -> dict[str, Any]:
-    if isinstance(entry, str):
-        return {"class_name": entry, "config": {}}
-    if isinstance(entry, dict) and "class_name" in entry:
-        return {"class_name": entry["class_name"], "config": entry.get("config") or {}}
-    if isinstance(entry, dict) and len(entry) == 1:
-        ((class_name, config),) = entry.items()
-        if config is None or isinstance(config, dict):
-            return {"class_name": class_name, "config": config or {}}
-    raise ConfigError(
-        f"layer {index}: expected a layer name, {{LayerName: {{arguments}}}} or "
-        f"{{class_name: ..., config: {{...}}}}. Received: {_preview(entry)}"
-    )
-
-
-def _preview(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def model_from_spec(spec: str | Path | dict[str, Any] | list[Any], input_shape: Any = None) -> Sequential:
@@ -107,3 +88,8 @@ def model_from_spec(spec: str | Path | dict[str, Any] | list[Any], input_shape: 
         if not from_file:
             raise
         raise type(error)(f"{spec}: {error}") from None
+
+
+def _preview(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -9,7 +9,7 @@ the model) and accepts num_classes and input_shape.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hubel import layers as L
@@ -19,7 +19,20 @@ from hubel.layers.base import Layer, Shape
 from hubel.models.sequential import Sequential
 from hubel.registry import Registry
 
-__all__ = ["ZOO", "ZooEntry", "create_model", "list_models"]
+__all__ = ["ZOO", "Recipe", "ZooEntry", "create_model", "list_models"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How `hubel train` trains a zoo model when the command line does not say: the tutorials'
+    own settings for their networks (Adam at Keras's defaults, batch 32, a constant rate), and
+    what measured best for the residual networks (benchmarks/README.md)."""
+
+    optimizer: str = "adam"
+    optimizer_settings: dict[str, Any] = field(default_factory=dict)
+    learning_rate: float | None = None  # None: the optimizer's Keras default; the peak of a one-cycle schedule
+    batch_size: int = 32
+    one_cycle: bool = False  # also with --epochs (a --budget run always uses one)
 
 
 @dataclass(frozen=True)
@@ -28,14 +41,17 @@ class ZooEntry:
     input_shape: Shape
     description: str
     layers: Callable[[int, Shape], list[Layer]]  # (num_classes, input_shape) -> layers after preprocessing
+    recipe: Recipe = Recipe()
 
 
 ZOO: Registry[ZooEntry] = Registry("zoo model", "hubel.models.zoo.list_models() or `hubel zoo`")
 
 
-def register(name: str, input_shape: Shape, description: str) -> Callable[[Callable[[int, Shape], list[Layer]]], Any]:
+def register(
+    name: str, input_shape: Shape, description: str, recipe: Recipe | None = None
+) -> Callable[[Callable[[int, Shape], list[Layer]]], Any]:
     def add(layers: Callable[[int, Shape], list[Layer]]) -> Callable[[int, Shape], list[Layer]]:
-        ZOO.register(name)(ZooEntry(name, input_shape, description, layers))
+        ZOO.register(name)(ZooEntry(name, input_shape, description, layers, recipe or Recipe()))
         return layers
 
     return add
@@ -148,3 +164,57 @@ def _snacks(num_classes: int, shape: Shape) -> list[Layer]:
             L.MaxPooling2D(),
         ]
     return [*layers, L.GlobalAveragePooling2D(), L.Dropout(0.5), _head(num_classes)]
+
+
+# The residual networks: a VGG-like stack of three stages, each a convolution, max pooling,
+# batch norm and ReLU, then a residual convolution, as in the fast CIFAR-10 trainers (Myrtle's
+# ResNet-9, hlb-CIFAR10, airbench). Pooling before batch norm normalises a quarter of the
+# values; global max pooling makes the head independent of the input size.
+_RESNET_RECIPE = Recipe(
+    optimizer="sgd",
+    optimizer_settings={"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
+    learning_rate=0.1,
+    batch_size=128,
+    one_cycle=True,
+)
+
+
+def _conv_bn(filters: int) -> list[Layer]:
+    return [
+        L.Conv2D(filters, 3, padding="same", use_bias=False),
+        L.BatchNormalization(momentum=0.9),
+        L.ReLU(),
+    ]
+
+
+def _fast_resnet(num_classes: int, stem: int, widths: tuple[int, ...]) -> list[Layer]:
+    layers = _conv_bn(stem)
+    for filters in widths:
+        layers += [
+            L.Conv2D(filters, 3, padding="same", use_bias=False),
+            L.MaxPooling2D(),
+            L.BatchNormalization(momentum=0.9),
+            L.ReLU(),
+            L.Residual(_conv_bn(filters)),
+        ]
+    return [*layers, L.GlobalMaxPooling2D(), _head(num_classes)]
+
+
+@register(
+    "fast_resnet",
+    (32, 32, 3),
+    "residual, batch norm; 3 stages of 32-128 filters: the best accuracy for a minute of CPU (28x28, 32x32)",
+    _RESNET_RECIPE,
+)
+def _fast_resnet_small(num_classes: int, shape: Shape) -> list[Layer]:
+    return _fast_resnet(num_classes, 24, (32, 64, 128))
+
+
+@register(
+    "fast_resnet_wide",
+    (32, 32, 3),
+    "fast_resnet with 64-256-256 filters (airbench's widths): for CIFAR-10 runs of 10 minutes or more",
+    _RESNET_RECIPE,
+)
+def _fast_resnet_wide(num_classes: int, shape: Shape) -> list[Layer]:
+    return _fast_resnet(num_classes, 32, (64, 256, 256))
