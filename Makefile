@@ -25,8 +25,9 @@ system-packages:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; }
 
+# hubel's main job on built-in data: MNIST for one minute into a new run directory (report path printed at the end).
 demo: $(STAMP)
-	$(BIN)/python examples/mnist_tutorial.py
+	$(BIN)/hubel train mnist --budget 60s --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples

@@ -49,6 +49,29 @@ def test_train_writes_a_complete_run_directory_and_resumes(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2 and "not a finished run directory" in capsys.readouterr().err
 
 
+def test_the_residual_network_trains_with_its_recipe_and_augmentation_and_resumes_from_its_config(tmp_path):
+    run = tmp_path / "resnet"
+    assert main(["train", "digits", "--model", "fast_resnet", "--epochs", "2", "--augment", "--out", str(run)]) == 0
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["batch_size"] == 128 and config["augment"] == "flip,shift" and config["optimizer"] is None
+    assert config["optimizer_used"].startswith("SGD(learning_rate=0.1") and "nesterov=True" in config["optimizer_used"]
+    assert config["one_cycle_peak"] == 0.1 and config["precision"] in ("bf16", "float32")
+    layers = hubel.load_model(run / "model.hubel").layers
+    assert [type(layer).__name__ for layer in layers[:3]] == ["Rescaling", "RandomFlip", "RandomTranslation"]
+    assert sum(type(layer).__name__ == "Residual" for layer in layers) == 3
+    rates = [json.loads(line)["learning_rate"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rates[0] > rates[1]  # one cycle: epoch 1 ends past the peak, epoch 2 near zero
+    assert json.loads((run / "result.json").read_text())["test_accuracy"] > 0.5
+    # resuming with no options takes them from config.yaml: the same model, recipe and augmentation
+    assert main(["train", "digits", "--epochs", "3", "--out", str(run), "--resume"]) == 0
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [0, 1, 2]
+    assert [type(layer).__name__ for layer in hubel.load_model(run / "model.hubel").layers[:2]] == [
+        "Rescaling",
+        "RandomFlip",
+    ]
+
+
 def test_train_on_a_folder_then_predict_files_like_model_predict(tmp_path, capsys):
     folder = tmp_path / "colours"
     rng = np.random.default_rng(0)
@@ -117,6 +140,18 @@ def test_compare_trains_each_model_on_the_same_split_and_writes_a_table(tmp_path
         assert json.loads((out / name / "result.json").read_text())["epochs_trained"] == 2
     assert main(["compare", "digits", "--model", "mlp", "--out", str(tmp_path / "one")]) == 2
     assert "needs at least two models" in capsys.readouterr().err
+
+
+def test_compare_can_give_each_model_the_same_time_budget(tmp_path):
+    out = tmp_path / "cmp"
+    assert (
+        main(["compare", "digits", "--model", "mlp", "--model", "mnist_one_conv", "--budget", "3s", "--out", str(out)])
+        == 0
+    )
+    assert "Same data split, seed 0 and a 3 s budget for every model." in (out / "comparison.md").read_text()
+    for name in ("mlp", "mnist_one_conv"):
+        result = json.loads((out / name / "result.json").read_text())
+        assert result["budget"]["seconds"] == 3 and result["epochs_trained"] == result["budget"]["epochs"]
 
 
 def test_a_time_budget_sizes_the_epochs_and_schedule_and_keeps_the_best_epoch(tmp_path):

@@ -155,3 +155,16 @@ def test_augmentation_in_a_model_shows_in_the_summary_and_keeps_channels_last():
     model.train()
     rotated = model.layers[1](torch.rand(2, 3, 16, 16).contiguous(memory_format=torch.channels_last))
     assert rotated.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_named_augmentations_for_the_command_line():
+    from hubel.layers.augment import augmentation, list_augmentations
+
+    layers = augmentation("flip, shift,flip")
+    assert [type(layer).__name__ for layer in layers] == ["RandomFlip", "RandomTranslation"]
+    assert layers[0].mode == "horizontal" and layers[1].height_factor == (-1 / 16, 1 / 16)
+    assert len(augmentation(",".join(list_augmentations()))) == 5
+    with pytest.raises(ConfigError, match="unknown augmentation 'flp' \\(did you mean 'flip'\\?\\): choose from"):
+        augmentation("flp")
+    with pytest.raises(ConfigError, match="choose from flip, shift"):
+        augmentation(" , ")

@@ -296,8 +296,9 @@ def test_mixed_precision_is_opt_in_and_fp16_needs_cuda():
     if not torch.cuda.is_available():
         with pytest.raises(hubel.ConfigError, match="mixed_precision='fp16' needs a CUDA GPU"):
             model.compile(optimizer="adam", loss="mse", mixed_precision="fp16")
-    with pytest.raises(hubel.ConfigError, match="expected mixed_precision None, 'bf16' or 'fp16'"):
+    with pytest.raises(hubel.ConfigError, match="expected mixed_precision None, 'auto', 'bf16' or 'fp16'"):
         model.compile(optimizer="adam", loss="mse", mixed_precision="half")
+    assert model.trainer.precision == "bf16"
     model.compile(optimizer="adam", loss="mse", jit_compile=True)  # opt-in torch.compile (slower on 2 CPU cores)
     assert isinstance(model.trainer.forward, torch._dynamo.eval_frame.OptimizedModule)
     assert model.trainer.forward._orig_mod is model
@@ -344,3 +345,17 @@ def test_resume_with_the_same_architecture_built_again_in_one_process(tmp_path):
     assert [layer.name for layer in again.layers] != [layer.name for layer in first.layers]
     history = again.fit(x, y, epochs=2, verbose=0, checkpoint_dir=tmp_path, resume=True)
     assert history.epoch == [0, 1]  # epoch 0 came from the checkpoint
+
+
+def test_auto_precision_is_bf16_exactly_where_the_hardware_runs_it_fast(monkeypatch):
+    from hubel.train import trainer as engine
+
+    model = small_model()
+    for fast, expected in ((True, "bf16"), (False, "float32")):
+        monkeypatch.setattr(engine, "fast_bfloat16", lambda device, fast=fast: fast)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", mixed_precision="auto")
+        assert model.trainer.precision == expected
+    monkeypatch.undo()
+    cpu = torch.device("cpu")
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    assert engine.fast_bfloat16(cpu) == amx and not engine.fast_bfloat16(torch.device("meta"))

@@ -135,7 +135,15 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _compare(args: argparse.Namespace) -> None:
     from hubel.runs import compare
 
-    compare(args.data, args.model, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, out=args.out)
+    compare(
+        args.data,
+        args.model,
+        epochs=args.epochs,
+        budget=args.budget,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        out=args.out,
+    )
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -277,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("data", metavar="DATA", help="a built-in dataset name or a folder of images")
     compare.add_argument("--model", action="append", required=True, help="a zoo name or spec file (repeat it)")
     compare.add_argument("--epochs", type=int, default=3)
-    compare.add_argument("--batch-size", type=int, default=32)
+    compare.add_argument("--budget", type=_duration, help="train each model for this wall-clock time instead: 2m")
+    compare.add_argument("--batch-size", type=int, help="default: each model's recipe")
     compare.add_argument("--seed", type=int, default=0)
     compare.add_argument("--out", help="the folder for the runs and the table (default runs/compare-DATA)")
     compare.set_defaults(run=_compare)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from hubel.errors import ConfigError, ShapeError
+from hubel.errors import ConfigError, ShapeError, UnknownNameError
 from hubel.layers import window
 from hubel.layers.args import shape_tuple
 from hubel.layers.initializers import initialize
@@ -113,11 +113,10 @@ def normalize_layer_entry(entry: Any, where: str) -> dict[str, Any]:
 def layer_from_entry(entry: Any, where: str) -> Layer:
     """A new layer from a spec entry in any form normalize_layer_entry accepts."""
     canonical = normalize_layer_entry(entry, where)
-    layer_class = LAYERS.get(canonical["class_name"])
     try:
-        return layer_class.from_config(canonical["config"])
-    except ConfigError as error:
-        raise ConfigError(f"{where}: {error}") from None
+        return LAYERS.get(canonical["class_name"]).from_config(canonical["config"])
+    except (ConfigError, UnknownNameError) as error:
+        raise type(error)(f"{where}: {error}") from None
 
 
 def keras_to_internal(x: Tensor) -> Tensor:

@@ -242,7 +242,7 @@ class Trainer:
         # Fashion-MNIST network at half the eager speed after 23 s of compiling (benchmarks/README.md).
         self.forward: Any = torch.compile(model) if jit_compile else model
         self.device = resolve_device(device)
-        self.autocast_dtype, self.scaler = self._precision(mixed_precision)
+        self.use_precision(mixed_precision)
         self.loss = get_loss(loss)
         self.loss_name = loss.lower() if isinstance(loss, str) else getattr(self.loss, "name", "loss")
         from_logits = bool(getattr(self.loss, "from_logits", False))
@@ -280,6 +280,11 @@ class Trainer:
             return (per_example * weights).mean()  # Keras: weighted sum over the batch size
         return per_example.mean()
 
+    def use_precision(self, mixed_precision: str | None) -> None:
+        """Switch what later steps compute in (see compile's mixed_precision): hubel train
+        measures the test set in float32, as the saved model predicts."""
+        self.autocast_dtype, self.scaler = self._precision(mixed_precision)
+
     def _precision(self, mixed_precision: str | None) -> tuple[torch.dtype | None, Any]:
         """None (float32), "bf16" or "fp16" autocast, or "auto": bf16 where the hardware runs it
         fast (CUDA with bf16; a CPU with AMX tiles, where it trained the zoo's networks 1.9-3.3×
@@ -287,9 +292,7 @@ class Trainer:
         if mixed_precision is None:
             return None, None
         if mixed_precision not in ("auto", "bf16", "fp16"):
-            raise ConfigError(
-                f"expected mixed_precision None, 'auto', 'bf16' or 'fp16'. Received: {mixed_precision!r}"
-            )
+            raise ConfigError(f"expected mixed_precision None, 'auto', 'bf16' or 'fp16'. Received: {mixed_precision!r}")
         if mixed_precision == "auto":
             return (torch.bfloat16 if fast_bfloat16(self.device) else None), None
         if mixed_precision == "fp16":
