@@ -41,9 +41,9 @@ from hubel.train.progress import format_logs
 from hubel.train.schedules import OneCycle
 from hubel.train.trainer import set_seed
 
-_PRECISIONS = {"auto": "auto", "float32": None, "bf16": "bf16"}
-
 __all__ = ["RunResult", "compare", "evaluate", "list_runs", "predict_files", "report_run", "train"]
+
+_PRECISIONS = {"auto": "auto", "float32": None, "bf16": "bf16"}  # --precision -> compile(mixed_precision=)
 
 # The residual network trains to the best accuracy per CPU-second on 28x28 and 32x32
 # (benchmarks/README.md); digits' 8x8 images need no more than one convolution.
@@ -102,23 +102,21 @@ def _load_data(data: str, image_size: tuple[int, int] | None, batch_size: int, s
             "shape": (*size, 3)}  # fmt: skip
 
 
-def _build_model(
-    name: str, shape: tuple[int, ...], num_classes: int, augment: str | None
-) -> tuple[Sequential, str, Recipe]:
-    """The network for a zoo name or spec file (augmentation layers, if asked for, go right
-    after the zoo's Rescaling) and the recipe it trains with when the options do not say."""
+def _build_model(name: str, shape: tuple[int, ...], num_classes: int, augment: str | None) -> tuple[Sequential, str]:
+    """The network for a zoo name or spec file, and its name; augmentation layers, if asked
+    for, go right after the zoo's Rescaling."""
     input_shape = (*shape, 1) if len(shape) == 2 else tuple(shape)
     if name in ZOO or not Path(name).exists():
-        network, recipe = create_model(name, num_classes=num_classes, input_shape=input_shape), ZOO.get(name).recipe
+        network = create_model(name, num_classes=num_classes, input_shape=input_shape)
     else:
-        network, recipe, name = model_from_spec(name, input_shape=input_shape), Recipe(), Path(name).stem
+        network, name = model_from_spec(name, input_shape=input_shape), Path(name).stem
     if augment:
         layers = network.layers
         at = 1 if layers and isinstance(layers[0], Rescaling) else 0
         network = Sequential(
             [Input(input_shape), *layers[:at], *augmentation(augment), *layers[at:]], name=network.name
         )
-    return network, name, recipe
+    return network, name
 
 
 def _optimizer(recipe: Recipe, optimizer: str | None, learning_rate: float | None) -> tuple[Optimizer, bool]:
@@ -242,7 +240,7 @@ def train(
     recipe = ZOO.get(name).recipe if name in ZOO else Recipe()
     batch_size = batch_size or recipe.batch_size
     loaded = _load_data(data, image_size, batch_size, seed)
-    network, model_name, recipe = _build_model(name, loaded["shape"], len(loaded["class_names"]), augment)
+    network, model_name = _build_model(name, loaded["shape"], len(loaded["class_names"]), augment)
     binary = network.output_shape[-1] == 1
     loss = "binary_crossentropy" if binary else "sparse_categorical_crossentropy"
     chosen, rate_chosen = _optimizer(recipe, optimizer, learning_rate)

@@ -359,3 +359,15 @@ def test_auto_precision_is_bf16_exactly_where_the_hardware_runs_it_fast(monkeypa
     cpu = torch.device("cpu")
     amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
     assert engine.fast_bfloat16(cpu) == amx and not engine.fast_bfloat16(torch.device("meta"))
+
+
+def test_under_bf16_the_loss_is_computed_and_summed_in_float32():
+    x, y, _, _ = digits()
+    model = small_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", mixed_precision="bf16")
+    with torch.no_grad(), model.trainer._autocast():
+        logits = model(x)._hubel_logits
+    assert logits.dtype == torch.bfloat16  # the network itself runs in bf16
+    per_example = torch.nn.functional.cross_entropy(logits.double(), torch.as_tensor(y), reduction="none")
+    loss = model.evaluate(x, y, verbose=0)
+    assert loss == pytest.approx(float(per_example.mean()), rel=1e-6)  # a bf16 sum of 1,442 losses is off by ~1e-3

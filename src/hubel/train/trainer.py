@@ -34,7 +34,7 @@ from hubel.train.checkpoint import (
     save_checkpoint,
 )
 from hubel.train.history import History
-from hubel.train.losses import Loss, get_loss
+from hubel.train.losses import Loss, get_loss, logits_of
 from hubel.train.metrics import Metric, get_metric
 from hubel.train.optimizers import Optimizer, get_optimizer
 from hubel.train.progress import Progress, format_logs
@@ -65,6 +65,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _float32(output: Tensor) -> Tensor:
+    """A model output (and the logits a softmax or sigmoid attached to it) in float32: under
+    bf16/fp16 autocast the loss and the metrics are computed in float32, as Keras's mixed
+    precision does; in bf16 an epoch's summed loss loses all but 3 significant digits."""
+    logits = logits_of(output)
+    if output.dtype == torch.float32 and (logits is None or logits.dtype == torch.float32):
+        return output
+    converted = output.float()
+    if logits is not None:
+        converted._hubel_logits = logits.float()  # type: ignore[attr-defined]
+    return converted
 
 
 def fast_bfloat16(device: torch.device) -> bool:
@@ -313,8 +326,8 @@ class Trainer:
 
     def _train_step(self, x: Tensor, y: Tensor, weights: Tensor | None, running: _Running) -> Tensor:
         with self._autocast():
-            output = self.forward(x)
-            loss = self._loss(output, y, weights)
+            output = _float32(self.forward(x))
+        loss = self._loss(output, y, weights)
         self.optimizer.zero_grad()
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -534,8 +547,8 @@ class Trainer:
                 raise DataError("evaluate needs targets: pass y, or a dataset that yields (x, y) batches.")
             x_batch, y_batch = self._to_device(x_batch), self._to_device(y_batch)
             with self._autocast():
-                output = self.forward(x_batch)
-                loss = self._loss(output, y_batch, None)
+                output = _float32(self.forward(x_batch))
+            loss = self._loss(output, y_batch, None)
             running.loss = loss * len(y_batch) if running.loss is None else running.loss + loss * len(y_batch)
             running.seen += len(y_batch)
             for metric in self.metrics:
