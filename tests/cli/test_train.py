@@ -111,6 +111,13 @@ def test_train_and_predict_errors_are_one_line(tmp_path, capsys):
     assert main(["predict", str(model), str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "broken.jpg: not an image Pillow can read" in err
+    assert main(["evaluate", str(model), "digits"]) == 2  # a 28x28 model on 8x8 images
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "takes examples of shape (28, 28, 1)" in err and "received a batch" in err
+    assert main(["train", "digits", "--augment", "flip,spin", "--out", str(tmp_path / "c")]) == 2
+    assert "unknown augmentation 'spin'" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "no-such-folder"), "--out", str(tmp_path / "d")]) == 2
+    assert "is neither a built-in dataset" in capsys.readouterr().err
 
 
 def test_convolve_draws_a_hand_kernel_over_an_image(tmp_path, capsys):
