@@ -294,7 +294,11 @@ def train(
     loss_value, accuracy = network.evaluate(*test if isinstance(test, tuple) else (test,), verbose=0)
     from hubel.inspect.report import report
 
-    notes = []
+    notes = [
+        f"Trained with {config['optimizer_used']}, batch {batch_size}, in {config['precision']}"
+        f"{' autocast (the test set is measured in float32)' if config['precision'] != 'float32' else ''}; "
+        f"augmentation: {augment or 'none'}."
+    ]
     if plan:
         best = max(history.history.get("val_accuracy", [0.0]))
         notes.append(

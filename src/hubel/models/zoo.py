@@ -203,7 +203,7 @@ def _fast_resnet(num_classes: int, stem: int, widths: tuple[int, ...]) -> list[L
 @register(
     "fast_resnet",
     (32, 32, 3),
-    "residual, batch norm; 3 stages of 32-128 filters: the best accuracy for a minute of CPU (28x28, 32x32)",
+    "residual, batch norm, 32-64-128 filters: the most accuracy per CPU-second at 28x28 and 32x32",
     _RESNET_RECIPE,
 )
 def _fast_resnet_small(num_classes: int, shape: Shape) -> list[Layer]:
@@ -213,7 +213,7 @@ def _fast_resnet_small(num_classes: int, shape: Shape) -> list[Layer]:
 @register(
     "fast_resnet_wide",
     (32, 32, 3),
-    "fast_resnet with 64-256-256 filters (airbench's widths): for CIFAR-10 runs of 10 minutes or more",
+    "fast_resnet with 64-256-256 filters (airbench's widths), for runs of 10 minutes or more",
     _RESNET_RECIPE,
 )
 def _fast_resnet_wide(num_classes: int, shape: Shape) -> list[Layer]:
