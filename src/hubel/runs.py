@@ -150,6 +150,16 @@ def _forget_epochs_after_checkpoint(directory: Path) -> None:
         log.write_text("".join(line + "\n" for line in kept))
 
 
+_VALIDATION_SPLIT = 0.1  # of a built-in training set, held out by fit for validation
+
+
+def _steps_per_epoch(train_data: Any, batch_size: int) -> int:
+    """Training steps in one epoch: a folder's batches, or what fit keeps of an array pair."""
+    if isinstance(train_data, ImageFolderDataset):
+        return len(train_data)
+    return math.ceil(int(len(train_data[0]) * (1 - _VALIDATION_SPLIT)) / batch_size)
+
+
 def _plan_budget(
     network: Sequential, train_data: Any, validation: Any, batch_size: int, budget: float, spent: float
 ) -> dict[str, Any]:
@@ -166,13 +176,12 @@ def _plan_budget(
                 break
         x_probe, y_probe = np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
         train_data.set_epoch(0)
-        steps_per_epoch = len(train_data)
         validation_steps = len(validation) if validation is not None else 0
     else:
         x_all, y_all = train_data
         x_probe, y_probe = x_all[: batch_size * 24], y_all[: batch_size * 24]
-        steps_per_epoch = math.ceil(int(len(x_all) * 0.9) / batch_size)  # fit holds back 10% for validation
-        validation_steps = math.ceil((len(x_all) - int(len(x_all) * 0.9)) / batch_size)
+        validation_steps = math.ceil((len(x_all) - int(len(x_all) * (1 - _VALIDATION_SPLIT))) / batch_size)
+    steps_per_epoch = _steps_per_epoch(train_data, batch_size)
     random_state = torch.get_rng_state()
     probe = copy.deepcopy(network)
     probe.fit(x_probe[: batch_size * 4], y_probe[: batch_size * 4], batch_size=batch_size, verbose=0)  # warm-up
@@ -258,19 +267,17 @@ def train(
     train_data = loaded["train"]
     callbacks: list[Callback] = []
     plan: dict[str, Any] = {}
-    steps_per_epoch = len(train_data) if isinstance(train_data, ImageFolderDataset) else None
     if budget is not None:
         if resume:
             raise ConfigError("--budget plans a new run; resume a budgeted run with --epochs.")
         plan = _plan_budget(
             network, train_data, loaded["validation"], batch_size, budget, time.perf_counter() - started
         )
-        epochs, steps_per_epoch = plan["epochs"], plan["steps_per_epoch"]
+        epochs = plan["epochs"]
         callbacks.append(EarlyStopping(monitor="val_accuracy", patience=epochs + 1, restore_best_weights=True))
         config.update({"epochs": epochs, "budget": plan})
     if budget is not None or one_cycle_peak is not None or recipe.one_cycle:
-        if steps_per_epoch is None:
-            steps_per_epoch = math.ceil(int(len(train_data[0]) * 0.9) / batch_size)
+        steps_per_epoch = _steps_per_epoch(train_data, batch_size)
         peak = one_cycle_peak or (chosen.learning_rate if rate_chosen else 2 * chosen.learning_rate)
         config["one_cycle_peak"] = peak
         chosen.schedule = OneCycle(peak, total_steps=epochs * steps_per_epoch)
@@ -285,7 +292,7 @@ def train(
     if isinstance(train_data, ImageFolderDataset):
         history = network.fit(train_data, validation_data=loaded["validation"], **fit_options)
     else:
-        history = network.fit(*train_data, validation_split=0.1, **fit_options)
+        history = network.fit(*train_data, validation_split=_VALIDATION_SPLIT, **fit_options)
     metadata = {"class_names": loaded["class_names"], "preprocessing": "raw 0-255 pixels (Rescaling inside)",
                 "data": data, "history": history.history}  # fmt: skip
     network.save(directory / "model.hubel", metadata=metadata)

@@ -116,7 +116,7 @@ def test_train_and_predict_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "takes examples of shape (28, 28, 1)" in err and "received a batch" in err
     assert main(["train", "digits", "--augment", "flip,spin", "--out", str(tmp_path / "c")]) == 2
-    assert "unknown augmentation 'spin'" in capsys.readouterr().err
+    assert "Unknown augmentation 'spin'" in capsys.readouterr().err
     assert main(["train", str(tmp_path / "no-such-folder"), "--out", str(tmp_path / "d")]) == 2
     assert "is neither a built-in dataset" in capsys.readouterr().err
 

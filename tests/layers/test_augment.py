@@ -3,7 +3,7 @@ import torch
 
 from helpers import check_layer
 from hubel import layers as L
-from hubel.errors import ConfigError, ShapeError
+from hubel.errors import ConfigError, ShapeError, UnknownNameError
 from hubel.layers.base import internal_to_keras, keras_to_internal
 
 AUGMENTATIONS = [
@@ -164,7 +164,7 @@ def test_named_augmentations_for_the_command_line():
     assert [type(layer).__name__ for layer in layers] == ["RandomFlip", "RandomTranslation"]
     assert layers[0].mode == "horizontal" and layers[1].height_factor == (-1 / 16, 1 / 16)
     assert len(augmentation(",".join(list_augmentations()))) == 5
-    with pytest.raises(ConfigError, match="unknown augmentation 'flp' \\(did you mean 'flip'\\?\\): choose from"):
+    with pytest.raises(UnknownNameError, match=r"Unknown augmentation 'flp'\. Did you mean 'flip'"):
         augmentation("flp")
-    with pytest.raises(ConfigError, match="choose from flip, shift"):
+    with pytest.raises(ConfigError, match="expected augmentation names, comma-separated"):
         augmentation(" , ")

@@ -9,8 +9,8 @@ before a Rescaling layer, as the Keras tutorials do.
 
 from __future__ import annotations
 
-import difflib
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -20,6 +20,7 @@ from torch import Tensor
 from hubel.errors import ConfigError
 from hubel.layers.args import choice, number, positive_int
 from hubel.layers.base import Layer, Shape, register_layer
+from hubel.registry import Registry
 
 __all__ = [
     "RandomBrightness",
@@ -410,18 +411,20 @@ class RandomBrightness(_ValueLayer):
         return (x + delta).clamp(low, high)
 
 
-_PRESETS: dict[str, Any] = {
+_PRESETS: Registry[Callable[[], Layer]] = Registry("augmentation", "hubel.layers.augment.list_augmentations()")
+for _name, _make in {
     "flip": lambda: RandomFlip("horizontal"),
     "shift": lambda: RandomTranslation(1 / 16, 1 / 16),
     "rotate": lambda: RandomRotation(0.05),
     "zoom": lambda: RandomZoom(0.1),
     "contrast": lambda: RandomContrast(0.2),
-}
+}.items():
+    _PRESETS.register(_name)(_make)
 
 
 def list_augmentations() -> list[str]:
     """The names augmentation() accepts."""
-    return list(_PRESETS)
+    return _PRESETS.names()
 
 
 def augmentation(names: str) -> list[Layer]:
@@ -434,12 +437,6 @@ def augmentation(names: str) -> list[Layer]:
         ['RandomFlip', 'RandomTranslation']
     """
     chosen = [name.strip().lower() for name in names.split(",") if name.strip()]
-    unknown = [name for name in chosen if name not in _PRESETS]
-    if unknown or not chosen:
-        close = difflib.get_close_matches(unknown[0], list(_PRESETS), n=1) if unknown else []
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(
-            f"unknown augmentation {', '.join(map(repr, unknown)) or repr(names)}{hint}: choose from "
-            f"{', '.join(_PRESETS)}, comma-separated (e.g. flip,shift)."
-        )
-    return [_PRESETS[name]() for name in dict.fromkeys(chosen)]
+    if not chosen:
+        raise ConfigError(f"expected augmentation names, comma-separated (e.g. flip,shift). Received: {names!r}")
+    return [_PRESETS.get(name)() for name in dict.fromkeys(chosen)]

@@ -228,9 +228,12 @@ class Layer(nn.Module):
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
-        self._trainable = bool(value)
-        for parameter in self.parameters(recurse=False):
-            parameter.requires_grad_(self._trainable)
+        """Freeze or unfreeze this layer and every layer inside it (a Residual's), as Keras does."""
+        for layer in self.modules():
+            if isinstance(layer, Layer):
+                layer._trainable = bool(value)
+                for parameter in layer.parameters(recurse=False):
+                    parameter.requires_grad_(bool(value))
 
     def count_params(self) -> int:
         """All weights, as Keras counts them: parameters plus state such as BN moving statistics."""

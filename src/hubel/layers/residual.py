@@ -70,16 +70,6 @@ class Residual(Layer):
             y = layer(y)
         return x + y
 
-    @property  # type: ignore[override]
-    def trainable(self) -> bool:
-        return self._trainable
-
-    @trainable.setter
-    def trainable(self, value: bool) -> None:
-        self._trainable = bool(value)
-        for layer in self.body:
-            layer.trainable = value
-
     def macs(self) -> int:
         return sum(layer.macs() for layer in self.body)
 
