@@ -12,16 +12,23 @@ from hubel import layers as L
 from hubel.layers.base import Layer, internal_to_keras, keras_to_internal
 
 
-def random_input(layer: Layer, input_shape: tuple[int, ...], batch: int = 2) -> torch.Tensor:
-    """A Keras-layout batch: random floats, or token ids for layers that take integers."""
+def random_input(layer: Layer, input_shape: Any, batch: int = 2) -> Any:
+    """A Keras-layout batch: random floats, or token ids for layers that take integers (a list
+    of batches for a list of shapes, as merge layers take)."""
+    if isinstance(input_shape, list):
+        return [random_input(layer, shape, batch) for shape in input_shape]
     if layer.accepts_integers:
         return torch.randint(0, getattr(layer, "input_dim", 10), (batch, *input_shape))
     return torch.randn(batch, *input_shape)
 
 
+def to_internal(x: Any) -> Any:
+    return [keras_to_internal(part) for part in x] if isinstance(x, list) else keras_to_internal(x)
+
+
 def check_layer(
     layer: Layer,
-    input_shape: tuple[int, ...],
+    input_shape: Any,
     expected_output_shape: tuple[int, ...] | None = None,
     expected_params: int | None = None,
     expected_trainable: int | None = None,
@@ -31,14 +38,15 @@ def check_layer(
     layer.build(input_shape)
     output_shape = layer.compute_output_shape(input_shape)
     assert layer.output_shape == (None, *output_shape)
-    assert layer.input_shape == (None, *input_shape)
+    several = isinstance(input_shape, list)
+    assert layer.input_shape == ([(None, *s) for s in input_shape] if several else (None, *input_shape))
     if expected_output_shape is not None:
         assert output_shape == expected_output_shape
 
     x = random_input(layer, input_shape)
     layer.eval()
-    y = internal_to_keras(layer(keras_to_internal(x)))
-    assert tuple(y.shape) == (x.shape[0], *output_shape), "compute_output_shape disagrees with forward"
+    y = internal_to_keras(layer(to_internal(x)))
+    assert tuple(y.shape) == (2, *output_shape), "compute_output_shape disagrees with forward"
 
     torch_count = sum(p.numel() for p in layer.parameters()) + sum(b.numel() for b in layer.buffers())
     assert layer.count_params() == torch_count
@@ -48,7 +56,7 @@ def check_layer(
         assert layer.count_trainable_params() == expected_trainable
 
     layer.train()
-    trained = internal_to_keras(layer(keras_to_internal(x)))
+    trained = internal_to_keras(layer(to_internal(x)))
     if any(p.requires_grad for p in layer.parameters()):
         trained.float().square().sum().backward()
         for name, parameter in layer.named_parameters():
@@ -63,8 +71,8 @@ def check_layer(
     layer.eval()
     clone.eval()
     with torch.no_grad():
-        expected = layer(keras_to_internal(x))
-        assert torch.equal(clone(keras_to_internal(x)), expected)
+        expected = layer(to_internal(x))
+        assert torch.equal(clone(to_internal(x)), expected)
     return y.detach()
 
 

@@ -10,10 +10,12 @@ Example:
 
 __version__ = "0.1.0"
 
+import sys
+
 from hubel import data, datasets, errors, layers, train
 from hubel.errors import ConfigError, DataError, HubelError, ModelFileError, ShapeError, UnknownNameError
 from hubel.layers.base import clear_session
-from hubel.models import Sequential, load_model
+from hubel.models import Model, Sequential, applications, load_model
 from hubel.train import callbacks, optimizers
 from hubel.train.trainer import set_seed
 
@@ -21,11 +23,13 @@ __all__ = [
     "ConfigError",
     "DataError",
     "HubelError",
+    "Model",
     "ModelFileError",
     "Sequential",
     "ShapeError",
     "UnknownNameError",
     "__version__",
+    "applications",
     "callbacks",
     "clear_session",
     "data",
@@ -37,6 +41,13 @@ __all__ = [
     "set_seed",
     "train",
 ]
+
+
+# `import hubel.applications` and `from hubel.applications.mobilenet_v2 import preprocess_input`, as in Keras:
+# the package lives in hubel/models/applications and is known under both names.
+sys.modules["hubel.applications"] = applications
+for _name in ("backbones", "imagenet", "mobilenet_v2", "transfer"):
+    sys.modules[f"hubel.applications.{_name}"] = sys.modules[f"hubel.models.applications.{_name}"]
 
 
 def __getattr__(name: str) -> object:

@@ -127,7 +127,8 @@ def test_zero_padding2d_forms(padding, pads):
 
 
 def test_input_declares_the_shape():
-    assert L.Input(shape=(28, 28, 1)).shape == (28, 28, 1)
+    assert L.Input(shape=(28, 28, 1)).shape == (None, 28, 28, 1)  # Keras's: batch axis first
+    assert L.Input(shape=(28, 28, 1)).example_shape == (28, 28, 1)
     with pytest.raises(ConfigError, match=r"such as \(28, 28, 1\)\. Received: shape=\(None, 28, 28, 1\)"):
         L.Input(shape=(None, 28, 28, 1))
 

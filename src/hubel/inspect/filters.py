@@ -19,6 +19,7 @@ from torch import nn
 from hubel.errors import ConfigError
 from hubel.inspect.plots import plt, save_figure
 from hubel.layers.conv import Conv2D, DepthwiseConv2D
+from hubel.models.model import walk_layers
 
 __all__ = ["feature_maps", "find_layer", "overlay", "show_feature_maps", "show_filters"]
 
@@ -26,12 +27,15 @@ __all__ = ["feature_maps", "find_layer", "overlay", "show_feature_maps", "show_f
 def find_layer(
     model: Any, layer: str | nn.Module | None, kind: type | tuple[type, ...] = nn.Module, last: bool = False
 ) -> Any:
-    """A layer by name or object; without one, the first (or last) layer of `kind`."""
+    """A layer by name or object (inside nested models too); without one, the first (or last)
+    layer of `kind`."""
     if isinstance(layer, nn.Module):
         return layer
+    layers = walk_layers(model) if hasattr(model, "layers") else list(model.modules())  # nested models opened
     if isinstance(layer, str):
-        return model.get_layer(layer)
-    candidates = [module for module in getattr(model, "layers", model.modules()) if isinstance(module, kind)]
+        found = next((candidate for candidate in layers if getattr(candidate, "name", None) == layer), None)
+        return found if found is not None else model.get_layer(layer)  # get_layer's error suggests close names
+    candidates = [module for module in layers if isinstance(module, kind)]
     if not candidates:
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise ConfigError(f"the model has no {names} layer to show.")

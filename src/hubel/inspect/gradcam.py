@@ -18,8 +18,9 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from hubel.errors import ConfigError
-from hubel.inspect.filters import overlay
+from hubel.inspect.filters import find_layer, overlay
 from hubel.layers.base import Layer
+from hubel.models.model import walk_layers
 from hubel.train.losses import logits_of
 
 __all__ = ["GradCam", "grad_cam", "show_grad_cam"]
@@ -28,7 +29,7 @@ __all__ = ["GradCam", "grad_cam", "show_grad_cam"]
 def _spatial_layer(model: Any) -> Layer:
     """The last layer whose output is a spatial map larger than 1x1 and depends on learned
     weights (so not a Rescaling or augmentation layer in front of the first conv)."""
-    layers = list(model.layers)
+    layers = walk_layers(model)  # the layers inside a nested (pretrained) model too
     first_weighted = next((i for i, layer in enumerate(layers) if any(True for _ in layer.parameters())), len(layers))
     candidates = [
         layer
@@ -48,7 +49,7 @@ class GradCam:
 
     def __init__(self, model: Any, layer: str | nn.Module | None = None) -> None:
         self.model = model
-        self.layer = model.get_layer(layer) if isinstance(layer, str) else layer or _spatial_layer(model)
+        self.layer = find_layer(model, layer) if isinstance(layer, str) else layer or _spatial_layer(model)
         self.activations: torch.Tensor | None = None
         self.gradients: torch.Tensor | None = None
         self._handles = [self.layer.register_forward_hook(self._keep)]

@@ -18,6 +18,7 @@ from hubel.layers.core import (
     Dropout,
     Flatten,
     Input,
+    InputLayer,
     LeakyReLU,
     ReLU,
     Rescaling,
@@ -25,6 +26,22 @@ from hubel.layers.core import (
     ZeroPadding2D,
 )
 from hubel.layers.initializers import list_initializers
+from hubel.layers.merge import (
+    Add,
+    Average,
+    Concatenate,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    maximum,
+    minimum,
+    multiply,
+    subtract,
+)
 from hubel.layers.normalization import BatchNormalization
 from hubel.layers.pooling import (
     AveragePooling1D,
@@ -45,11 +62,14 @@ Convolution2D, Convolution1D = Conv2D, Conv1D
 
 __all__ = [
     "Activation",
+    "Add",
+    "Average",
     "AveragePooling1D",
     "AveragePooling2D",
     "AvgPool1D",
     "AvgPool2D",
     "BatchNormalization",
+    "Concatenate",
     "Conv1D",
     "Conv2D",
     "Convolution1D",
@@ -64,12 +84,16 @@ __all__ = [
     "GlobalMaxPooling1D",
     "GlobalMaxPooling2D",
     "Input",
+    "InputLayer",
     "Layer",
     "LeakyReLU",
     "MaxPool1D",
     "MaxPool2D",
     "MaxPooling1D",
     "MaxPooling2D",
+    "Maximum",
+    "Minimum",
+    "Multiply",
     "RandomBrightness",
     "RandomContrast",
     "RandomCrop",
@@ -81,12 +105,20 @@ __all__ = [
     "Rescaling",
     "Reshape",
     "Residual",
+    "Subtract",
     "ZeroPadding2D",
+    "add",
+    "average",
     "clear_session",
+    "concatenate",
     "list_activations",
     "list_initializers",
     "list_layers",
+    "maximum",
+    "minimum",
+    "multiply",
     "register_layer",
+    "subtract",
 ]
 
 for _alias, _layer in {

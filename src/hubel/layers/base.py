@@ -23,12 +23,14 @@ from hubel.errors import ConfigError, ShapeError, UnknownNameError
 from hubel.layers import window
 from hubel.layers.args import shape_tuple
 from hubel.layers.initializers import initialize
+from hubel.layers.symbolic import Node, SymbolicTensor, flatten_symbolic, is_symbolic
 from hubel.registry import Registry
 
 __all__ = [
     "LAYERS",
     "Layer",
     "Shape",
+    "as_shape",
     "clear_session",
     "internal_to_keras_shape",
     "keras_to_internal",
@@ -142,6 +144,24 @@ def internal_to_keras_shape(shape: tuple[int, ...]) -> Shape:
     return (*shape[1:], shape[0]) if len(shape) > 1 else tuple(shape)
 
 
+def as_shape(input_shape: Any) -> Shape | list[Shape]:
+    """One per-example shape as a tuple of ints, or a list of them for layers that take several
+    inputs (merge layers): ((2, 3), (2, 3)) -> [(2, 3), (2, 3)].
+
+    Example:
+        >>> as_shape([26, 26, 64]), as_shape([(4,), (4,)])
+        ((26, 26, 64), [(4,), (4,)])
+    """
+    items = list(input_shape)
+    if items and all(isinstance(item, (tuple, list)) for item in items):
+        return [tuple(int(size) for size in item) for item in items]
+    return tuple(int(size) for size in items)
+
+
+def _with_batch(shape: Shape | list[Shape]) -> Any:
+    return [(None, *item) for item in shape] if isinstance(shape, list) else (None, *shape)
+
+
 class Layer(nn.Module):
     """Base of every hubel layer.
 
@@ -194,7 +214,7 @@ class Layer(nn.Module):
 
     def build(self, input_shape: Shape) -> None:
         """Check the input fits, then create weights. Building twice with one shape is a no-op."""
-        shape = tuple(int(size) for size in input_shape)
+        shape = as_shape(input_shape)
         if self.built:
             if shape != self._input_shape:
                 raise ShapeError(
@@ -202,25 +222,64 @@ class Layer(nn.Module):
                     f"{shape}. Create a new layer for the new input."
                 )
             return
-        output = self.compute_output_shape(shape)
-        self.create_weights(shape)
-        self._input_shape, self._output_shape = shape, tuple(output)
+        output = self.compute_output_shape(shape)  # type: ignore[arg-type]
+        self.create_weights(shape)  # type: ignore[arg-type]
+        self._input_shape, self._output_shape = shape, as_shape(output)  # type: ignore[assignment]
         self.built = True
 
-    def __call__(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+    def __call__(self, x: Any, *args: Any, training: bool | None = None, **kwargs: Any) -> Any:
+        """On tensors (channels first): the forward pass, building the layer on first use. On
+        symbolic tensors (hubel.layers.Input and what layers return for them): build the layer
+        for their shapes and return the symbolic output, recording the call for hubel.Model.
+        training=False runs the layer in inference mode whatever the model's mode (Keras's
+        `base(x, training=False)`: BatchNormalization keeps its moving statistics)."""
+        if is_symbolic(x):
+            return self._call_symbolic(x, training)
         if not self.built:
+            self.build_for(x)
+        if training is None or training == self.training:
+            return super().__call__(x, *args, **kwargs)
+        mode = self.training
+        self.train(training)
+        try:
+            return super().__call__(x, *args, **kwargs)
+        finally:
+            self.train(mode)
+
+    def build_for(self, x: Any) -> None:
+        """Build for the shape of a channels-first tensor (or a list of them) on first use."""
+        if isinstance(x, (list, tuple)):
+            self.build([internal_to_keras_shape(tuple(t.shape[1:])) for t in x])
+        else:
             self.build(internal_to_keras_shape(tuple(x.shape[1:])))
-        return super().__call__(x, *args, **kwargs)
+
+    def _call_symbolic(self, x: Any, training: bool | None) -> Any:
+        as_list = isinstance(x, (list, tuple))
+        tensors = list(flatten_symbolic(x))
+        if len(tensors) != (len(x) if as_list else 1):
+            raise ConfigError(
+                f"{self.describe()}: called on a mix of symbolic tensors (from hubel.layers.Input) and other "
+                f"values. Call a layer on Input tensors and on what layers return for them. Received: {x!r}"
+            )
+        self.after = ", ".join(dict.fromkeys(tensor.layer_name for tensor in tensors))
+        shapes = [tensor.example_shape for tensor in tensors]
+        self.build(shapes if as_list else shapes[0])
+        node = Node(self, tensors, as_list, training)
+        output = self._require_built()[1]
+        several = isinstance(output, list)
+        for index, shape in enumerate(output if several else [output]):  # type: ignore[arg-type]
+            node.outputs.append(SymbolicTensor(shape, f"{self.name}_{index}" if several else self.name, node, index))
+        return list(node.outputs) if several else node.outputs[0]
 
     @property
-    def input_shape(self) -> tuple[int | None, ...]:
-        """(None, *shape): the built input shape with the batch axis."""
-        return (None, *self._require_built()[0])
+    def input_shape(self) -> Any:
+        """(None, *shape): the built input shape with the batch axis (a list for merge layers)."""
+        return _with_batch(self._require_built()[0])
 
     @property
-    def output_shape(self) -> tuple[int | None, ...]:
+    def output_shape(self) -> Any:
         """(None, *shape): the built output shape with the batch axis, as Keras prints it."""
-        return (None, *self._require_built()[1])
+        return _with_batch(self._require_built()[1])
 
     @property
     def trainable(self) -> bool:

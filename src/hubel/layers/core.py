@@ -14,8 +14,9 @@ from hubel.errors import ConfigError
 from hubel.layers import window
 from hubel.layers.activations import get_activation
 from hubel.layers.args import fraction, integer_tuple, number, positive_int, shape_tuple
-from hubel.layers.base import Layer, Shape, internal_to_keras, keras_to_internal, register_layer
+from hubel.layers.base import Layer, Shape, internal_to_keras, keras_to_internal, register_layer, unique_name
 from hubel.layers.initializers import INITIALIZERS
+from hubel.layers.symbolic import Node, SymbolicTensor
 
 __all__ = [
     "Activation",
@@ -23,6 +24,7 @@ __all__ = [
     "Dropout",
     "Flatten",
     "Input",
+    "InputLayer",
     "LeakyReLU",
     "ReLU",
     "Rescaling",
@@ -31,21 +33,50 @@ __all__ = [
 ]
 
 
-class Input:
-    """The model's per-example input shape, as the first element of a Sequential (Keras 3 style).
+class Input(SymbolicTensor):
+    """A model input: the per-example shape (channels last, batch excluded), as Keras's
+    `keras.Input`. It starts a Sequential (`Sequential([Input((28, 28, 1)), ...])`) or a
+    functional graph (`x = Input((160, 160, 3)); y = layer(x); hubel.Model(x, y)`).
+
+    dtype: None (floats; token ids when the first layer is an Embedding), "float32" or "int64".
 
     Example:
         >>> Input(shape=(28, 28, 1)).shape
-        (28, 28, 1)
+        (None, 28, 28, 1)
     """
 
-    def __init__(self, shape: Any, batch_size: int | None = None, name: str | None = None) -> None:
-        self.shape: Shape = shape_tuple("Input", "shape", shape)
+    def __init__(
+        self, shape: Any, batch_size: int | None = None, name: str | None = None, dtype: str | None = None
+    ) -> None:
+        if name is not None and (not isinstance(name, str) or not name.isidentifier()):
+            raise ConfigError(f"Input: expected `name` to be letters, digits and underscores. Received: name={name!r}")
+        if dtype not in (None, "float32", "int32", "int64"):
+            raise ConfigError(f"Input: expected `dtype` None, 'float32', 'int32' or 'int64'. Received: dtype={dtype!r}")
+        super().__init__(shape_tuple("Input", "shape", shape), name or unique_name("input_layer"), dtype=dtype)
         self.batch_size = None if batch_size is None else positive_int("Input", "batch_size", batch_size)
-        self.name = name
+        layer = InputLayer(shape=self.example_shape, dtype=dtype, name=self.name)
+        self.producer = Node(layer, [], as_list=False, outputs=[self])
+
+
+@register_layer
+class InputLayer(Layer):
+    """The layer behind an Input: no weights, the identity; a functional model lists it first
+    in `model.layers` and in its summary, as Keras does. Create inputs with Input(shape)."""
+
+    def __init__(self, shape: Any, dtype: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.shape = shape_tuple("InputLayer", "shape", shape)
+        self.dtype = dtype
+        self.build(self.shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
     def __repr__(self) -> str:
-        return f"Input(shape={self.shape})"
+        return f"Input(shape={self.example_shape}, name={self.name!r})"
 
 
 @register_layer
@@ -264,21 +295,49 @@ class LeakyReLU(Layer):
 class Rescaling(Layer):
     """x · scale + offset: puts preprocessing inside the model, e.g. Rescaling(1/255).
 
+    scale and offset are numbers, or one number per channel (Keras 3): ImageNet's
+    normalisation of raw pixels is Rescaling([1 / (255 · std_c)], offset=[−mean_c / std_c]).
+
     Example:
         >>> Rescaling(1 / 127.5, offset=-1).compute_output_shape((160, 160, 3))
         (160, 160, 3)
     """
 
-    def __init__(self, scale: float, offset: float = 0.0, **kwargs: Any) -> None:
+    def __init__(self, scale: float | list[float], offset: float | list[float] = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.scale = number("Rescaling", "scale", scale)
-        self.offset = number("Rescaling", "offset", offset)
+        self.scale = _number_or_list("scale", scale)
+        self.offset = _number_or_list("offset", offset)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.scale + self.offset if self.offset else x * self.scale
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        for name, value in (("scale", self.scale), ("offset", self.offset)):
+            if isinstance(value, list) and len(value) not in (1, input_shape[-1]):
+                raise self.shape_error(
+                    input_shape,
+                    f"{name} has {len(value)} values, one per channel, but the input has {input_shape[-1]} channels",
+                    f"Give one number, or {input_shape[-1]}.",
+                )
+        return input_shape
+
+    def forward(self, x: Tensor) -> Tensor:  # (N, C, ...): a per-channel list broadcasts over C
+        y = x * self._constant(self.scale, x)
+        return y + self._constant(self.offset, x) if self.offset else y
+
+    @staticmethod
+    def _constant(value: float | list[float], x: Tensor) -> float | Tensor:
+        if not isinstance(value, list):
+            return value
+        return torch.tensor(value, dtype=x.dtype, device=x.device).reshape(-1, *([1] * (x.dim() - 2)))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+
+def _number_or_list(name: str, value: Any) -> float | list[float]:
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ConfigError(f"Rescaling: expected `{name}` to be a number or a list of numbers. Received: []")
+        return [number("Rescaling", name, item) for item in value]
+    return number("Rescaling", name, value)
 
 
 @register_layer

@@ -1,8 +1,22 @@
-"""Models: Sequential, its summary, and the .hubel model file."""
+"""Models: Model (the functional graph), Sequential (its linear case), the summary, the
+.hubel model file and the zoo."""
 
-from hubel.models import zoo
-from hubel.models.io import load_model, save_model
+from hubel.models import applications, zoo
+from hubel.models.io import load_model, model_from_config, save_model
+from hubel.models.model import Model, walk_layers
 from hubel.models.sequential import Sequential
 from hubel.models.summary import ModelSummary, render_summary, summarize
 
-__all__ = ["ModelSummary", "Sequential", "load_model", "render_summary", "save_model", "summarize", "zoo"]
+__all__ = [
+    "Model",
+    "ModelSummary",
+    "Sequential",
+    "applications",
+    "load_model",
+    "model_from_config",
+    "render_summary",
+    "save_model",
+    "summarize",
+    "walk_layers",
+    "zoo",
+]

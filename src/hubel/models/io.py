@@ -15,16 +15,17 @@ import torch
 
 from hubel.errors import HubelError, ModelFileError
 from hubel.files import atomic_write
+from hubel.models.model import Model
 from hubel.models.sequential import Sequential
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "load_model", "save_model"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "load_model", "model_from_config", "save_model"]
 
 FORMAT = "hubel.model"
 FORMAT_VERSION = 1
 _SPEC, _WEIGHTS = "model.json", "weights.safetensors"
 
 
-def save_model(model: Sequential, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+def save_model(model: Model, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
     """Write `model` to `path` atomically (temp file, fsync, rename); returns the path.
 
     metadata (e.g. class names, preprocessing) is merged into model.metadata and saved with it.
@@ -55,8 +56,16 @@ def save_model(model: Sequential, path: str | Path, metadata: dict[str, Any] | N
     return path
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> Sequential:
-    """Read a .hubel file written by Sequential.save, with bit-identical weights, in eval mode.
+def model_from_config(config: dict[str, Any]) -> Model:
+    """A Sequential or a functional Model from its get_config() (told apart as Keras does: a
+    functional config lists its input layers)."""
+    if isinstance(config, dict) and "input_layers" in config:
+        return Model.from_config(config)
+    return Sequential.from_config(config)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> Model:
+    """Read a .hubel file written by model.save, with bit-identical weights, in eval mode.
 
     Example:
         >>> import tempfile, hubel
@@ -99,7 +108,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Sequenti
             f"{FORMAT_VERSION} and older. Upgrade hubel (pip install -U hubel)."
         )
     try:
-        model = Sequential.from_config(document["model"])
+        model = model_from_config(document["model"])
     except HubelError as error:
         raise ModelFileError(f"{path}: the architecture in {_SPEC} cannot be rebuilt: {error}") from None
     except (KeyError, TypeError) as error:

@@ -1,6 +1,8 @@
-"""model.summary(): Keras's table (Layer (type) | Output Shape | Param #) with the same
-numbers, plus multiply-accumulates and activation memory per example. The rows are data
-(ModelSummary) for the CLI and reports; render_summary is the one printer."""
+"""model.summary(): Keras's table (Layer (type) | Output Shape | Param # [| Connected to]) with
+the same numbers, plus multiply-accumulates and activation memory per example. A functional
+model lists its InputLayers, and a graph that is not a chain gets Keras's "Connected to"
+column (`conv2d[0][0]`: layer, call, output). The rows are data (ModelSummary) for the CLI and
+reports; render_summary is the one printer."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from hubel.layers.core import InputLayer
+from hubel.models.model import Model
 from hubel.models.sequential import Sequential
 
 __all__ = ["LayerRow", "ModelSummary", "readable_bytes", "readable_count", "render_summary", "summarize"]
@@ -27,6 +31,7 @@ class LayerRow:
     trainable_params: int
     macs: int  # multiply-accumulates per example
     output_bytes: int  # activation memory per example
+    connected_to: tuple[str, ...] = ()  # the layers' outputs this one takes, as Keras prints them
 
 
 @dataclass(frozen=True)
@@ -40,31 +45,34 @@ class ModelSummary:
     macs: int
     param_bytes: int
     activation_bytes: int
+    show_connections: bool = False  # a graph that is not a chain
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def summarize(model: Sequential) -> ModelSummary:
+def summarize(model: Model) -> ModelSummary:
     """The summary's numbers as data."""
     input_shape = model.input_shape
+    connections = _connections(model)
     rows = []
     for layer in model.layers:
         output_shape = layer.output_shape
         element = next((p.element_size() for p in layer.parameters()), 4)
+        shapes = output_shape if isinstance(output_shape, list) else [output_shape]
         rows.append(
             LayerRow(
                 name=layer.name,
-                class_name=type(layer).__name__,
+                class_name=getattr(layer, "kind", type(layer).__name__),
                 output_shape=output_shape,
                 params=layer.count_params(),
                 trainable_params=layer.count_trainable_params(),
                 macs=layer.macs(),
-                output_bytes=math.prod(output_shape[1:]) * element,  # type: ignore[arg-type]
+                output_bytes=0 if isinstance(layer, InputLayer) else sum(math.prod(s[1:]) for s in shapes) * element,
+                connected_to=connections.get(layer.name, ()),
             )
         )
-    total = sum(row.params for row in rows)
-    trainable = sum(row.trainable_params for row in rows)
+    total, trainable = model.count_params(), model.count_trainable_params()
     tensors = [*model.parameters(), *model.buffers()]
     return ModelSummary(
         name=model.name,
@@ -73,10 +81,37 @@ def summarize(model: Sequential) -> ModelSummary:
         total_params=total,
         trainable_params=trainable,
         non_trainable_params=total - trainable,
-        macs=sum(row.macs for row in rows),
+        macs=model.macs(),
         param_bytes=sum(t.numel() * t.element_size() for t in tensors),
         activation_bytes=sum(row.output_bytes for row in rows),
+        show_connections=bool(connections) and not _is_chain(model),
     )
+
+
+def _connections(model: Model) -> dict[str, tuple[str, ...]]:
+    """For each layer of a functional model, the outputs it is called on: `name[node][tensor]`."""
+    if isinstance(model, Sequential):
+        return {}
+    indices = model._node_indices()
+    found: dict[str, tuple[str, ...]] = {tensor.layer_name: ("-",) for tensor in model.inputs}
+    for node in model._nodes:
+        names = tuple(f"{t.layer_name}[{indices[id(t.producer)]}][{t.index}]" for t in node.inputs)
+        found[node.layer.name] = found.get(node.layer.name, ()) + names
+    return found
+
+
+def _is_chain(model: Model) -> bool:
+    """Keras's "sequential-like": one input, every call takes one tensor, no layer called twice,
+    no output used twice."""
+    if len(model.inputs) != 1:
+        return False
+    layers, used = set(), set()
+    for node in model._nodes:
+        if len(node.inputs) != 1 or id(node.layer) in layers or id(node.inputs[0]) in used:
+            return False
+        layers.add(id(node.layer))
+        used.add(id(node.inputs[0]))
+    return True
 
 
 def readable_bytes(size: float) -> str:
@@ -106,7 +141,9 @@ def readable_count(count: float) -> str:
     return f"{count:g}"
 
 
-def _shape(shape: tuple[int | None, ...]) -> str:
+def _shape(shape: Any) -> str:
+    if isinstance(shape, list):
+        return "[" + ", ".join(_shape(item) for item in shape) + "]"
     return (
         "("
         + ", ".join("None" if size is None else str(size) for size in shape)
@@ -123,14 +160,19 @@ def render_summary(summary: ModelSummary) -> str:
     table.add_column("Param #", justify="right", no_wrap=True)
     table.add_column("MACs", justify="right", no_wrap=True)
     table.add_column("Output memory", justify="right", no_wrap=True)
+    if summary.show_connections:
+        table.add_column("Connected to", no_wrap=True)
     for row in summary.rows:
-        table.add_row(
+        cells = [
             f"{row.name} ({row.class_name})",
             _shape(row.output_shape),
             f"{row.params:,}",
             f"{row.macs:,}",
             readable_bytes(row.output_bytes),
-        )
+        ]
+        if summary.show_connections:
+            cells.append(",\n".join(row.connected_to))
+        table.add_row(*cells)
     buffer = io.StringIO()
     console = Console(file=buffer, width=200, color_system=None, force_terminal=False, highlight=False)
     console.print(f'Model: "{summary.name}"')

