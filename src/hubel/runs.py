@@ -32,6 +32,8 @@ from hubel.errors import ConfigError, DataError
 from hubel.layers.augment import augmentation
 from hubel.layers.base import clear_session
 from hubel.layers.core import Input, Rescaling
+from hubel.models.applications.backbones import BACKBONES
+from hubel.models.model import Model
 from hubel.models.sequential import Sequential
 from hubel.models.spec import model_from_spec
 from hubel.models.zoo import ZOO, Recipe, create_model
@@ -152,6 +154,11 @@ def _forget_epochs_after_checkpoint(directory: Path) -> None:
 
 _VALIDATION_SPLIT = 0.1  # of a built-in training set, held out by fit for validation
 
+# Transfer learning, chosen on the cats-vs-dogs photos (benchmarks/transfer.py)
+_TRANSFER_HEAD_EPOCHS = 20
+_TRANSFER_FINE_TUNE_BLOCKS = 3
+_TRANSFER_FINE_TUNE_EPOCHS = 3
+
 
 def _steps_per_epoch(train_data: Any, batch_size: int) -> int:
     """Training steps in one epoch: a folder's batches, or what fit keeps of an array pair."""
@@ -211,6 +218,7 @@ def train(
     out: str | Path | None = None,
     resume: bool = False,
     budget: float | None = None,
+    fine_tune: bool = False,
     command: str | None = None,
 ) -> RunResult:
     """Train `model` (a zoo name or a spec file; a sensible default otherwise) on `data` (a
@@ -222,7 +230,11 @@ def train(
     augment names augmentation layers to add ("flip,shift"; see layers.augment.augmentation).
     precision is "auto" (bf16 autocast where the hardware runs it fast), "float32" or "bf16".
     budget (seconds) replaces epochs: a few timed steps measure the throughput, the number of
-    epochs and a one-cycle schedule are sized to fit, and the best epoch's weights are kept."""
+    epochs and a one-cycle schedule are sized to fit, and the best epoch's weights are kept.
+
+    A pretrained backbone as the model (`hubel.applications.list_backbones()`, e.g. "mobilenet_v2")
+    does transfer learning (see _train_transfer): epochs are the head's (default 20), and
+    fine_tune=True then trains the backbone's top blocks too."""
     started = time.perf_counter()
     directory = Path(out) if out else Path("runs") / f"{Path(data).name}-{model or 'default'}"
     if directory.exists() and any(directory.iterdir()) and not resume:
@@ -242,10 +254,27 @@ def train(
         one_cycle_peak = saved.get("one_cycle_peak")
         if learning_rate is None and one_cycle_peak is None:
             learning_rate = saved.get("learning_rate")
-    epochs = epochs or 5
     set_seed(seed)
     clear_session()  # layer names start from conv2d again, as in a fresh process
     name = model or _DEFAULT_MODEL.get(data, "snacks_convnet")
+    if name in BACKBONES:
+        if budget is not None or resume:
+            raise ConfigError(
+                f"--{'budget' if budget is not None else 'resume'} is for training from scratch; transfer learning "
+                f"from {name} takes a minute or two and keeps its features in a cache: run it again without it."
+            )
+        if data in datasets.list_datasets():
+            raise ConfigError(
+                f"{name} is pretrained on ImageNet photos and learns from a folder of photos (ROOT/<class>/*.jpg); "
+                f"for the built-in {data!r} use a zoo model such as fast_resnet (`hubel zoo`)."
+            )
+        shape = BACKBONES.get(name).input_shape
+        loaded = _load_data(data, image_size or shape[:2], 32, seed)  # photos are decoded as RGB
+        return _train_transfer(name, data, directory, loaded, epochs=epochs, fine_tune=fine_tune, augment=augment,
+                               seed=seed, command=command, started=started)  # fmt: skip
+    if fine_tune:
+        raise ConfigError(f"--fine-tune is for pretrained backbones ({', '.join(BACKBONES.names())}); {name!r} is not.")
+    epochs = epochs or 5
     recipe = ZOO.get(name).recipe if name in ZOO else Recipe()
     batch_size = batch_size or recipe.batch_size
     loaded = _load_data(data, image_size, batch_size, seed)
@@ -293,14 +322,6 @@ def train(
         history = network.fit(train_data, validation_data=loaded["validation"], **fit_options)
     else:
         history = network.fit(*train_data, validation_split=_VALIDATION_SPLIT, **fit_options)
-    metadata = {"class_names": loaded["class_names"], "preprocessing": "raw 0-255 pixels (Rescaling inside)",
-                "data": data, "history": history.history}  # fmt: skip
-    network.save(directory / "model.hubel", metadata=metadata)
-    network.trainer.use_precision(None)  # the test set is measured in float32, as the saved model predicts
-    test = loaded["test"]
-    loss_value, accuracy = network.evaluate(*test if isinstance(test, tuple) else (test,), verbose=0)
-    from hubel.inspect.report import report
-
     notes = [
         f"Trained with {config['optimizer_used']}, batch {batch_size}, in {config['precision']}"
         f"{' autocast (the test set is measured in float32)' if config['precision'] != 'float32' else ''}; "
@@ -313,19 +334,100 @@ def train(
             f"{plan['timed_steps']} steps, so {plan['epochs']} epochs of {plan['steps_per_epoch']} steps with a "
             f"one-cycle schedule; the best epoch (validation accuracy {best:.4f}) was kept."
         )
+    extra = {"budget": {**plan, "spent_seconds": time.perf_counter() - started}} if plan else {}
+    return _finish_run(directory, network, history, loaded, data, model_name, seed, notes, started, extra)
+
+
+def _finish_run(
+    directory: Path,
+    network: Model,
+    history: Any,
+    loaded: dict[str, Any],
+    data: str,
+    model_name: str,
+    seed: int,
+    notes: list[str],
+    started: float,
+    extra: dict[str, Any],
+) -> RunResult:
+    """Save the model, measure the test set in float32, write the report and result.json."""
+    metadata = {"class_names": loaded["class_names"], "preprocessing": "raw 0-255 pixels (preprocessing inside)",
+                "data": data, "history": history.history}  # fmt: skip
+    network.save(directory / "model.hubel", metadata=metadata)
+    network.trainer.use_precision(None)  # the test set is measured in float32, as the saved model predicts
+    test = loaded["test"]
+    loss_value, accuracy = network.evaluate(*test if isinstance(test, tuple) else (test,), verbose=0)
+    from hubel.inspect.report import report
+
     report(network, history, test, path=directory / "report.html", class_names=loaded["class_names"],
            title=f"{model_name} on {Path(data).name}", seed=seed, notes=notes)  # fmt: skip
     seconds = time.perf_counter() - started
     result = {"test_accuracy": float(accuracy), "test_loss": float(loss_value), "seconds": seconds, "model": model_name,
-              "data": data, "epochs_trained": len(history.epoch)}  # fmt: skip
-    if plan:
-        result["budget"] = {**plan, "spent_seconds": seconds}
+              "data": data, "epochs_trained": len(history.epoch), **extra}  # fmt: skip
+    if "budget" in result:
+        result["budget"]["spent_seconds"] = seconds
     (directory / "result.json").write_text(json.dumps(result, indent=2))
     print(
         f"Test accuracy {accuracy:.4f}, loss {loss_value:.4f} ({seconds:.0f} s). "
         f"Model: {directory / 'model.hubel'}  Report: {directory / 'report.html'}"
     )
     return RunResult(directory, float(accuracy), float(loss_value), seconds)
+
+
+def _train_transfer(
+    backbone: str,
+    data: str,
+    directory: Path,
+    loaded: dict[str, Any],
+    *,
+    epochs: int | None,
+    fine_tune: bool,
+    augment: str | None,
+    seed: int,
+    command: str | None,
+    started: float,
+) -> RunResult:
+    """Transfer learning from a pretrained backbone: features once, a head on them, then (with
+    fine_tune) the top blocks trained on the images at a low rate (benchmarks/transfer.py)."""
+    from hubel.models.applications.transfer import transfer_learn
+
+    head_epochs = epochs or _TRANSFER_HEAD_EPOCHS
+    fine_tune_epochs = _TRANSFER_FINE_TUNE_EPOCHS if fine_tune else 0
+    total = head_epochs + fine_tune_epochs
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {
+        "command": command or " ".join(sys.argv), "data": data, "model": backbone, "epochs": total,
+        "head_epochs": head_epochs, "fine_tune": fine_tune, "fine_tune_epochs": fine_tune_epochs,
+        "fine_tune_blocks": _TRANSFER_FINE_TUNE_BLOCKS if fine_tune else 0, "augment": augment, "seed": seed,
+        "class_names": loaded["class_names"], "input_shape": list(loaded["shape"]),
+        "versions": {"hubel": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
+    }  # fmt: skip
+    (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    callbacks = [JSONLinesLogger(directory / "metrics.jsonl"), _LogFile(directory / "train.log", total)]
+    result = transfer_learn(
+        backbone, loaded["train"], loaded["validation"], len(loaded["class_names"]), input_shape=loaded["shape"],
+        head_epochs=head_epochs, fine_tune_blocks=config["fine_tune_blocks"], fine_tune_epochs=fine_tune_epochs,
+        augmentation=augmentation(augment) if augment else None, callbacks=callbacks,
+    )  # fmt: skip
+    rate = result.feature_images / result.feature_seconds if result.feature_images else None
+    computed = (
+        f"computed for {result.feature_images} in {result.feature_seconds:.1f} s ({rate:.0f} img/s)" if rate else ""
+    )
+    cached = result.images - result.feature_images
+    notes = [
+        f"Transfer learning from {backbone} (ImageNet weights, frozen): features of {result.images} images, "
+        f"{computed}{', ' if computed and cached else ''}{f'{cached} read from the feature cache' if cached else ''}; "
+        f"then a dropout + dense head trained on them for {head_epochs} epochs with Adam 1e-3."
+    ]
+    if fine_tune_epochs:
+        notes.append(
+            f"Fine-tuned the top {config['fine_tune_blocks']} blocks ({len(result.fine_tuned_layers)} layers; batch "
+            f"normalization kept in inference mode) for {fine_tune_epochs} epochs with Adam 1e-5"
+            f"{f', augmentation {augment}' if augment else ''}."
+        )
+    extra = {"feature_images_computed": result.feature_images, "feature_seconds": result.feature_seconds,
+             "feature_images_per_second": rate}  # fmt: skip
+    return _finish_run(directory, result.model, result.history, loaded, data, backbone, seed, notes, started, extra)
 
 
 def predict_files(model: Sequential | str | Path, paths: list[str | Path], top: int = 3) -> list[dict[str, Any]]:

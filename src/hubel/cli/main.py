@@ -99,6 +99,7 @@ def _train(args: argparse.Namespace) -> None:
         out=args.out,
         resume=args.resume,
         budget=args.budget,
+        fine_tune=args.fine_tune,
         command="hubel " + " ".join(sys.argv[1:]),
     )
 
@@ -220,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         "report.html and train.log. DATA is a built-in dataset (mnist, fashion_mnist, digits, cifar10) or a "
         "folder with one sub-folder of images per class (or train/ val/ test/ inside).",
         epilog="examples: hubel train fashion_mnist --epochs 5;  hubel train photos/ --model snacks_convnet "
-        "--image-size 160,160 --out runs/photos;  hubel train fashion_mnist --out runs/a --resume",
+        "--image-size 160,160 --out runs/photos;  hubel train photos/ --model mobilenet_v2 --fine-tune;  "
+        "hubel train fashion_mnist --out runs/a --resume",
     )
     train.add_argument("data", metavar="DATA", help="a built-in dataset name or a folder of images")
     train.add_argument("--model", help="a zoo name (see `hubel zoo`) or a spec file; a default suits the data")
@@ -248,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", help="the run directory (default runs/DATA-MODEL)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument(
+        "--fine-tune", action="store_true", help="with a pretrained --model: also train its top blocks at a low rate"
+    )
     train.set_defaults(run=_train)
 
     predict = commands.add_parser(

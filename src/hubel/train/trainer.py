@@ -42,6 +42,7 @@ from hubel.train.progress import Progress, format_logs
 __all__ = ["Trainer", "fast_bfloat16", "resolve_device", "set_seed"]
 
 CHECKPOINT_NAME = "last.ckpt"
+_LARGE_EXAMPLE = 100_000  # input values per example above which CPU inference runs in chunks of 8
 
 
 def set_seed(seed: int) -> None:
@@ -579,16 +580,26 @@ class Trainer:
         for x_batch, y_batch in _batches(x, y, batch_size, shuffle=False, seed=0).epoch(0):
             if y_batch is None:
                 raise DataError("evaluate needs targets: pass y, or a dataset that yields (x, y) batches.")
-            x_batch, y_batch = self._to_device(x_batch), self._to_device(y_batch)
-            with self._autocast():
-                output = _float32(self.forward(x_batch))
-            loss = self._loss(output, y_batch, None)
-            running.loss = loss * len(y_batch) if running.loss is None else running.loss + loss * len(y_batch)
-            running.seen += len(y_batch)
-            for metric in self.metrics:
-                metric.update(output, y_batch)
+            for x_part, y_part in self._inference_chunks(self._to_device(x_batch), self._to_device(y_batch)):
+                with self._autocast():
+                    output = _float32(self.forward(x_part))
+                loss = self._loss(output, y_part, None)
+                running.loss = loss * len(y_part) if running.loss is None else running.loss + loss * len(y_part)
+                running.seen += len(y_part)
+                for metric in self.metrics:
+                    metric.update(output, y_part)
         self.model.train(was_training)
         return self._logs(running)
+
+    def _inference_chunks(self, x: Any, y: Any) -> Iterator[tuple[Any, Any]]:
+        """A batch in pieces of at most 8 examples when they are large images on a CPU: their
+        activations then stay in cache, which ran MobileNetV2 at 224x224 2-2.5x faster than
+        batches of 32 (benchmarks/transfer.py). Outputs are the same; small inputs pass whole."""
+        if self.device.type != "cpu" or not isinstance(x, Tensor) or x[0].numel() < _LARGE_EXAMPLE or len(x) <= 8:
+            yield x, y
+            return
+        for start in range(0, len(x), 8):
+            yield x[start : start + 8], None if y is None else y[start : start + 8]
 
     def evaluate(self, x: Any, y: Any = None, batch_size: int = 32, verbose: int | str = "auto") -> float | list[float]:
         """The loss, or [loss, *metrics] when there are metrics (Keras's return values)."""
@@ -606,8 +617,9 @@ class Trainer:
         self.model.eval()
         with self._autocast():
             outputs = [
-                self.forward(self._to_device(x_batch)).float().cpu()
+                self.forward(x_part).float().cpu()
                 for x_batch, _ in _batches(x, None, batch_size, False, 0).epoch(0)
+                for x_part, _ in self._inference_chunks(self._to_device(x_batch), None)
             ]
         self.model.train(was_training)
         if not outputs:

@@ -17,6 +17,7 @@ from hubel.models.applications.transfer import (
     classifier_head,
     extract_features,
     feature_extractor,
+    transfer_learn,
     unfreeze_top,
 )
 
@@ -32,5 +33,6 @@ __all__ = [
     "feature_extractor",
     "list_backbones",
     "mobilenet_v2",
+    "transfer_learn",
     "unfreeze_top",
 ]
