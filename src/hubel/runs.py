@@ -430,13 +430,13 @@ def _train_transfer(
     return _finish_run(directory, result.model, result.history, loaded, data, backbone, seed, notes, started, extra)
 
 
-def predict_files(model: Sequential | str | Path, paths: list[str | Path], top: int = 3) -> list[dict[str, Any]]:
+def predict_files(model: Model | str | Path, paths: list[str | Path], top: int = 3) -> list[dict[str, Any]]:
     """Top-k classes with probabilities for image files, decoded exactly as image folders are for
-    training (size and colour mode from the model's input shape)."""
+    training (size and colour mode from the model's input shape). `model` is a model, a .hubel
+    file, a run directory, or a pretrained backbone's name ("mobilenet_v2": its ImageNet classes)."""
     from hubel.data.images import DecodeOptions, UnreadableImage, decode_image
-    from hubel.models.io import load_model
 
-    network = load_model(model) if isinstance(model, (str, Path)) else model
+    network = _model_for_prediction(model)
     height, width, channels = network.input_shape[1:]
     options = DecodeOptions((height, width), "grayscale" if channels == 1 else "rgb")
     names = network.metadata.get("class_names") or []
@@ -457,26 +457,64 @@ def predict_files(model: Sequential | str | Path, paths: list[str | Path], top: 
     return results
 
 
+def _model_for_prediction(model: Model | str | Path) -> Model:
+    from hubel.models.io import load_model
+
+    if isinstance(model, Model):
+        return model
+    if isinstance(model, str) and model in BACKBONES and not Path(model).exists():
+        from hubel.models.applications.transfer import pretrained_classifier
+
+        return pretrained_classifier(model)
+    path = _model_path(model)
+    if not path.exists() and isinstance(model, str) and "/" not in model and not model.endswith(".hubel"):
+        raise ConfigError(
+            f"{model!r} is neither a model file, a run directory nor a pretrained backbone "
+            f"({', '.join(BACKBONES.names())})."
+        )
+    return load_model(path)
+
+
 def _model_path(model: str | Path) -> Path:
     path = Path(model)
     return path / "model.hubel" if path.is_dir() else path
 
 
+def _evaluation_data(data: str, image_size: tuple[int, int], batch_size: int) -> tuple[Any, list[str]]:
+    """What evaluate measures: a built-in dataset's test split; a folder's test/, else its
+    val/ (validation/), else — a flat folder of class folders — every image in it."""
+    if data in datasets.list_datasets():
+        loaded = _load_data(data, image_size, batch_size, seed=0)
+        return loaded["test"], loaded["class_names"]
+    if not Path(data).is_dir():
+        raise DataError(f"{data!r} is neither a built-in dataset ({', '.join(datasets.list_datasets())}) nor a folder.")
+    for subset in ("test", "validation", None):
+        try:
+            folder = image_folder(data, image_size, batch_size, subset=subset, shuffle=False, verbose=False)
+        except ConfigError:
+            continue
+        return folder, folder.class_names
+    raise DataError(f"{data}: no images to evaluate on.")
+
+
 def evaluate(model: str | Path, data: str, out: str | Path | None = None, batch_size: int = 32) -> dict[str, Any]:
-    """Loss, accuracy and per-class metrics of a saved model (or run directory) on the test split
-    of `data` (a built-in dataset, or a folder's test/ — else val/ — images); the confusion
-    matrix is saved as a PNG beside the model unless `out` names another path."""
-    from hubel.inspect.confusion import classification_report, confusion_matrix, plot_confusion_matrix
+    """Loss, accuracy and per-class metrics of a saved model (or run directory) on `data`: a
+    built-in dataset's test split, or a folder (its test/, else val/, else all of it: a flat
+    folder of class folders is the test set); the confusion matrix is saved as a PNG beside the
+    model unless `out` names another path."""
+    from hubel.inspect.confusion import classification_report, confusion_matrix, plot_confusion_matrix, predictions
     from hubel.models.io import load_model
 
     path = _model_path(model)
     network = load_model(path)
     height, width = network.input_shape[1:3]
-    loaded = _load_data(data, (height, width), batch_size, seed=0)
-    test = loaded["test"]
-    names = network.metadata.get("class_names") or loaded["class_names"]
-    from hubel.inspect.confusion import predictions
-
+    test, folder_names = _evaluation_data(data, (height, width), batch_size)
+    names = network.metadata.get("class_names") or folder_names
+    if sorted(names) != sorted(folder_names):
+        raise DataError(
+            f"{data} has the classes {folder_names}, but the model was trained on {names}. Evaluate on a folder with "
+            f"the same class folders."
+        )
     _, labels, probabilities = predictions(network, test)
     report = classification_report(labels, probabilities, names)
     counts = confusion_matrix(labels, probabilities, len(names))
@@ -491,6 +529,7 @@ def evaluate(model: str | Path, data: str, out: str | Path | None = None, batch_
     return {
         "loss": loss,
         "accuracy": report["accuracy"],
+        "examples": len(labels),
         "classes": report["classes"],
         "confusion_png": str(figure_path),
     }

@@ -157,3 +157,25 @@ def test_unfreeze_top_opens_the_last_blocks_and_keeps_batch_norm_frozen():
     assert trainable == 960 * 160 + 9 * 960 + 320 * 960 + 1280 * 320  # the convolutions of block 16 and Conv_1
     with pytest.raises(ConfigError, match="0 <= blocks <= 19"):
         applications.unfreeze_top(base, blocks=40)
+
+
+def test_a_frozen_base_with_augmentation_in_front_trains_only_the_head():
+    base = applications.MobileNetV2(input_shape=(64, 64, 3), include_top=False, weights="imagenet")
+    base.trainable = False
+    inputs = L.Input((64, 64, 3))
+    x = mobilenet_v2.preprocess_input(L.RandomFlip("horizontal")(inputs))
+    x = L.GlobalAveragePooling2D()(base(x, training=False))
+    model = hubel.Model(inputs, L.Dense(1, activation="sigmoid")(L.Dropout(0.2)(x)))
+    before = {name: tensor.clone() for name, tensor in base.state_dict().items()}
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(3)
+    model.fit(rng.integers(0, 256, size=(16, 64, 64, 3)).astype(np.uint8), rng.integers(0, 2, 16), epochs=1, verbose=0)
+    assert all(torch.equal(before[name], tensor) for name, tensor in base.state_dict().items())  # BN stats too
+    assert model.count_trainable_params() == 1281
+    applications.unfreeze_top(base, blocks=1)
+    with pytest.raises(ConfigError, match=r"compile\(...\) again"):
+        model.fit(np.zeros((2, 64, 64, 3), np.uint8), np.zeros(2), verbose=0)
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model.fit(np.zeros((2, 64, 64, 3), np.uint8), np.zeros(2), verbose=0)
+    assert not torch.equal(before["Conv_1.kernel"], base.get_layer("Conv_1").kernel)  # the unfrozen top moved
+    assert torch.equal(before["Conv_1_bn.moving_mean"], base.get_layer("Conv_1_bn").moving_mean)

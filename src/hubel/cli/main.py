@@ -33,12 +33,16 @@ def _shape(text: str) -> tuple[int, ...]:
 
 
 def _summary(args: argparse.Namespace) -> None:
+    from hubel.models.applications.backbones import BACKBONES
     from hubel.models.io import load_model
     from hubel.models.spec import model_from_spec
     from hubel.models.zoo import ZOO, create_model
 
     source = Path(args.model)
-    if source.suffix == ".hubel":
+    if args.model in BACKBONES and not source.exists():  # the architecture alone: no weights needed to size it
+        entry = BACKBONES.get(args.model)
+        model = entry.build(input_shape=args.input_shape or entry.input_shape, include_top=False, weights=None)
+    elif source.suffix == ".hubel":
         model = load_model(source)
         if args.input_shape:
             raise ConfigError("--input-shape applies to spec files and zoo names; a .hubel model keeps its shape.")
@@ -70,6 +74,14 @@ def _zoo(args: argparse.Namespace) -> None:
         summary = summarize(create_model(name))
         shape = "x".join(str(size) for size in ZOO.get(name).input_shape)
         table.add_row(name, shape, f"{summary.total_params:,}", readable_count(summary.macs), ZOO.get(name).description)
+    from hubel.models.applications.backbones import BACKBONES
+
+    for name in BACKBONES.names():  # pretrained: the architecture alone, no weights read
+        entry = BACKBONES.get(name)
+        summary = summarize(entry.build(input_shape=entry.input_shape, include_top=False, weights=None, pooling="avg"))
+        shape = "x".join(str(size) for size in entry.input_shape)
+        description = f"pretrained: {entry.description} (`hubel train FOLDER --model {name}`)"
+        table.add_row(name, shape, f"{summary.total_params:,}", readable_count(summary.macs), description)
     buffer = io.StringIO()
     Console(file=buffer, width=160, highlight=False, color_system=None).print(table)
     print("\n".join(line.rstrip() for line in buffer.getvalue().strip("\n").splitlines()))
@@ -109,10 +121,7 @@ def _predict(args: argparse.Namespace) -> None:
 
     from hubel.runs import predict_files
 
-    model = Path(args.model)
-    if model.is_dir():
-        model = model / "model.hubel"
-    results = predict_files(model, args.images, top=args.top)
+    results = predict_files(args.model, args.images, top=args.top)
     if args.json:
         print(json.dumps(results, indent=2))
         return
@@ -125,7 +134,14 @@ def _evaluate(args: argparse.Namespace) -> None:
     from hubel.runs import evaluate
 
     result = evaluate(args.model, args.data, out=args.out)
-    print(f"loss {result['loss']:.4f} - accuracy {result['accuracy']:.4f}")
+    if args.json:
+        import dataclasses
+        import json
+
+        rows = [dataclasses.asdict(row) if dataclasses.is_dataclass(row) else row for row in result["classes"]]
+        print(json.dumps({**result, "classes": rows}, indent=2))
+        return
+    print(f"loss {result['loss']:.4f} - accuracy {result['accuracy']:.4f} on {result['examples']:,} examples")
     width = max(len(row.name) for row in result["classes"])
     print(f"{'class'.ljust(width)}  precision  recall      F1  support")
     for row in result["classes"]:
@@ -258,10 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser(
         "predict",
         help="top classes for image files, preprocessed as in training",
-        description="Classify image files with a .hubel model (or a run directory).",
-        epilog="example: hubel predict runs/photos cat.jpg dog.png --top 2",
+        description="Classify image files with a .hubel model, a run directory, or a pretrained backbone's "
+        "ImageNet top (no training).",
+        epilog="examples: hubel predict runs/photos cat.jpg dog.png --top 2;  "
+        "hubel predict mobilenet_v2 cat.jpg --top 5",
     )
-    predict.add_argument("model", metavar="MODEL", help="a .hubel file or a run directory")
+    predict.add_argument(
+        "model", metavar="MODEL", help="a .hubel file, a run directory, or a pretrained backbone (ImageNet classes)"
+    )
     predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     predict.add_argument("--top", type=int, default=3)
     predict.add_argument("--json", action="store_true", help="print JSON")
@@ -277,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", metavar="MODEL", help="a .hubel file or a run directory")
     evaluate.add_argument("data", metavar="DATA", help="a built-in dataset name or a folder of images")
     evaluate.add_argument("--out", help="where to save the confusion-matrix PNG (default: beside the model)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object (loss, accuracy, examples, ...)")
     evaluate.set_defaults(run=_evaluate)
 
     compare = commands.add_parser(

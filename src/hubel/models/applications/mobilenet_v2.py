@@ -230,7 +230,7 @@ BACKBONES.register("mobilenet_v2")(
         name="mobilenet_v2",
         build=MobileNetV2,
         input_shape=(224, 224, 3),  # the weights' own size: 98.5% on cats vs dogs where 160x160 gave 96.5%
-        description="MobileNetV2 1.0, ImageNet weights (torchvision's): the Keras transfer-learning tutorial's base",
+        description="MobileNetV2 1.0 on ImageNet (torchvision's weights), the Keras transfer tutorial's base",
         preprocess_input=preprocess_input,
         weights_package=WEIGHTS_PACKAGE,
         pip_line=PIP_LINE,

@@ -46,6 +46,7 @@ __all__ = [
     "classifier_head",
     "extract_features",
     "feature_extractor",
+    "pretrained_classifier",
     "transfer_learn",
     "unfreeze_top",
     "walk_models",
@@ -65,6 +66,19 @@ def feature_extractor(
     outputs = base(entry.preprocess_input(inputs), training=False)
     model = Model(inputs, outputs, name=f"{backbone}_features")
     model.metadata.update({"backbone": backbone, **base.metadata})
+    return model.eval()
+
+
+def pretrained_classifier(backbone: str) -> Model:
+    """A backbone with its ImageNet top and its preprocessing inside: raw pixels in, the 1,000
+    ImageNet classes out (names in metadata["class_names"])."""
+    from hubel.models.applications.imagenet import class_names
+
+    entry = BACKBONES.get(backbone)
+    base = entry.build(include_top=True, weights="imagenet")
+    inputs = L.Input(base.input_shape[1:], name="image")
+    model = Model(inputs, base(entry.preprocess_input(inputs)), name=f"{backbone}_imagenet")
+    model.metadata.update({"class_names": list(class_names()), **base.metadata})
     return model.eval()
 
 

@@ -1,0 +1,107 @@
+"""Transfer learning on the cats-vs-dogs photos (../shared/data/cats_and_dogs): prints tables.
+
+    .venv/bin/python benchmarks/transfer.py            # about 8 minutes on 2 cores
+
+1. The feature pass (MobileNetV2, frozen) in images/s, batch 8 against batch 64, in one run.
+2. Inference of the trained model, batch 32 as given against 32 split in chunks of 8.
+3. `hubel train FOLDER --model mobilenet_v2` (and --fine-tune): wall time and accuracy on
+   validation/, from a cold feature cache.
+4. The pretrained ImageNet top on 20 cat and 20 dog photos: how many land in ImageNet's cat
+   classes (281-285) and dog classes (151-268).
+5. The Keras tutorial's functional head: parameter count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import hubel
+from hubel import applications
+from hubel import layers as L
+from hubel.applications import mobilenet_v2
+from hubel.train import trainer
+
+ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cats_and_dogs"
+HUBEL = str(Path(sys.executable).with_name("hubel"))
+
+
+def photos(kind: str, count: int, size: int = 224) -> np.ndarray:
+    files = sorted((ROOT / "validation" / kind).glob("*.jpg"))[:count]
+    return np.stack([np.asarray(Image.open(f).convert("RGB").resize((size, size), Image.BILINEAR)) for f in files])
+
+
+def feature_pass() -> None:
+    extractor = applications.feature_extractor("mobilenet_v2")
+    images = np.concatenate([photos("cats", 48), photos("dogs", 48)])
+    applications.extract_features(extractor, images[:8], cache=False, verbose=False)  # warm-up
+    print("| feature pass, MobileNetV2 224x224, 96 photos | img/s |\n|---|---:|")
+    for batch in (8, 64, 8, 64):
+        start = time.perf_counter()
+        applications.extract_features(extractor, images, batch_size=batch, cache=False, verbose=False)
+        print(f"| batch {batch} | {len(images) / (time.perf_counter() - start):.1f} |")
+
+
+def chunked_inference(model_path: Path) -> None:
+    model = hubel.load_model(model_path)
+    images = np.concatenate([photos("cats", 48), photos("dogs", 48)])
+    model.predict(images[:8])
+    print("\n| predict, batch_size=32, 96 photos | img/s |\n|---|---:|")
+    for _round in range(2):
+        for label, threshold in (("whole batches of 32", 10**12), ("chunks of 8 (hubel's default)", 100_000)):
+            trainer._LARGE_EXAMPLE = threshold
+            start = time.perf_counter()
+            model.predict(images, batch_size=32)
+            print(f"| {label} | {len(images) / (time.perf_counter() - start):.1f} |")
+    trainer._LARGE_EXAMPLE = 100_000
+
+
+def train_runs(workdir: Path) -> Path:
+    print("\n| command (cold feature cache) | wall s | validation accuracy | feature img/s |\n|---|---:|---:|---:|")
+    first = None
+    for extra in ([], ["--fine-tune"]):
+        out = workdir / ("fine-tune" if extra else "head")
+        command = [HUBEL, "train", str(ROOT), "--model", "mobilenet_v2", "--out", str(out), *extra]
+        environment = {**os.environ, "HUBEL_CACHE_DIR": str(workdir / f"cache-{out.name}")}
+        start = time.perf_counter()
+        subprocess.run(command, check=True, env=environment, stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - start
+        result = json.loads((out / "result.json").read_text())
+        shown = " ".join(["hubel train cats_and_dogs --model mobilenet_v2", *extra])
+        rate = result["feature_images_per_second"]
+        print(f"| `{shown}` | {seconds:.0f} | {result['test_accuracy']:.4f} | {rate:.0f} |")
+        first = first or out / "model.hubel"
+    return first
+
+
+def pretrained_top() -> None:
+    model = applications.MobileNetV2()
+    cats = model.predict(mobilenet_v2.preprocess_input(photos("cats", 20))).argmax(axis=1)
+    dogs = model.predict(mobilenet_v2.preprocess_input(photos("dogs", 20))).argmax(axis=1)
+    print("\n| ImageNet top, 224x224 | in a cat class (281-285) | in a dog class (151-268) |\n|---|---:|---:|")
+    for name, top in (("20 cat photos", cats), ("20 dog photos", dogs)):
+        print(f"| {name} | {((top >= 281) & (top <= 285)).sum()} | {((top >= 151) & (top <= 268)).sum()} |")
+
+
+def tutorial_head() -> None:
+    inputs = L.Input((5, 5, 1024))
+    x = L.Dropout(0.5)(L.Dense(256, activation="relu")(L.Flatten()(inputs)))
+    model = hubel.Model(inputs, L.Dense(1, activation="sigmoid")(x))
+    print(f"\nThe tutorial's functional head: {model.count_params():,} params (Keras prints 6,554,113)")
+
+
+if __name__ == "__main__":
+    feature_pass()
+    with tempfile.TemporaryDirectory() as folder:
+        trained = train_runs(Path(folder))
+        chunked_inference(trained)
+    pretrained_top()
+    tutorial_head()

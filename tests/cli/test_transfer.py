@@ -1,0 +1,91 @@
+"""hubel train FOLDER --model mobilenet_v2 (transfer learning), predict with ImageNet classes,
+evaluate a flat folder, on real cat and dog photos."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+import hubel
+from hubel.cli.main import main
+
+PHOTOS = Path(__file__).parents[3] / "shared" / "data" / "cats_and_dogs"
+
+
+def small_folder(root: Path, split: str, per_class: int, skip: int = 0) -> Path:
+    """A flat ROOT/<class>/*.jpg copy of a few photos of each class."""
+    for kind in ("cats", "dogs"):
+        (root / kind).mkdir(parents=True)
+        for photo in sorted((PHOTOS / split / kind).glob("*.jpg"))[skip : skip + per_class]:
+            shutil.copy(photo, root / kind / photo.name)
+    return root
+
+
+def test_transfer_learning_on_a_folder_then_evaluate_a_flat_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HUBEL_CACHE_DIR", str(tmp_path / "cache"))
+    photos = small_folder(tmp_path / "pets", "train", per_class=30)
+    run = tmp_path / "run"
+    arguments = ["train", str(photos), "--model", "mobilenet_v2", "--image-size", "128,128", "--out", str(run)]
+    assert main([*arguments, "--epochs", "15"]) == 0
+    out = capsys.readouterr().out
+    assert "Features: 48 images in" in out and "Test accuracy" in out  # 80% of 60 trains, 12 validate
+    result = json.loads((run / "result.json").read_text())
+    assert result["feature_images_computed"] == 60 and result["epochs_trained"] == 15
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["model"] == "mobilenet_v2" and config["input_shape"] == [128, 128, 3]
+    assert "Transfer learning from mobilenet_v2" in (run / "report.html").read_text()
+    model = hubel.load_model(run / "model.hubel")
+    assert model.count_trainable_params() == 1281  # the head; the backbone stays frozen
+
+    held_out = small_folder(tmp_path / "held_out", "validation", per_class=20)
+    assert main(["evaluate", str(run), str(held_out), "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert measured["examples"] == 40  # a flat folder is all test set
+    assert measured["accuracy"] >= 0.8 and measured["loss"] < 0.6  # chance is 0.5 and 0.69
+
+    again = tmp_path / "again"  # the same photos again: the features come from the cache
+    assert main(["train", str(photos), "--model", "mobilenet_v2", "--image-size", "128,128", "--out", str(again)]) == 0
+    assert "images from the cache" in capsys.readouterr().out
+    assert json.loads((again / "result.json").read_text())["feature_images_computed"] == 0
+
+
+def test_predict_names_imagenet_classes_without_training(tmp_path, capsys):
+    cat = sorted((PHOTOS / "validation" / "cats").glob("*.jpg"))[0]
+    gray = tmp_path / "gray.png"
+    Image.open(cat).convert("L").save(gray)  # one channel, into a three-channel network
+    assert main(["predict", "mobilenet_v2", str(cat), str(gray), "--top", "5", "--json"]) == 0
+    colour, grayscale = json.loads(capsys.readouterr().out)
+    assert len(colour["top"]) == 5
+    assert any("cat" in entry["class"].lower() for entry in colour["top"][:2])
+    assert len(grayscale["top"]) == 5 and 0 < grayscale["top"][0]["probability"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["train", "digits", "--model", "mobilenet_v2"], "learns from a folder of photos"),
+        (["train", str(PHOTOS), "--model", "mobilenet_v2", "--budget", "1m"], "--budget is for training from scratch"),
+        (["train", "digits", "--fine-tune"], "--fine-tune is for pretrained backbones"),
+        (["predict", "mobilenet_v3", "x.jpg"], "neither a model file, a run directory nor a pretrained backbone"),
+    ],
+)
+def test_transfer_errors_are_one_line(arguments, message, capsys):
+    assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+
+
+def test_evaluate_refuses_a_folder_of_other_classes(tmp_path, capsys):
+    inputs = hubel.layers.Input((32, 32, 3))
+    model = hubel.Model(
+        inputs, hubel.layers.Dense(1, activation="sigmoid")(hubel.layers.GlobalAveragePooling2D()(inputs))
+    )
+    path = model.save(tmp_path / "m.hubel", metadata={"class_names": ["apples", "pears"]})
+    photos = small_folder(tmp_path / "pets", "validation", per_class=2)
+    assert main(["evaluate", str(path), str(photos)]) == 2
+    assert (
+        "has the classes ['cats', 'dogs'], but the model was trained on ['apples', 'pears']" in capsys.readouterr().err
+    )
