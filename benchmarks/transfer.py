@@ -1,6 +1,7 @@
 """Transfer learning on the cats-vs-dogs photos (../shared/data/cats_and_dogs): prints tables.
 
-    .venv/bin/python benchmarks/transfer.py            # about 8 minutes on 2 cores
+    .venv/bin/python benchmarks/transfer.py                                 # about 8 minutes on 2 cores
+    .venv/bin/python benchmarks/transfer.py --backbone efficientnet_lite0   # another backbone
 
 1. The feature pass (MobileNetV2, frozen) in images/s, batch 8 against batch 64, in one run.
 2. Inference of the trained model, batch 32 as given against 32 split in chunks of 8.
@@ -13,6 +14,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -27,7 +29,6 @@ from PIL import Image
 import hubel
 from hubel import applications
 from hubel import layers as L
-from hubel.applications import mobilenet_v2
 from hubel.train import trainer
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cats_and_dogs"
@@ -39,11 +40,11 @@ def photos(kind: str, count: int, size: int = 224) -> np.ndarray:
     return np.stack([np.asarray(Image.open(f).convert("RGB").resize((size, size), Image.BILINEAR)) for f in files])
 
 
-def feature_pass() -> None:
-    extractor = applications.feature_extractor("mobilenet_v2")
+def feature_pass(backbone: str) -> None:
+    extractor = applications.feature_extractor(backbone)
     images = np.concatenate([photos("cats", 48), photos("dogs", 48)])
     applications.extract_features(extractor, images[:8], cache=False, verbose=False)  # warm-up
-    print("| feature pass, MobileNetV2 224x224, 96 photos | img/s |\n|---|---:|")
+    print(f"| feature pass, {backbone} 224x224, 96 photos | img/s |\n|---|---:|")
     for batch in (8, 64, 8, 64):
         start = time.perf_counter()
         applications.extract_features(extractor, images, batch_size=batch, cache=False, verbose=False)
@@ -64,29 +65,32 @@ def chunked_inference(model_path: Path) -> None:
     trainer._LARGE_EXAMPLE = 100_000
 
 
-def train_runs(workdir: Path) -> Path:
+def train_runs(workdir: Path, backbone: str) -> Path:
     print("\n| command (cold feature cache) | wall s | validation accuracy | feature img/s |\n|---|---:|---:|---:|")
     first = None
     for extra in ([], ["--fine-tune"]):
         out = workdir / ("fine-tune" if extra else "head")
-        command = [HUBEL, "train", str(ROOT), "--model", "mobilenet_v2", "--out", str(out), *extra]
+        command = [HUBEL, "train", str(ROOT), "--model", backbone, "--out", str(out), *extra]
         environment = {**os.environ, "HUBEL_CACHE_DIR": str(workdir / f"cache-{out.name}")}
         start = time.perf_counter()
         subprocess.run(command, check=True, env=environment, stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - start
         result = json.loads((out / "result.json").read_text())
-        shown = " ".join(["hubel train cats_and_dogs --model mobilenet_v2", *extra])
+        shown = " ".join([f"hubel train cats_and_dogs --model {backbone}", *extra])
         rate = result["feature_images_per_second"]
         print(f"| `{shown}` | {seconds:.0f} | {result['test_accuracy']:.4f} | {rate:.0f} |")
         first = first or out / "model.hubel"
     return first
 
 
-def pretrained_top() -> None:
-    model = applications.MobileNetV2()
-    cats = model.predict(mobilenet_v2.preprocess_input(photos("cats", 20))).argmax(axis=1)
-    dogs = model.predict(mobilenet_v2.preprocess_input(photos("dogs", 20))).argmax(axis=1)
-    print("\n| ImageNet top, 224x224 | in a cat class (281-285) | in a dog class (151-268) |\n|---|---:|---:|")
+def pretrained_top(backbone: str) -> None:
+    entry = applications.BACKBONES.get(backbone)
+    model = entry.build()
+    cats = model.predict(entry.preprocess_input(photos("cats", 20))).argmax(axis=1)
+    dogs = model.predict(entry.preprocess_input(photos("dogs", 20))).argmax(axis=1)
+    print(
+        f"\n| {backbone} ImageNet top, 224x224 | in a cat class (281-285) | in a dog class (151-268) |\n|---|---:|---:|"
+    )
     for name, top in (("20 cat photos", cats), ("20 dog photos", dogs)):
         print(f"| {name} | {((top >= 281) & (top <= 285)).sum()} | {((top >= 151) & (top <= 268)).sum()} |")
 
@@ -99,9 +103,12 @@ def tutorial_head() -> None:
 
 
 if __name__ == "__main__":
-    feature_pass()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="mobilenet_v2", choices=applications.list_backbones())
+    backbone = parser.parse_args().backbone
+    feature_pass(backbone)
     with tempfile.TemporaryDirectory() as folder:
-        trained = train_runs(Path(folder))
+        trained = train_runs(Path(folder), backbone)
         chunked_inference(trained)
-    pretrained_top()
+    pretrained_top(backbone)
     tutorial_head()

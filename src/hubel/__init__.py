@@ -46,7 +46,7 @@ __all__ = [
 # `import hubel.applications` and `from hubel.applications.mobilenet_v2 import preprocess_input`, as in Keras:
 # the package lives in hubel/models/applications and is known under both names.
 sys.modules["hubel.applications"] = applications
-for _name in ("backbones", "imagenet", "mobilenet_v2", "transfer"):
+for _name in ("backbones", "efficientnet_lite", "imagenet", "mobilenet_v2", "transfer"):
     sys.modules[f"hubel.applications.{_name}"] = sys.modules[f"hubel.models.applications.{_name}"]
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 import hubel
 from hubel import applications
 from hubel import layers as L
-from hubel.applications import mobilenet_v2
+from hubel.applications import efficientnet_lite, mobilenet_v2
 from hubel.applications.backbones import WeightsMissingError, load_mapped_weights, package_file, read_torch_weights
 from hubel.errors import ConfigError, ShapeError
 from hubel.inspect import grad_cam, show_feature_maps, show_filters
@@ -179,3 +179,18 @@ def test_a_frozen_base_with_augmentation_in_front_trains_only_the_head():
     model.fit(np.zeros((2, 64, 64, 3), np.uint8), np.zeros(2), verbose=0)
     assert not torch.equal(before["Conv_1.kernel"], base.get_layer("Conv_1").kernel)  # the unfrozen top moved
     assert torch.equal(before["Conv_1_bn.moving_mean"], base.get_layer("Conv_1_bn").moving_mean)
+
+
+def test_efficientnet_lite0_is_one_more_file_its_weights_map_and_it_names_real_photos():
+    path = package_file(efficientnet_lite.WEIGHTS_PACKAGE, efficientnet_lite._WEIGHTS_FILE, "", "weights")
+    weights = read_torch_weights(path)
+    table = efficientnet_lite.weights_table(include_top=True)
+    model = applications.EfficientNetLite0()
+    assert set(table) == set(model.state_dict())
+    assert set(table.values()) == {key for key in weights if not key.endswith("num_batches_tracked")}
+    assert "efficientnet_lite0" in applications.list_backbones()
+    cats = model.predict(efficientnet_lite.preprocess_input(photos("cats", 20))).argmax(axis=1)
+    dogs = model.predict(efficientnet_lite.preprocess_input(photos("dogs", 20))).argmax(axis=1)
+    assert ((cats >= 281) & (cats <= 285)).sum() >= 14
+    assert ((dogs >= 151) & (dogs <= 268)).sum() >= 17
+    assert len(applications.unfreeze_top(model, blocks=2)) > 0 and not model.get_layer("top_bn").trainable

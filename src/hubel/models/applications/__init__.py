@@ -8,8 +8,9 @@ layers, their weights, preprocessing and class names, and the transfer-learning 
 `hubel.applications` is this package.
 """
 
-from hubel.models.applications import mobilenet_v2
+from hubel.models.applications import efficientnet_lite, mobilenet_v2
 from hubel.models.applications.backbones import BACKBONES, Backbone, WeightsMissingError, list_backbones
+from hubel.models.applications.efficientnet_lite import EfficientNetLite0
 from hubel.models.applications.imagenet import decode_predictions
 from hubel.models.applications.mobilenet_v2 import MobileNetV2
 from hubel.models.applications.transfer import (
@@ -24,11 +25,13 @@ from hubel.models.applications.transfer import (
 __all__ = [
     "BACKBONES",
     "Backbone",
+    "EfficientNetLite0",
     "MobileNetV2",
     "WeightsMissingError",
     "attach_head",
     "classifier_head",
     "decode_predictions",
+    "efficientnet_lite",
     "extract_features",
     "feature_extractor",
     "list_backbones",

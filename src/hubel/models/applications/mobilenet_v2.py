@@ -161,6 +161,7 @@ def MobileNetV2(
     elif pooling == "max":
         x = L.GlobalMaxPooling2D(name="global_max_pooling2d")(x)
     model = Model(inputs, x, name=name or f"mobilenetv2_{alpha:.2f}_{shape[0]}".replace(".", "_"))
+    model.metadata["backbone"] = "mobilenet_v2"
     if weights == "imagenet":
         path = package_file(WEIGHTS_PACKAGE, _WEIGHTS_FILE, PIP_LINE, "MobileNetV2's ImageNet weights")
         load_mapped_weights(model, read_torch_weights(path), weights_table(include_top), f"MobileNetV2 ({path.name})")

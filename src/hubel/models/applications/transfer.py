@@ -65,7 +65,7 @@ def feature_extractor(
     inputs = L.Input(shape, name="image")
     outputs = base(entry.preprocess_input(inputs), training=False)
     model = Model(inputs, outputs, name=f"{backbone}_features")
-    model.metadata.update({"backbone": backbone, **base.metadata})
+    model.metadata.update({**{k: v for k, v in base.metadata.items() if k != "backbone"}, "extractor_of": backbone})
     return model.eval()
 
 
@@ -104,7 +104,9 @@ def unfreeze_top(base: Model, blocks: int) -> list[str]:
     """Make the top `blocks` blocks of a backbone trainable and freeze the rest; its
     BatchNormalization layers stay frozen (in inference mode), as the Keras tutorial advises.
     Returns the names of the layers made trainable. Compile the model again afterwards."""
-    backbone = base.metadata.get("backbone") or _backbone_of(base)
+    backbone = base.metadata.get("backbone")
+    if backbone is None:
+        raise ConfigError(f"unfreeze_top: {base.name!r} is not a backbone from hubel.applications (no blocks known).")
     groups = BACKBONES.get(backbone).blocks(base)
     if not isinstance(blocks, int) or not 0 <= blocks <= len(groups):
         raise ConfigError(f"unfreeze_top: expected 0 <= blocks <= {len(groups)} for {backbone}. Received: {blocks!r}")
@@ -117,13 +119,6 @@ def unfreeze_top(base: Model, blocks: int) -> list[str]:
                 layer.trainable = True
                 opened.append(layer.name)
     return opened
-
-
-def _backbone_of(model: Model) -> str:
-    for name in BACKBONES.names():
-        if model.name.startswith(name.replace("_", "")) or model.name.startswith(name):
-            return name
-    raise ConfigError(f"unfreeze_top: {model.name!r} is not a backbone from hubel.applications.")
 
 
 def extract_features(
@@ -278,7 +273,7 @@ def transfer_learn(
     model = attach_head(extractor, head, augmentation=augmentation)
     opened: list[str] = []
     if fine_tune_epochs:
-        base = next(layer for layer in walk_models(extractor) if layer.metadata.get("weights"))
+        base = next(layer for layer in walk_models(extractor) if layer.metadata.get("backbone"))
         opened = unfreeze_top(base, fine_tune_blocks)
         model.compile(optimizer=Adam(fine_tune_rate), loss=loss, metrics=["accuracy"])
         history = history + model.fit(
