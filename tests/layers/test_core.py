@@ -99,6 +99,8 @@ def test_relu_max_value_negative_slope_threshold_follow_keras():
     keras = L.ReLU(max_value=5.0, negative_slope=0.1, threshold=1.0)
     # Keras: max_value if x >= max_value; x if threshold <= x; negative_slope * (x - threshold) otherwise
     torch.testing.assert_close(keras(x), torch.tensor([[-0.3, -0.15, -0.05, 1.5, 5.0]]))
+    at_threshold = L.ReLU(threshold=0.5)(torch.tensor([[0.5, 0.25, 0.75]]))
+    torch.testing.assert_close(at_threshold, torch.tensor([[0.0, 0.0, 0.75]]))  # Keras keeps x only above it
     check_layer(L.ReLU(6.0), (4, 4, 2), (4, 4, 2), 0)
 
 

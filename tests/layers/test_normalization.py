@@ -41,3 +41,35 @@ def test_batchnorm_without_center_and_scale_and_axis():
     check_layer(L.BatchNormalization(center=False, scale=False), (5,), (5,), 10, 0)
     with pytest.raises(ConfigError, match="only axis=-1"):
         L.BatchNormalization(axis=1)
+
+
+def test_batchnorm_moving_variance_follows_the_biased_batch_variance_as_keras():
+    layer = L.BatchNormalization()
+    layer.build((1,))
+    layer.train()
+    x = torch.tensor([[1.0], [2.0], [4.0], [7.0]])  # Keras's repro: Input((1,)), batch 4, two steps
+    expected = torch.ones(1)
+    for _ in range(2):
+        layer(x)
+        expected = expected * 0.99 + x.var(0, unbiased=False) * 0.01  # Keras: moving·m + batch·(1 − m)
+    torch.testing.assert_close(layer.moving_variance, expected)
+    spatial = L.BatchNormalization(momentum=0.5)
+    spatial.build((3, 3, 2))
+    spatial.train()
+    images = torch.randn(2, 2, 3, 3)  # channels first inside
+    spatial(images)
+    biased = images.permute(1, 0, 2, 3).reshape(2, -1).var(1, unbiased=False)
+    torch.testing.assert_close(spatial.moving_variance, 0.5 + 0.5 * biased)
+
+
+def test_batchnorm_trains_on_a_batch_of_one_as_keras():
+    layer = L.BatchNormalization(beta_initializer="ones")
+    layer.build((3,))
+    layer.train()
+    x = torch.tensor([[2.0, -1.0, 5.0]], requires_grad=True)
+    y = layer(x)  # one value per channel: normalised to 0, so the output is beta
+    torch.testing.assert_close(y, torch.ones(1, 3))
+    torch.testing.assert_close(layer.moving_mean, 0.01 * x.detach()[0])
+    torch.testing.assert_close(layer.moving_variance, torch.full((3,), 0.99))
+    y.sum().backward()
+    assert layer.beta.grad is not None

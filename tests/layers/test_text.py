@@ -29,3 +29,15 @@ def test_conv1d_after_embedding():
     model = Sequential([L.Embedding(100, 8, input_length=20), L.Conv1D(4, 5), L.GlobalMaxPooling1D(), L.Dense(1)])
     assert model.output_shape == (None, 1)
     assert model(torch.randint(0, 100, (3, 20))).shape == (3, 1)
+
+
+def test_initializers_use_keras_fans_for_embeddings_and_biases():
+    torch.manual_seed(0)
+    embedding = L.Embedding(54, 2, embeddings_initializer="lecun_uniform")
+    embedding.build((4,))
+    bound = (3 / 54) ** 0.5  # Keras's fans for a (54, 2) matrix: fan_in 54
+    assert embedding.embeddings.abs().max() <= bound and embedding.embeddings.abs().max() > 0.8 * bound
+    dense = L.Dense(100, bias_initializer="he_uniform")
+    dense.build((3,))
+    bias_bound = (6 / 100) ** 0.5  # a vector's fans are its length
+    assert dense.bias.abs().max() <= bias_bound and dense.bias.abs().max() > 0.8 * bias_bound

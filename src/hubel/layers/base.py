@@ -33,6 +33,7 @@ __all__ = [
     "as_shape",
     "clear_session",
     "internal_to_keras_shape",
+    "keras_fans",
     "keras_to_internal",
     "layer_from_entry",
     "list_layers",
@@ -156,6 +157,23 @@ def as_shape(input_shape: Any) -> Shape | list[Shape]:
     if items and all(isinstance(item, (tuple, list)) for item in items):
         return [tuple(int(size) for size in item) for item in items]
     return tuple(int(size) for size in items)
+
+
+def keras_fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """Keras's compute_fans for a weight stored in Keras's layout.
+
+    Example:
+        >>> keras_fans(()), keras_fans((100,)), keras_fans((54, 2)), keras_fans((3, 3, 8, 16))
+        ((1, 1), (100, 100), (54, 2), (72, 144))
+    """
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    field = math.prod(shape[:-2])
+    return shape[-2] * field, shape[-1] * field
 
 
 def _with_batch(shape: Shape | list[Shape]) -> Any:
@@ -346,10 +364,16 @@ class Layer(nn.Module):
     # ----- helpers for subclasses -----------------------------------------------------
 
     def add_weight(
-        self, name: str, shape: tuple[int, ...], initializer: str, fan_in: int = 1, fan_out: int = 1
+        self, name: str, shape: tuple[int, ...], initializer: str, fan_in: int | None = None, fan_out: int | None = None
     ) -> nn.Parameter:
-        """A trainable parameter, initialised the Keras way and registered under `name`."""
+        """A trainable parameter, initialised the Keras way and registered under `name`. Kernels
+        stored in torch's layout pass their Keras fans; otherwise the fans are Keras's for a
+        weight of this shape: (n, n) for a vector such as a bias, (rows, columns) for a matrix
+        such as an Embedding's."""
         tensor = torch.empty(shape)
+        if fan_in is None or fan_out is None:
+            keras_in, keras_out = keras_fans(shape)
+            fan_in, fan_out = fan_in or keras_in, fan_out or keras_out
         initialize(initializer, tensor, fan_in, fan_out)
         parameter = nn.Parameter(tensor, requires_grad=self._trainable)
         self.register_parameter(name, parameter)

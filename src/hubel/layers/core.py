@@ -241,7 +241,8 @@ class Activation(Layer):
 
 @register_layer
 class ReLU(Layer):
-    """Keras's ReLU: x above threshold (capped at max_value), negative_slope·(x − threshold) below.
+    """Keras's ReLU: x above threshold (capped at max_value), negative_slope·(x − threshold) at or
+    below it (so 0 at the threshold itself, as Keras's `x > threshold`).
 
     Example:
         >>> ReLU(6.0).max_value  # MobileNet's ReLU6
@@ -259,7 +260,7 @@ class ReLU(Layer):
     def forward(self, x: Tensor) -> Tensor:
         if self.negative_slope == 0.0 and self.threshold == 0.0:
             return F.relu(x) if self.max_value is None else F.hardtanh(x, 0.0, self.max_value)
-        y = torch.where(x >= self.threshold, x, self.negative_slope * (x - self.threshold))
+        y = torch.where(x > self.threshold, x, self.negative_slope * (x - self.threshold))  # x == threshold: 0
         return y if self.max_value is None else y.clamp(max=self.max_value)
 
     def get_config(self) -> dict[str, Any]:

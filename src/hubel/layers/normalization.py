@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -20,7 +21,9 @@ class BatchNormalization(Layer):
     """Normalise each channel (Keras's last axis) by batch statistics while training and by
     moving statistics otherwise.
 
-    momentum is Keras's: moving = moving·momentum + batch·(1 − momentum). The moving mean and
+    momentum is Keras's: moving = moving·momentum + batch·(1 − momentum), with the batch's biased
+    variance (Keras's, where torch's running_var takes the unbiased one); a batch with one value
+    per channel trains too (mean = the value, variance 0), as in Keras. The moving mean and
     variance are non-trainable weights and count in count_params(), as in Keras. A layer set
     to trainable=False runs in inference mode, as Keras does for fine-tuning.
 
@@ -71,16 +74,24 @@ class BatchNormalization(Layer):
         self.add_state("moving_variance", channels, self.moving_variance_initializer)
 
     def forward(self, x: Tensor) -> Tensor:  # (N, C, ...) -> same
-        return F.batch_norm(
-            x,
-            self.moving_mean,
-            self.moving_variance,
-            self.gamma,
-            self.beta,
-            training=self.training and self.trainable,
-            momentum=1.0 - self.momentum,
-            eps=self.epsilon,
-        )
+        if not (self.training and self.trainable):
+            return F.batch_norm(
+                x, self.moving_mean, self.moving_variance, self.gamma, self.beta, False, 0.0, self.epsilon
+            )
+        count = x.numel() // x.shape[1]  # values per channel in this batch
+        if count == 1:  # one value per channel: Keras's mean is the value, its variance 0 (torch refuses)
+            mean = x.detach().reshape(-1).float()
+            with torch.no_grad():
+                self.moving_mean.mul_(self.momentum).add_(mean, alpha=1.0 - self.momentum)
+                self.moving_variance.mul_(self.momentum)
+            return F.batch_norm(x, mean, torch.zeros_like(mean), self.gamma, self.beta, False, 0.0, self.epsilon)
+        variance = self.moving_variance.clone()  # torch updates this copy; the autograd graph keeps it
+        y = F.batch_norm(x, self.moving_mean, variance, self.gamma, self.beta, True, 1.0 - self.momentum, self.epsilon)
+        with torch.no_grad():
+            # torch moved the variance towards the unbiased batch variance, Keras towards the biased
+            # one ((count − 1) / count of it): take the difference back out, exactly.
+            self.moving_variance.copy_(variance - (variance - self.momentum * self.moving_variance) / count)
+        return y
 
     def get_config(self) -> dict[str, Any]:
         return {
