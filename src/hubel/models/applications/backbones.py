@@ -25,7 +25,10 @@ __all__ = [
     "BACKBONES",
     "Backbone",
     "WeightsMissingError",
+    "batch_norm_weights",
+    "check_arguments",
     "list_backbones",
+    "load_imagenet_weights",
     "load_mapped_weights",
     "package_file",
     "read_torch_weights",
@@ -117,3 +120,32 @@ def scale_pixels(x: Any, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
             f"shape {array.shape}. Convert grayscale images to RGB first."
         )
     return array * scale.astype(np.float32) + offset.astype(np.float32)
+
+
+def check_arguments(owner: str, weights: Any, pooling: Any, include_top: bool, classes: Any) -> None:
+    """The checks every backbone builder makes of Keras's applications arguments."""
+    if weights not in ("imagenet", None):
+        raise ConfigError(f"{owner}: expected `weights` to be 'imagenet' or None. Received: weights={weights!r}")
+    if pooling not in (None, "avg", "max"):
+        raise ConfigError(f"{owner}: expected `pooling` None, 'avg' or 'max'. Received: pooling={pooling!r}")
+    if weights == "imagenet" and include_top and classes != 1000:
+        raise ConfigError(
+            f"{owner}: with weights='imagenet' and include_top=True, classes must be 1000. Received: "
+            f"classes={classes!r}. For your own classes use include_top=False and add a head."
+        )
+
+
+def batch_norm_weights(table: dict[str, str], ours: str, theirs: str) -> None:
+    """A BatchNormalization's four tensors in a weight table: hubel's names -> torch's."""
+    for mine, torch_name in (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"),
+                             ("moving_variance", "running_var")):  # fmt: skip
+        table[f"{ours}.{mine}"] = f"{theirs}.{torch_name}"
+
+
+def load_imagenet_weights(model: Any, backbone: str, package: str, relative: str, pip_line: str,
+                          table: dict[str, str], metadata: dict[str, Any]) -> None:  # fmt: skip
+    """Read a backbone's weight file from its package, copy it in through the table, record it."""
+    what = f"{backbone}'s ImageNet weights"
+    path = package_file(package, relative, pip_line, what)
+    load_mapped_weights(model, read_torch_weights(path), table, f"{backbone} ({path.name})")
+    model.metadata.update(metadata)

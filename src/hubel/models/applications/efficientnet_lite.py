@@ -20,16 +20,16 @@ from typing import Any
 import numpy as np
 
 from hubel import layers as L
-from hubel.errors import ConfigError, ShapeError
+from hubel.errors import ShapeError
 from hubel.layers.args import shape_tuple
 from hubel.layers.base import unique_name
 from hubel.layers.symbolic import is_symbolic
 from hubel.models.applications.backbones import (
     BACKBONES,
     Backbone,
-    load_mapped_weights,
-    package_file,
-    read_torch_weights,
+    batch_norm_weights,
+    check_arguments,
+    load_imagenet_weights,
     scale_pixels,
 )
 from hubel.models.model import Model
@@ -94,15 +94,7 @@ def EfficientNetLite0(
         >>> EfficientNetLite0((224, 224, 3), include_top=False, weights=None).output_shape
         (None, 7, 7, 1280)
     """
-    if weights not in ("imagenet", None):
-        raise ConfigError(f"EfficientNetLite0: expected `weights` 'imagenet' or None. Received: weights={weights!r}")
-    if pooling not in (None, "avg", "max"):
-        raise ConfigError(f"EfficientNetLite0: expected `pooling` None, 'avg' or 'max'. Received: pooling={pooling!r}")
-    if weights == "imagenet" and include_top and classes != 1000:
-        raise ConfigError(
-            f"EfficientNetLite0: with weights='imagenet' and include_top=True, classes must be 1000. Received: "
-            f"classes={classes!r}. For your own classes use include_top=False and add a head."
-        )
+    check_arguments("EfficientNetLite0", weights, pooling, include_top, classes)
     shape = shape_tuple("EfficientNetLite0", "input_shape", input_shape or (224, 224, 3))
     if len(shape) != 3 or shape[0] < 32 or shape[1] < 32 or (weights == "imagenet" and shape[2] != 3):
         raise ShapeError(
@@ -127,11 +119,9 @@ def EfficientNetLite0(
     model = Model(inputs, x, name=name or f"efficientnet_lite0_{shape[0]}")
     model.metadata["backbone"] = "efficientnet_lite0"
     if weights == "imagenet":
-        path = package_file(WEIGHTS_PACKAGE, _WEIGHTS_FILE, PIP_LINE, "EfficientNet-Lite0's ImageNet weights")
-        load_mapped_weights(
-            model, read_torch_weights(path), weights_table(include_top), f"EfficientNetLite0 ({path.name})"
-        )
-        model.metadata.update({"weights": "imagenet", "preprocessing": _PREPROCESSING})
+        metadata = {"weights": "imagenet", "preprocessing": _PREPROCESSING}
+        table = weights_table(include_top)
+        load_imagenet_weights(model, "EfficientNetLite0", WEIGHTS_PACKAGE, _WEIGHTS_FILE, PIP_LINE, table, metadata)
     model.eval()
     return model
 
@@ -144,9 +134,7 @@ def weights_table(include_top: bool) -> dict[str, str]:
     table: dict[str, str] = {}
 
     def batch_norm(ours: str, theirs: str) -> None:
-        for mine, torch_name in (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"),
-                                 ("moving_variance", "running_var")):  # fmt: skip
-            table[f"{ours}.{mine}"] = f"{theirs}.{torch_name}"
+        batch_norm_weights(table, ours, theirs)
 
     table["stem_conv.kernel"] = "_conv_stem.weight"
     batch_norm("stem_bn", "_bn0")

@@ -27,9 +27,9 @@ from hubel.layers.symbolic import is_symbolic
 from hubel.models.applications.backbones import (
     BACKBONES,
     Backbone,
-    load_mapped_weights,
-    package_file,
-    read_torch_weights,
+    batch_norm_weights,
+    check_arguments,
+    load_imagenet_weights,
     scale_pixels,
 )
 from hubel.models.applications.imagenet import decode_predictions
@@ -121,21 +121,13 @@ def MobileNetV2(
         >>> base.output_shape, base.count_params()
         ((None, 5, 5, 1280), 2257984)
     """
-    if weights not in ("imagenet", None):
-        raise ConfigError(f"MobileNetV2: expected `weights` to be 'imagenet' or None. Received: weights={weights!r}")
-    if pooling not in (None, "avg", "max"):
-        raise ConfigError(f"MobileNetV2: expected `pooling` None, 'avg' or 'max'. Received: pooling={pooling!r}")
+    check_arguments("MobileNetV2", weights, pooling, include_top, classes)
     if not isinstance(alpha, (int, float)) or alpha <= 0:
         raise ConfigError(f"MobileNetV2: expected `alpha` to be a positive width multiplier. Received: alpha={alpha!r}")
     if weights == "imagenet" and alpha != 1.0:
         raise ConfigError(
             f"MobileNetV2: ImageNet weights exist here for alpha=1.0 only (torchvision's). Received: alpha={alpha!r}. "
             f"Use alpha=1.0, or weights=None to train from scratch."
-        )
-    if weights == "imagenet" and include_top and classes != 1000:
-        raise ConfigError(
-            f"MobileNetV2: with weights='imagenet' and include_top=True, classes must be 1000. Received: "
-            f"classes={classes!r}. For your own classes use include_top=False and add a head."
         )
     shape = shape_tuple("MobileNetV2", "input_shape", input_shape or (224, 224, 3))
     if len(shape) != 3 or shape[0] < 32 or shape[1] < 32 or (weights == "imagenet" and shape[2] != 3):
@@ -163,9 +155,9 @@ def MobileNetV2(
     model = Model(inputs, x, name=name or f"mobilenetv2_{alpha:.2f}_{shape[0]}".replace(".", "_"))
     model.metadata["backbone"] = "mobilenet_v2"
     if weights == "imagenet":
-        path = package_file(WEIGHTS_PACKAGE, _WEIGHTS_FILE, PIP_LINE, "MobileNetV2's ImageNet weights")
-        load_mapped_weights(model, read_torch_weights(path), weights_table(include_top), f"MobileNetV2 ({path.name})")
-        model.metadata.update({"weights": "imagenet (torchvision)", "preprocessing": _PREPROCESSING})
+        metadata = {"weights": "imagenet (torchvision)", "preprocessing": _PREPROCESSING}
+        table = weights_table(include_top)
+        load_imagenet_weights(model, "MobileNetV2", WEIGHTS_PACKAGE, _WEIGHTS_FILE, PIP_LINE, table, metadata)
     model.eval()
     return model
 
@@ -181,9 +173,7 @@ def weights_table(include_top: bool) -> dict[str, str]:
         table[f"{ours}.kernel"] = f"{theirs}.weight"
 
     def batch_norm(ours: str, theirs: str) -> None:
-        for mine, torchvision in (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"),
-                                  ("moving_variance", "running_var")):  # fmt: skip
-            table[f"{ours}.{mine}"] = f"{theirs}.{torchvision}"
+        batch_norm_weights(table, ours, theirs)
 
     conv("Conv1", "features.0.0")
     batch_norm("bn_Conv1", "features.0.1")
