@@ -174,5 +174,21 @@ def test_bad_graphs_get_one_clear_error():
         hubel.Model(first, np.zeros(3))
     with pytest.raises(ConfigError, match="two different layers are named 'twin'"):
         hubel.Model(first, L.Dense(2, name="twin")(L.Dense(2, name="twin")(first)))
-    with pytest.raises(ShapeError, match="has 2 inputs"):
+    with pytest.raises(hubel.DataError, match="has 2 inputs"):
         hubel.Model([first, second], total).predict(np.zeros((1, 2)))
+
+
+def test_a_list_is_several_inputs_only_for_a_model_with_several_inputs():
+    first, second = L.Input((2,)), L.Input((2,))
+    pair = hubel.Model([first, second], L.add([first, second]))
+    np.testing.assert_array_equal(pair.predict([np.ones((1, 2)), np.full((1, 2), 2.0)]), [[3.0, 3.0]])
+    rows = [np.ones(2, np.float32), np.full(2, 2.0, np.float32)]  # two examples of two values each
+    single = hubel.Sequential([L.Input((2,)), L.Dense(1, use_bias=False, kernel_initializer="ones")])
+    single.compile(optimizer="sgd", loss="mse")
+    assert single.evaluate(rows, np.array([[2.0], [4.0]]), verbose=0) == 0.0  # a list of examples, stacked
+    with pytest.raises(hubel.DataError, match="has 2 inputs: pass x as a list of 2 arrays"):
+        pair.predict(np.zeros((3, 2)))
+    with pytest.raises(hubel.DataError, match=r"inputs hold \[1, 3\] examples"):
+        pair.predict([np.zeros((1, 2)), np.zeros((3, 2))])
+    assert repr(L.Input((2,), name="pixels")) == "Input(shape=(2,), name='pixels')"
+    assert "InputLayer" in repr(first.producer.layer)

@@ -57,6 +57,9 @@ class Input(SymbolicTensor):
         layer = InputLayer(shape=self.example_shape, dtype=dtype, name=self.name)
         self.producer = Node(layer, [], as_list=False, outputs=[self])
 
+    def __repr__(self) -> str:
+        return f"Input(shape={self.example_shape}, name={self.name!r})"
+
 
 @register_layer
 class InputLayer(Layer):
@@ -74,9 +77,6 @@ class InputLayer(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
-
-    def __repr__(self) -> str:
-        return f"Input(shape={self.example_shape}, name={self.name!r})"
 
 
 @register_layer

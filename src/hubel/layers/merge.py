@@ -174,8 +174,6 @@ class Concatenate(_Merge):
                 )
         # internal tensors are channels first: Keras's last axis is axis 1, spatial axes move up one
         self._internal_axis = 1 if axis == rank else axis + 1
-        if rank == 1:
-            self._internal_axis = 1
         output = list(shapes[0])
         output[axis - 1] = sum(shape[axis - 1] for shape in shapes)
         return tuple(output)

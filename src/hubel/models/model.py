@@ -40,7 +40,7 @@ from hubel.layers.core import Input, InputLayer
 from hubel.layers.symbolic import Node, SymbolicTensor
 from hubel.registry import Registry
 
-__all__ = ["Model", "walk_layers"]
+__all__ = ["Model", "class_name", "walk_layers"]
 
 
 @dataclass(frozen=True)
@@ -173,6 +173,11 @@ class Model(Layer):
         return list(self._inputs)
 
     @property
+    def input_count(self) -> int:
+        """How many inputs the model takes (fit, evaluate and predict take a list of arrays for several)."""
+        return 1 if self._single_input else len(self._inputs)
+
+    @property
     def outputs(self) -> list[SymbolicTensor]:
         return list(self._outputs)
 
@@ -192,9 +197,6 @@ class Model(Layer):
     def macs(self) -> int:
         """Multiply-accumulates per example: every call of every layer."""
         return sum(step.layer.macs() for step in self._program)
-
-    def count_trainable_params(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def summary(self, print_fn: Callable[[str], Any] | None = None) -> None:
         """Print Keras's summary table with MACs and memory columns (and "Connected to" for a
@@ -297,7 +299,7 @@ class Model(Layer):
         for layer in self._graph_layers:
             nodes = [node for node in self._nodes if node.layer is layer]
             entries.append({
-                "class_name": _class_name(layer),
+                "class_name": class_name(layer),
                 "name": layer.name,
                 "config": layer.get_config(),
                 "inbound_nodes": [
@@ -456,7 +458,8 @@ def walk_layers(model: Any) -> list[Layer]:
     return found
 
 
-def _class_name(layer: Layer) -> str:
+def class_name(layer: Layer) -> str:
+    """The class name a summary and a model file give a layer: 'Functional' for a model, as Keras."""
     return getattr(layer, "kind", None) or type(layer).__name__
 
 

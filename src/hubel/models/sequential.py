@@ -20,7 +20,7 @@ from hubel.layers.args import shape_tuple
 from hubel.layers.base import Layer, Shape, layer_from_entry, register_layer
 from hubel.layers.core import Input, InputLayer
 from hubel.layers.symbolic import SymbolicTensor
-from hubel.models.model import Model
+from hubel.models.model import Model, class_name
 
 __all__ = ["Sequential"]
 
@@ -184,10 +184,7 @@ class Sequential(Model):
         config: dict[str, Any] = {
             "name": self.name,
             "input_shape": None if self._model_input_shape is None else list(self._model_input_shape),
-            "layers": [
-                {"class_name": getattr(layer, "kind", type(layer).__name__), "config": layer.get_config()}
-                for layer in self.layers
-            ],
+            "layers": [{"class_name": class_name(layer), "config": layer.get_config()} for layer in self.layers],
         }
         if not self.trainable:
             config["trainable"] = False

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hubel.layers.core import InputLayer
-from hubel.models.model import Model
+from hubel.models.model import Model, class_name
 from hubel.models.sequential import Sequential
 
 __all__ = ["LayerRow", "ModelSummary", "readable_bytes", "readable_count", "render_summary", "summarize"]
@@ -63,7 +63,7 @@ def summarize(model: Model) -> ModelSummary:
         rows.append(
             LayerRow(
                 name=layer.name,
-                class_name=getattr(layer, "kind", type(layer).__name__),
+                class_name=class_name(layer),
                 output_shape=output_shape,
                 params=layer.count_params(),
                 trainable_params=layer.count_trainable_params(),

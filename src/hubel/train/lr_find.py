@@ -53,7 +53,7 @@ def find_learning_rate(
     saved_optimizer = copy.deepcopy(optimizer.state_dict())
     saved_rate, saved_random, saved_schedule = optimizer.learning_rate, torch.get_rng_state(), optimizer.schedule
     optimizer.schedule = None
-    batches = _batches(x, y, batch_size, shuffle=True, seed=0)
+    batches = _batches(x, y, batch_size, True, 0, trainer.inputs)
     rates, losses, average, best = [], [], 0.0, math.inf
     trainer.model.train()
     try:

@@ -135,16 +135,6 @@ class _ArrayBatches(_Batches):
             yield x, None if self.y is None else self.y[index]
 
 
-def _several_inputs(x: Any) -> bool:
-    """A list of arrays of one length (a multi-input model's x), not a list of (x, y) batches."""
-    return (
-        isinstance(x, (list, tuple))
-        and len(x) > 1
-        and all(isinstance(part, (np.ndarray, Tensor)) and part.ndim >= 1 for part in x)
-        and len({len(part) for part in x}) == 1
-    )
-
-
 class _IterableBatches(_Batches):
     """Any iterable of (x, y) batches, such as an image-folder dataset. If it has
     set_epoch(epoch), it is told the epoch first, so its shuffle can be reproduced on resume."""
@@ -165,10 +155,15 @@ class _IterableBatches(_Batches):
                 yield batch, None
 
 
-def _batches(x: Any, y: Any, batch_size: int, shuffle: bool, seed: int) -> _Batches:
-    if _several_inputs(x):
+def _batches(x: Any, y: Any, batch_size: int, shuffle: bool, seed: int, inputs: int = 1) -> _Batches:
+    """Batches of x (and y); `inputs` > 1: x is a list of arrays, one per input of the model."""
+    if inputs > 1:
+        if not isinstance(x, (list, tuple)) or len(x) != inputs:
+            raise DataError(f"the model has {inputs} inputs: pass x as a list of {inputs} arrays, one per input.")
         inputs = [_as_tensor(part, f"x[{index}]") for index, part in enumerate(x)]
         targets = None if y is None else _as_tensor(y, "y")
+        if len({len(part) for part in inputs}) != 1:
+            raise DataError(f"the model's inputs hold {[len(part) for part in inputs]} examples; give each the same.")
         if targets is not None and len(targets) != len(inputs[0]):
             raise DataError(f"x has {len(inputs[0])} examples but y has {len(targets)}. Give one label per example.")
         return _ArrayBatches(inputs, targets, batch_size, shuffle, seed)
@@ -271,6 +266,7 @@ class Trainer:
         jit_compile: bool = False,
     ) -> None:
         self.model = model
+        self.inputs = int(getattr(model, "input_count", 1))  # a multi-input model's x is a list of arrays
         # torch.compile, as Keras's jit_compile: off by default, because on 2 CPU cores it ran the
         # Fashion-MNIST network at half the eager speed after 23 s of compiling (benchmarks/README.md).
         self.forward: Any = torch.compile(model) if jit_compile else model
@@ -415,7 +411,7 @@ class Trainer:
             seed, start_epoch, skip, history, running = self._restore(state)
         run = _Run(
             epochs=epochs,
-            batches=_batches(x, y, batch_size, shuffle, seed),
+            batches=_batches(x, y, batch_size, shuffle, seed, self.inputs),
             weights_for=self._class_weights(class_weight, y, x),
             progress=Progress(verbose),
             callbacks=CallbackList(list(callbacks), self),
@@ -577,7 +573,7 @@ class Trainer:
         running = _Running()
         for metric in self.metrics:
             metric.reset()
-        for x_batch, y_batch in _batches(x, y, batch_size, shuffle=False, seed=0).epoch(0):
+        for x_batch, y_batch in _batches(x, y, batch_size, False, 0, self.inputs).epoch(0):
             if y_batch is None:
                 raise DataError("evaluate needs targets: pass y, or a dataset that yields (x, y) batches.")
             for x_part, y_part in self._inference_chunks(self._to_device(x_batch), self._to_device(y_batch)):
@@ -618,7 +614,7 @@ class Trainer:
         with self._autocast():
             outputs = [
                 self.forward(x_part).float().cpu()
-                for x_batch, _ in _batches(x, None, batch_size, False, 0).epoch(0)
+                for x_batch, _ in _batches(x, None, batch_size, False, 0, self.inputs).epoch(0)
                 for x_part, _ in self._inference_chunks(self._to_device(x_batch), None)
             ]
         self.model.train(was_training)

@@ -49,7 +49,6 @@ __all__ = [
     "pretrained_classifier",
     "transfer_learn",
     "unfreeze_top",
-    "walk_models",
 ]
 
 
@@ -110,13 +109,16 @@ def unfreeze_top(base: Model, blocks: int) -> list[str]:
     groups = BACKBONES.get(backbone).blocks(base)
     if not isinstance(blocks, int) or not 0 <= blocks <= len(groups):
         raise ConfigError(f"unfreeze_top: expected 0 <= blocks <= {len(groups)} for {backbone}. Received: {blocks!r}")
-    base.trainable = False
-    base._trainable = True  # the model itself counts as trainable; its layers decide
+    base.trainable = True  # as the tutorial: all of it, then freeze the lower blocks and every batch norm
+    for group in groups[: len(groups) - blocks]:
+        for layer in group:
+            layer.trainable = False
     opened = []
     for group in groups[len(groups) - blocks :]:
         for layer in group:
-            if not isinstance(layer, BatchNormalization):
-                layer.trainable = True
+            if isinstance(layer, BatchNormalization):
+                layer.trainable = False
+            else:
                 opened.append(layer.name)
     return opened
 
@@ -273,7 +275,7 @@ def transfer_learn(
     model = attach_head(extractor, head, augmentation=augmentation)
     opened: list[str] = []
     if fine_tune_epochs:
-        base = next(layer for layer in walk_models(extractor) if layer.metadata.get("backbone"))
+        base = next(layer for layer in extractor.layers if isinstance(layer, Model) and layer.metadata.get("backbone"))
         opened = unfreeze_top(base, fine_tune_blocks)
         model.compile(optimizer=Adam(fine_tune_rate), loss=loss, metrics=["accuracy"])
         history = history + model.fit(
@@ -282,12 +284,3 @@ def transfer_learn(
         )  # fmt: skip
     model.compile(optimizer=Adam(learning_rate), loss=loss, metrics=["accuracy"])
     return TransferResult(model.eval(), history, stats.get("seconds", 0.0), int(stats.get("images", 0)), total, opened)
-
-
-def walk_models(model: Model) -> list[Model]:
-    """The models nested in `model` (depth first)."""
-    found = []
-    for layer in model.layers:
-        if isinstance(layer, Model):
-            found += [layer, *walk_models(layer)]
-    return found
