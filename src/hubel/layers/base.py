@@ -13,6 +13,7 @@ import inspect
 import math
 import re
 import warnings
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -360,6 +361,63 @@ class Layer(nn.Module):
     def required_arguments(cls) -> list[str]:
         parameters = inspect.signature(cls.__init__).parameters.values()
         return [p.name for p in parameters if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD][1:]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """The weights as Keras's get_weights(): NumPy arrays in Keras's layout (a Conv2D kernel is
+        (kh, kw, in, filters), a Dense kernel (in, units)), this layer's own in creation order
+        (kernel, bias; BN's gamma, beta, moving mean, moving variance), then its sublayers'.
+
+        Example:
+            >>> layer = Dense(4); layer.build((3,))
+            >>> [w.shape for w in layer.get_weights()]
+            [(3, 4), (4,)]
+        """
+        own = [self.keras_weight(name, tensor) for name, tensor in self._own_weights()]
+        return own + [weight for layer in self._sublayers() for weight in layer.get_weights()]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Replace the weights with arrays in get_weights()'s layout and order (for example,
+        from a Keras model's layer.get_weights())."""
+        expected = self.get_weights()
+        if len(weights) != len(expected):
+            raise ConfigError(
+                f"{self.describe()}.set_weights: expected {len(expected)} arrays "
+                f"({', '.join(str(w.shape) for w in expected) or 'none'}). Received: {len(weights)}"
+            )
+        shapes = [np.shape(w) for w in weights]
+        wrong = [(i, s, e.shape) for i, (s, e) in enumerate(zip(shapes, expected)) if tuple(s) != e.shape]
+        if wrong:
+            index, received, wanted = wrong[0]
+            raise ShapeError(
+                f"{self.describe()}.set_weights: weight {index} should have shape {wanted} (Keras's layout). "
+                f"Received: {tuple(received)}"
+            )
+        self._assign_weights(list(weights))
+
+    def _assign_weights(self, weights: list[Any]) -> list[Any]:
+        own = self._own_weights()
+        with torch.no_grad():
+            for (name, tensor), array in zip(own, weights):
+                value = self.internal_weight(name, torch.as_tensor(np.asarray(array)))
+                tensor.copy_(value.to(tensor.dtype).reshape(tensor.shape))
+        rest = weights[len(own) :]
+        for layer in self._sublayers():
+            rest = layer._assign_weights(rest)
+        return rest
+
+    def keras_weight(self, name: str, value: Tensor) -> np.ndarray:
+        """One own weight in Keras's layout; layers that store a kernel in torch's layout override."""
+        return value.detach().cpu().numpy().copy()
+
+    def internal_weight(self, name: str, value: Tensor) -> Tensor:
+        """The inverse of keras_weight: a Keras-layout weight in this layer's layout."""
+        return value
+
+    def _own_weights(self) -> list[tuple[str, Tensor]]:
+        return [*self.named_parameters(recurse=False), *self.named_buffers(recurse=False)]
+
+    def _sublayers(self) -> list[Layer]:
+        return [module for module in self.children() if isinstance(module, Layer)]
 
     # ----- helpers for subclasses -----------------------------------------------------
 

@@ -79,6 +79,13 @@ class _Conv(Layer):
     def groups(self) -> int:
         return 1
 
+    def keras_weight(self, name: str, value: Tensor) -> Any:
+        # torch's (filters, in / groups, *kernel_size) -> Keras's (*kernel_size, in / groups, filters)
+        return super().keras_weight(name, value.permute(*range(2, value.dim()), 1, 0) if name == "kernel" else value)
+
+    def internal_weight(self, name: str, value: Tensor) -> Tensor:
+        return value.permute(-1, -2, *range(value.dim() - 2)) if name == "kernel" else value
+
     def forward(self, x: Tensor) -> Tensor:  # (N, C, *spatial) -> (N, filters, *spatial')
         amounts = [
             window.padding_amounts(size, k, s, self.padding, d)
@@ -235,6 +242,18 @@ class DepthwiseConv2D(_Conv):
 
     def output_channels(self, in_channels: int) -> int:
         return in_channels * self.depth_multiplier
+
+    def keras_weight(self, name: str, value: Tensor) -> Any:
+        if name != "kernel":
+            return super().keras_weight(name, value)
+        # torch's (in · multiplier, 1, kh, kw) -> Keras's (kh, kw, in, multiplier)
+        grouped = value.reshape(self._in_channels, self.depth_multiplier, *self.kernel_size)
+        return grouped.permute(2, 3, 0, 1).detach().cpu().numpy().copy()
+
+    def internal_weight(self, name: str, value: Tensor) -> Tensor:
+        if name != "kernel":
+            return value
+        return value.permute(2, 3, 0, 1).reshape(self._in_channels * self.depth_multiplier, 1, *self.kernel_size)
 
     def create_weights(self, input_shape: Shape) -> None:
         self._in_channels = input_shape[-1]

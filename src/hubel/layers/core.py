@@ -118,6 +118,12 @@ class Dense(Layer):
         else:
             self.register_parameter("bias", None)
 
+    def keras_weight(self, name: str, value: Tensor) -> Any:
+        return super().keras_weight(name, value.T if name == "kernel" else value)  # (units, in) -> (in, units)
+
+    def internal_weight(self, name: str, value: Tensor) -> Tensor:
+        return value.T if name == "kernel" else value
+
     def forward(self, x: Tensor) -> Tensor:  # (N, F) -> (N, units); (N, C, ...) acts on C
         if x.dim() == 2:
             return self._activation_fn(F.linear(x, self.kernel, self.bias))
