@@ -10,7 +10,12 @@ STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := dataset-fashion-mnist chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-packages demo test lint format clean
+# Keras 3 on TensorFlow, the oracle of the parity tester (tests/keras_parity): a venv of its own,
+# since TensorFlow and hubel's torch pin do not share one.
+KERAS_VENV ?= .venv-keras
+KERAS_STAMP := $(KERAS_VENV)/.installed
+
+.PHONY: install system-packages demo test lint format clean keras-venv parity
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +26,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(KERAS_STAMP):
+	$(PYTHON) -m venv $(KERAS_VENV)
+	$(KERAS_VENV)/bin/pip install --quiet keras==3.15.1 tensorflow-cpu==2.21.0
+	touch $(KERAS_STAMP)
+
+keras-venv: $(KERAS_STAMP)
+
+# The differential tester against Keras: hundreds of random models, the probes, smallest reproducers.
+parity: $(STAMP) $(KERAS_STAMP)
+	$(BIN)/python tests/keras_parity/run.py --cases 300
 
 system-packages:
 	@dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1 || { \
@@ -39,8 +55,8 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks examples
 	$(BIN)/ruff format src tests benchmarks examples
 
-test: lint system-packages
+test: lint system-packages $(KERAS_STAMP)
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(KERAS_VENV) .pytest_cache .ruff_cache

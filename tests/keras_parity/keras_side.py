@@ -18,8 +18,8 @@ import traceback
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
 
 def build(case: dict) -> keras.Model:
@@ -40,14 +40,16 @@ def run(case: dict, data_path: str, out_path: str) -> None:
         weights = layer.get_weights()
         for number, weight in enumerate(weights):
             arrays[f"init/{index}/{number}"] = weight
-        layers.append({
-            "name": layer.name,
-            "class_name": type(layer).__name__,
-            "output_shape": list(layer.output.shape[1:]),
-            "params": int(layer.count_params()),
-            "trainable_params": int(sum(np.prod(w.shape) for w in layer.trainable_weights)),
-            "weights": len(weights),
-        })
+        layers.append(
+            {
+                "name": layer.name,
+                "class_name": type(layer).__name__,
+                "output_shape": list(layer.output.shape[1:]),
+                "params": int(layer.count_params()),
+                "trainable_params": int(sum(np.prod(w.shape) for w in layer.trainable_weights)),
+                "weights": len(weights),
+            }
+        )
     probe = keras.Model(model.inputs, [layer.output for layer in model.layers])
     outputs = probe(x, training=False)
     for index, output in enumerate(outputs if len(model.layers) > 1 else [outputs]):
@@ -60,14 +62,23 @@ def run(case: dict, data_path: str, out_path: str) -> None:
     fit = case["fit"]
     class_weight = None if fit["class_weight"] is None else {int(k): v for k, v in fit["class_weight"].items()}
     history = model.fit(
-        x, y, batch_size=fit["batch_size"], epochs=fit["epochs"], validation_split=fit["validation_split"],
-        class_weight=class_weight, shuffle=False, verbose=0,
+        x,
+        y,
+        batch_size=fit["batch_size"],
+        epochs=fit["epochs"],
+        validation_split=fit["validation_split"],
+        class_weight=class_weight,
+        shuffle=False,
+        verbose=0,
     )
     for index, layer in enumerate(model.layers):
         for number, weight in enumerate(layer.get_weights()):
             arrays[f"trained/{index}/{number}"] = weight
-    meta = {"layers": layers, "history": {k: [float(v) for v in values] for k, values in history.history.items()},
-            "keras": keras.__version__}
+    meta = {
+        "layers": layers,
+        "history": {k: [float(v) for v in values] for k, values in history.history.items()},
+        "keras": keras.__version__,
+    }
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez(out_path, **arrays)
 
@@ -81,8 +92,11 @@ def main() -> None:
             run(request["case"], request["data"], request["out"])
             reply = {"ok": True}
         except Exception as error:  # a case Keras refuses is an answer, not a crash of the worker
-            reply = {"ok": False, "error": f"{type(error).__name__}: {error}".splitlines()[0][:500],
-                     "traceback": traceback.format_exc()[-2000:]}
+            reply = {
+                "ok": False,
+                "error": f"{type(error).__name__}: {error}".splitlines()[0][:500],
+                "traceback": traceback.format_exc()[-2000:],
+            }
         protocol.write(json.dumps(reply) + "\n")
 
 

@@ -16,16 +16,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cases import generate  # noqa: E402
-from differential import CHECKS, KerasWorker, Outcome, compare_case, reproducer, shrink_failure  # noqa: E402
-from probes import PROBES  # noqa: E402
+from cases import generate
+from differential import CHECKS, KerasWorker, Outcome, compare_case, reproducer, shrink_failure
+from probes import PROBES
 
 
 def totals_table(outcomes: list[Outcome]) -> str:
-    rows = ["| check | pass | fail | n/a |", "|---|---:|---:|---:|"]
+    rows = ["| check | pass | fail | known | n/a |", "|---|---:|---:|---:|---:|"]
     for check in CHECKS:
         counts = Counter(outcome.status.get(check, "n/a") for outcome in outcomes if outcome.keras_error is None)
-        rows.append(f"| {check} | {counts['pass']} | {counts['fail']} | {counts['n/a']} |")
+        rows.append(f"| {check} | {counts['pass']} | {counts['fail']} | {counts['known']} | {counts['n/a']} |")
     return "\n".join(rows)
 
 
@@ -38,18 +38,27 @@ def main() -> int:
     arguments = parser.parse_args()
     started = time.perf_counter()
     with KerasWorker() as worker:
-        outcomes = [compare_case(generate(seed), worker)
-                    for seed in range(arguments.first_seed, arguments.first_seed + arguments.cases)]
+        outcomes = [
+            compare_case(generate(seed), worker)
+            for seed in range(arguments.first_seed, arguments.first_seed + arguments.cases)
+        ]
         probes = [compare_case(case, worker) for case in PROBES]
         refused = sum(outcome.keras_error is not None for outcome in outcomes)
-        print(f"## Random cases: {len(outcomes)} (seeds {arguments.first_seed}..{arguments.first_seed + arguments.cases - 1}), "
-              f"{refused} refused by Keras (invalid, not counted)\n")
+        print(
+            f"## Random cases: {len(outcomes)} (seeds {arguments.first_seed}.."
+            f"{arguments.first_seed + arguments.cases - 1}), "
+            f"{refused} refused by Keras (invalid, not counted)\n"
+        )
         print(totals_table(outcomes))
         failing = [outcome for outcome in outcomes if outcome.failures]
         print(f"\n{len(outcomes) - refused - len(failing)} of {len(outcomes) - refused} cases agree on every check.\n")
         print("## Probes\n")
         for outcome in probes:
-            verdict = "ok" if not outcome.failures else f"DIFFERS ({outcome.first_failure}: {outcome.failures[outcome.first_failure]})"
+            verdict = (
+                "ok"
+                if not outcome.failures
+                else f"DIFFERS ({outcome.first_failure}: {outcome.failures[outcome.first_failure]})"
+            )
             if outcome.keras_error:
                 verdict = f"Keras refused: {outcome.keras_error}"
             print(f"- {outcome.case['probe']}: {verdict}")

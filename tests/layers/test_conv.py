@@ -184,3 +184,34 @@ def test_conv2d_bad_arguments_are_keras_style(kwargs, message):
 def test_conv1d_rejects_causal_only_in_2d():
     with pytest.raises(ConfigError, match="Received: padding='causal'"):
         L.Conv2D(4, 3, padding="causal")
+
+
+def test_depthwise_takes_strides_with_dilation_as_keras_does():
+    layer = L.DepthwiseConv2D(3, strides=2, dilation_rate=2, depth_multiplier=2)
+    x = torch.randn(1, 3, 11, 11)
+    y = layer(x)
+    assert layer.compute_output_shape((11, 11, 3)) == (4, 4, 6) == (*y.shape[2:], y.shape[1])
+    expected = F.conv2d(x, layer.kernel, layer.bias, stride=2, dilation=2, groups=3)
+    assert torch.allclose(y, expected, atol=1e-6)
+    with pytest.raises(ConfigError, match="cannot be combined"):
+        L.Conv2D(4, 3, strides=2, dilation_rate=2)
+
+
+def test_weights_in_keras_layout_round_trip():
+    conv, depthwise, dense = L.Conv2D(4, (3, 2)), L.DepthwiseConv2D(3, depth_multiplier=2), L.Dense(5)
+    conv.build((8, 8, 3)), depthwise.build((8, 8, 3)), dense.build((7,))
+    assert [w.shape for w in conv.get_weights()] == [(3, 2, 3, 4), (4,)]
+    assert [w.shape for w in depthwise.get_weights()] == [(3, 3, 3, 2), (6,)]
+    assert [w.shape for w in dense.get_weights()] == [(7, 5), (5,)]
+    kernel = conv.get_weights()[0]  # Keras's kernel[i, j, c, f] is torch's kernel[f, c, i, j]
+    assert kernel[2, 1, 0, 3] == conv.kernel[3, 0, 2, 1].item()
+    multiplied = depthwise.get_weights()[0]  # output channel c·multiplier + m
+    assert multiplied[1, 2, 2, 1] == depthwise.kernel[2 * 2 + 1, 0, 1, 2].item()
+    for layer in (conv, depthwise, dense):
+        weights = [np.random.rand(*w.shape).astype("float32") for w in layer.get_weights()]
+        layer.set_weights(weights)
+        assert all(np.array_equal(a, b) for a, b in zip(layer.get_weights(), weights))
+    with pytest.raises(ShapeError, match=r"weight 0 should have shape \(7, 5\)"):
+        dense.set_weights([np.zeros((5, 7)), np.zeros(5)])
+    with pytest.raises(ConfigError, match="expected 2 arrays"):
+        dense.set_weights([np.zeros((7, 5))])

@@ -132,8 +132,11 @@ def test_a_frozen_model_still_predicts_and_evaluates():
     assert np.isfinite(loss) and accuracy == 0.5  # the same output for every row, half the labels
     only_pooling = hubel.Sequential([L.Input((4, 4, 2)), L.GlobalMaxPooling2D()])
     assert only_pooling.predict(np.ones((2, 4, 4, 2))).tolist() == [[1.0, 1.0], [1.0, 1.0]]
-    with pytest.raises(ConfigError, match="no trainable parameters"):
-        model.fit(x, y, verbose=0)
+    before = model.get_weights()
+    with pytest.warns(UserWarning, match="no trainable weights"):
+        history = model.fit(x, y, verbose=0)  # Keras fits a frozen model too: the loss, no updates
+    assert np.isfinite(history.history["loss"][0])
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
 def test_training_false_keeps_batch_norm_statistics_while_the_outer_model_trains():

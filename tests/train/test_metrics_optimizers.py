@@ -69,3 +69,84 @@ def test_schedule_as_learning_rate_and_torch_optimizers():
     assert wrapped.learning_rate == 0.5 and wrapped.build(parameters()).torch.param_groups[0]["lr"] == 0.5
     with pytest.raises(UnknownNameError, match="Did you mean 'adam'"):
         get_optimizer("adma")
+
+
+def _steps(optimizer, gradients, start=1.0):
+    """Run an optimizer on one scalar weight with the given gradients; the weight after each step."""
+    weight = torch.nn.Parameter(torch.tensor([start]))
+    optimizer.build([weight])
+    values = []
+    for gradient in gradients:
+        weight.grad = torch.tensor([gradient])
+        optimizer.step()
+        values.append(weight.item())
+    return values
+
+
+def test_adam_takes_keras_steps_epsilon_outside_the_bias_correction():
+    # Keras: alpha = lr·sqrt(1 − β₂ᵗ)/(1 − β₁ᵗ); w −= alpha·m/(sqrt(v) + ε); torch adds ε after correcting v
+    lr, b1, b2, eps, gradients = 0.01, 0.9, 0.999, 0.1, [1e-2, -3e-2, 2e-2]
+    w, m, v, expected = 1.0, 0.0, 0.0, []
+    for t, g in enumerate(gradients, start=1):
+        m, v = m + (g - m) * (1 - b1), v + (g * g - v) * (1 - b2)
+        w -= lr * (1 - b2**t) ** 0.5 / (1 - b1**t) * m / (v**0.5 + eps)
+        expected.append(w)
+    assert _steps(Adam(lr, epsilon=eps), gradients) == pytest.approx(expected, rel=1e-6)
+    amsgrad = _steps(Adam(lr, epsilon=eps, amsgrad=True), gradients)
+    assert amsgrad[:2] == pytest.approx(expected[:2], rel=1e-6)  # v only grows in these two steps
+
+
+def test_rmsprop_puts_epsilon_inside_the_root_and_sgd_momentum_scales_steps_by_the_rate():
+    lr, rho, eps, gradients = 0.01, 0.9, 1e-3, [1e-3, 2e-3]
+    w, velocity, expected = 1.0, 0.0, []
+    for g in gradients:
+        velocity = rho * velocity + (1 - rho) * g * g
+        w -= lr * g / (velocity + eps) ** 0.5
+        expected.append(w)
+    assert _steps(RMSprop(lr, epsilon=eps), gradients) == pytest.approx(expected, rel=1e-6)
+    # SGD: m = μm − lr·g; w += m, with the rate changing between steps (a schedule)
+    rates = [0.1, 0.01]
+    sgd = SGD(learning_rate=lambda step: rates[step], momentum=0.9)
+    w, m, expected = 1.0, 0.0, []
+    for rate, g in zip(rates, [1.0, 1.0]):
+        m = 0.9 * m - rate * g
+        w += m
+        expected.append(w)
+    assert _steps(sgd, [1.0, 1.0]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_weight_decay_is_decoupled_on_every_optimizer_as_in_keras():
+    for optimizer in (
+        SGD(0.1, momentum=0.9, weight_decay=0.5),
+        Adam(0.1, weight_decay=0.5),
+        RMSprop(0.1, weight_decay=0.5),
+    ):
+        # a zero gradient moves nothing but the decay: w·(1 − lr·wd), never through momentum
+        assert _steps(optimizer, [0.0, 0.0]) == pytest.approx([0.95, 0.95**2], rel=1e-6)
+    with pytest.raises(ConfigError, match="weight_decay"):
+        SGD(weight_decay=-1)
+
+
+def test_gradient_clipping_keras_style():
+    assert _steps(SGD(1.0, clipvalue=0.5), [2.0]) == pytest.approx([0.5])
+    assert _steps(SGD(1.0, clipnorm=0.25), [-2.0]) == pytest.approx([1.25])
+    weights = [torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))]
+    optimizer = SGD(1.0, global_clipnorm=1.0).build(weights)
+    weights[0].grad, weights[1].grad = torch.tensor([3.0]), torch.tensor([4.0])
+    optimizer.step()
+    assert [w.item() for w in weights] == pytest.approx([-0.6, -0.8])
+    with pytest.raises(ConfigError, match="only one of `clipnorm`"):
+        Adam(clipnorm=1.0, clipvalue=1.0)
+    with pytest.raises(ConfigError, match="did you mean `clipnorm`"):
+        Adam(clip_norm=1.0)
+
+
+def test_a_model_with_nothing_to_train_still_fits_as_in_keras():
+    import hubel
+
+    model = hubel.Sequential([L.Input((3,)), L.Dense(1, trainable=False)])
+    model.compile(optimizer="adam", loss="mse")
+    before = model.get_weights()
+    history = model.fit(torch.ones(8, 3).numpy(), torch.zeros(8, 1).numpy(), verbose=0, epochs=2)
+    assert len(history.history["loss"]) == 2 and history.history["loss"][0] > 0
+    assert all((a == b).all() for a, b in zip(before, model.get_weights()))

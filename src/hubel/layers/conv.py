@@ -31,6 +31,7 @@ class _Conv(Layer):
 
     rank = 2
     paddings: tuple[str, ...] = ("valid", "same")
+    strides_with_dilation = False  # Keras's Conv1D/Conv2D refuse both > 1; its DepthwiseConv2D takes both
 
     def __init__(
         self,
@@ -49,7 +50,7 @@ class _Conv(Layer):
         self.strides = integer_tuple(owner, "strides", strides, self.rank)
         self.padding = choice(owner, "padding", padding, self.paddings)
         self.dilation_rate = integer_tuple(owner, "dilation_rate", dilation_rate, self.rank)
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1 and not self.strides_with_dilation:
             raise ConfigError(
                 f"{owner}: strides > 1 cannot be combined with dilation_rate > 1 (as in Keras). "
                 f"Received: strides={strides!r}, dilation_rate={dilation_rate!r}"
@@ -208,7 +209,8 @@ class Conv1D(Conv2D):
 
 @register_layer
 class DepthwiseConv2D(_Conv):
-    """One (or depth_multiplier) spatial filters per input channel, no mixing across channels.
+    """One (or depth_multiplier) spatial filters per input channel, no mixing across channels;
+    strides and dilation_rate may both be > 1, as in Keras.
 
     Example:
         >>> DepthwiseConv2D(3, padding="same", depth_multiplier=2).compute_output_shape((16, 16, 8))
@@ -216,6 +218,7 @@ class DepthwiseConv2D(_Conv):
     """
 
     rank = 2
+    strides_with_dilation = True
 
     def __init__(
         self,

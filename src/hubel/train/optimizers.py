@@ -5,12 +5,15 @@
     model.optimizer.learning_rate = 1e-4                   # readable and settable while training
 
 learning_rate may also be a schedule (a callable step -> rate, see schedules.py), applied
-before every step. Adam's epsilon is added after bias correction (torch's form); Keras adds it
-before, a difference that only shows when gradients are ~1e-7.
+before every step. The updates are Keras's own rules (update_rules.py): epsilon where Keras puts
+it, momentum as Keras accumulates it, weight_decay decoupled (applied to the weights before the
+update, every optimizer), and Keras's gradient clipping (clipnorm per weight, global_clipnorm,
+clipvalue).
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,17 +22,55 @@ from torch import nn
 
 from hubel.errors import ConfigError
 from hubel.registry import Registry
+from hubel.train.update_rules import KerasAdam, KerasRMSprop, KerasSGD
 
 __all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "Optimizer", "RMSprop", "get_optimizer", "list_optimizers"]
 
 Schedule = Callable[[int], float]
+_CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm")  # Keras's, accepted by every optimizer
 OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer", "hubel.train.list_optimizers()")
 
 
 class Optimizer:
     """A Keras-style optimizer: holds its settings until built on a model's parameters."""
 
-    def __init__(self, learning_rate: float | Schedule = 0.001, **settings: Any) -> None:
+    def __init__(
+        self,
+        learning_rate: float | Schedule = 0.001,
+        clipping: dict[str, Any] | None = None,
+        **settings: Any,
+    ) -> None:
+        clipping = clipping or {}
+        unexpected = [key for key in clipping if key not in _CLIPPING]
+        if unexpected:
+            close = difflib.get_close_matches(unexpected[0], [*_CLIPPING, "learning_rate"], n=1)
+            raise ConfigError(
+                f"{type(self).__name__}: unexpected argument `{unexpected[0]}`"
+                + (f" (did you mean `{close[0]}`?)" if close else "")
+                + f". Received: {unexpected[0]}={clipping[unexpected[0]]!r}"
+            )
+        given = {key: value for key, value in clipping.items() if value is not None}
+        if len(given) > 1:
+            raise ConfigError(
+                f"{type(self).__name__}: only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set "
+                f"(as in Keras). Received: {', '.join(f'{k}={v!r}' for k, v in given.items())}"
+            )
+        for key, value in given.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(
+                    f"{type(self).__name__}: expected `{key}` to be a positive number. Received: {value!r}"
+                )
+        self.clipping = {key: float(value) for key, value in given.items()}
+        weight_decay = settings.get("weight_decay")
+        if weight_decay is not None and (
+            isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0
+        ):
+            raise ConfigError(
+                f"{type(self).__name__}: expected `weight_decay` to be a number >= 0 or None. "
+                f"Received: {weight_decay!r}"
+            )
+        if "weight_decay" in settings:
+            settings["weight_decay"] = float(weight_decay or 0.0)
         if not callable(learning_rate) and (
             not isinstance(learning_rate, (int, float)) or isinstance(learning_rate, bool) or learning_rate <= 0
         ):
@@ -86,6 +127,10 @@ class Optimizer:
             rate = float(self.schedule(self.iterations))
             for group in optimizer.param_groups:
                 group["lr"] = rate
+        if self.clipping and scaler is not None:
+            scaler.unscale_(optimizer)  # clip the true gradients
+        if self.clipping:
+            self._clip(optimizer)
         if scaler is None:
             optimizer.step()
         else:
@@ -93,18 +138,34 @@ class Optimizer:
             scaler.update()
         self.iterations += 1
 
+    def _clip(self, optimizer: torch.optim.Optimizer) -> None:
+        gradients = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not gradients:
+            return
+        if "clipvalue" in self.clipping:
+            torch._foreach_clamp_min_(gradients, -self.clipping["clipvalue"])
+            torch._foreach_clamp_max_(gradients, self.clipping["clipvalue"])
+        elif "global_clipnorm" in self.clipping:
+            torch.nn.utils.clip_grad_norm_(gradients, self.clipping["global_clipnorm"], foreach=True)
+        else:  # Keras's clipnorm: each gradient by its own norm
+            limit = self.clipping["clipnorm"]
+            for gradient, norm in zip(gradients, torch._foreach_norm(gradients)):
+                if norm > limit:
+                    gradient.mul_(limit / norm)
+
     def zero_grad(self) -> None:
         self._built().zero_grad(set_to_none=True)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"torch": self._built().state_dict(), "iterations": self.iterations}
+        return {"torch": None if self.torch is None else self.torch.state_dict(), "iterations": self.iterations}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._built().load_state_dict(state["torch"])
+        if state["torch"] is not None:
+            self._built().load_state_dict(state["torch"])
         self.iterations = int(state["iterations"])
 
     def __repr__(self) -> str:
-        settings = ", ".join(f"{key}={value!r}" for key, value in self.settings.items())
+        settings = ", ".join(f"{key}={value!r}" for key, value in {**self.settings, **self.clipping}.items())
         return f"{type(self).__name__}(learning_rate={self.learning_rate:g}{', ' + settings if settings else ''})"
 
 
@@ -118,19 +179,20 @@ class _Wrapped(Optimizer):
 
 @OPTIMIZERS.register("sgd")
 class SGD(Optimizer):
-    """Keras SGD: learning_rate 0.01, momentum 0, nesterov False."""
+    """Keras SGD: learning_rate 0.01, momentum 0, nesterov False, weight_decay None (decoupled)."""
 
     def __init__(
         self,
         learning_rate: float | Schedule = 0.01,
         momentum: float = 0.0,
         nesterov: bool = False,
-        weight_decay: float = 0.0,
+        weight_decay: float | None = None,
+        **clipping: Any,
     ) -> None:
-        super().__init__(learning_rate, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+        super().__init__(learning_rate, clipping, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
 
     def make(self, parameters: Iterable[nn.Parameter], rate: float) -> torch.optim.Optimizer:
-        return torch.optim.SGD(parameters, lr=rate, **self.settings)
+        return KerasSGD(parameters, lr=rate, **self.settings)
 
 
 @OPTIMIZERS.register("adam")
@@ -144,11 +206,15 @@ class Adam(Optimizer):
         beta_2: float = 0.999,
         epsilon: float = 1e-7,
         amsgrad: bool = False,
+        weight_decay: float | None = None,
+        **clipping: Any,
     ) -> None:
-        super().__init__(learning_rate, betas=(beta_1, beta_2), eps=epsilon, amsgrad=amsgrad)
+        super().__init__(
+            learning_rate, clipping, betas=(beta_1, beta_2), eps=epsilon, amsgrad=amsgrad, weight_decay=weight_decay
+        )
 
     def make(self, parameters: Iterable[nn.Parameter], rate: float) -> torch.optim.Optimizer:
-        return torch.optim.Adam(parameters, lr=rate, **self.settings)
+        return KerasAdam(parameters, lr=rate, **self.settings)
 
 
 @OPTIMIZERS.register("adamw")
@@ -163,11 +229,14 @@ class AdamW(Optimizer):
         beta_2: float = 0.999,
         epsilon: float = 1e-7,
         amsgrad: bool = False,
+        **clipping: Any,
     ) -> None:
-        super().__init__(learning_rate, betas=(beta_1, beta_2), eps=epsilon, weight_decay=weight_decay, amsgrad=amsgrad)
+        super().__init__(
+            learning_rate, clipping, betas=(beta_1, beta_2), eps=epsilon, weight_decay=weight_decay, amsgrad=amsgrad
+        )
 
     def make(self, parameters: Iterable[nn.Parameter], rate: float) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(parameters, lr=rate, **self.settings)
+        return KerasAdam(parameters, lr=rate, **self.settings)
 
 
 @OPTIMIZERS.register("rmsprop")
@@ -181,11 +250,21 @@ class RMSprop(Optimizer):
         momentum: float = 0.0,
         epsilon: float = 1e-7,
         centered: bool = False,
+        weight_decay: float | None = None,
+        **clipping: Any,
     ) -> None:
-        super().__init__(learning_rate, alpha=rho, momentum=momentum, eps=epsilon, centered=centered)
+        super().__init__(
+            learning_rate,
+            clipping,
+            alpha=rho,
+            momentum=momentum,
+            eps=epsilon,
+            centered=centered,
+            weight_decay=weight_decay,
+        )
 
     def make(self, parameters: Iterable[nn.Parameter], rate: float) -> torch.optim.Optimizer:
-        return torch.optim.RMSprop(parameters, lr=rate, **self.settings)
+        return KerasRMSprop(parameters, lr=rate, **self.settings)
 
 
 def get_optimizer(optimizer: str | Optimizer | torch.optim.Optimizer) -> Optimizer:

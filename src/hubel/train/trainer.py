@@ -14,6 +14,7 @@ import random
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,6 +296,13 @@ class Trainer:
         """Build the optimizer on the trainable parameters (training only: a frozen model still
         predicts and evaluates). Which parameters train is fixed at that point, as in Keras."""
         self._place()
+        if not any(p.requires_grad for p in self.model.parameters()):
+            warnings.warn(
+                "the model has no trainable weights (are all its layers frozen?): fit reports the loss and "
+                "changes nothing, as in Keras.",
+                stacklevel=3,
+            )
+            return
         if self.optimizer.torch is None:
             self.optimizer.build(self.model.parameters())
             return
@@ -359,13 +367,14 @@ class Trainer:
         with self._autocast():
             output = _float32(self.forward(x))
         loss = self._loss(output, y, weights)
-        self.optimizer.zero_grad()
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.optimizer.step(self.scaler)
-        else:
-            loss.backward()
-            self.optimizer.step()
+        if loss.requires_grad:  # else the model has no trainable weights: nothing to update
+            self.optimizer.zero_grad()
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.optimizer.step(self.scaler)
+            else:
+                loss.backward()
+                self.optimizer.step()
         count = len(y)
         running.loss = loss.detach() * count if running.loss is None else running.loss + loss.detach() * count
         running.seen += count

@@ -1,0 +1,160 @@
+"""Keras 3's update rules as torch optimizers, so that a model trained with hubel's SGD, Adam,
+AdamW or RMSprop takes the same steps as in Keras.
+
+torch's own optimizers differ from Keras's in ways users see: Adam adds epsilon after the bias
+correction (Keras before), RMSprop adds epsilon outside the square root (Keras inside), SGD's
+momentum buffer holds gradients where Keras's holds learning-rate-scaled steps (they part ways
+as soon as a schedule changes the rate), and torch's SGD/Adam/RMSprop `weight_decay` is added
+to the gradient where Keras decays the variable itself (decoupled), before the update. Each
+rule below is Keras's `update_step`, line for line, on torch's multi-tensor (_foreach) kernels.
+
+The step counter lives in the parameter group (`group["step"]`), so it travels with
+state_dict(); the per-parameter state keeps torch's names where the meaning is torch's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["KerasAdam", "KerasRMSprop", "KerasSGD"]
+
+
+class _KerasRule(torch.optim.Optimizer):
+    """Shared: collect the parameters that have gradients, decay them (decoupled, Keras's
+    `variable - variable * weight_decay * learning_rate`), then run the rule."""
+
+    def __init__(self, parameters: Iterable[nn.Parameter], **defaults: Any) -> None:
+        super().__init__(parameters, {"weight_decay": 0.0, "step": 0, **defaults})
+
+    def _buffers(self, parameters: list[Tensor], name: str) -> list[Tensor]:
+        buffers = []
+        for parameter in parameters:
+            state = self.state[parameter]
+            if name not in state:
+                state[name] = torch.zeros_like(parameter, memory_format=torch.preserve_format)
+            buffers.append(state[name])
+        return buffers
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            parameters = [p for p in group["params"] if p.grad is not None]
+            if not parameters:
+                continue
+            gradients = [p.grad for p in parameters]
+            if group["weight_decay"]:
+                torch._foreach_mul_(parameters, 1.0 - group["weight_decay"] * group["lr"])
+            group["step"] += 1
+            self._update(group, parameters, gradients)
+        return loss
+
+    def _update(self, group: dict[str, Any], parameters: list[Tensor], gradients: list[Tensor]) -> None:
+        raise NotImplementedError
+
+
+class KerasSGD(_KerasRule):
+    """m = momentum·m − lr·g; w += m (nesterov: w += momentum·m − lr·g); no momentum: w −= lr·g."""
+
+    def __init__(
+        self,
+        parameters: Iterable[nn.Parameter],
+        lr: float,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(parameters, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+
+    def _update(self, group: dict[str, Any], parameters: list[Tensor], gradients: list[Tensor]) -> None:
+        rate, momentum = group["lr"], group["momentum"]
+        if not momentum:
+            torch._foreach_add_(parameters, gradients, alpha=-rate)
+            return
+        velocities = self._buffers(parameters, "velocity")
+        torch._foreach_mul_(velocities, momentum)
+        torch._foreach_add_(velocities, gradients, alpha=-rate)
+        if group["nesterov"]:
+            torch._foreach_add_(parameters, velocities, alpha=momentum)
+            torch._foreach_add_(parameters, gradients, alpha=-rate)
+        else:
+            torch._foreach_add_(parameters, velocities)
+
+
+class KerasAdam(_KerasRule):
+    """Keras's Adam: alpha = lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ); m += (g − m)(1 − β₁); v += (g² − v)(1 − β₂);
+    (amsgrad: v̂ = max(v̂, v)); w −= alpha·m/(√v + ε). With weight_decay it is Keras's AdamW."""
+
+    def __init__(
+        self,
+        parameters: Iterable[nn.Parameter],
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-7,
+        amsgrad: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(parameters, lr=lr, betas=betas, eps=eps, amsgrad=amsgrad, weight_decay=weight_decay)
+
+    def _update(self, group: dict[str, Any], parameters: list[Tensor], gradients: list[Tensor]) -> None:
+        (beta_1, beta_2), step = group["betas"], group["step"]
+        alpha = group["lr"] * math.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
+        means, velocities = self._buffers(parameters, "exp_avg"), self._buffers(parameters, "exp_avg_sq")
+        torch._foreach_lerp_(means, gradients, 1.0 - beta_1)
+        torch._foreach_lerp_(velocities, torch._foreach_mul(gradients, gradients), 1.0 - beta_2)
+        if group["amsgrad"]:
+            peaks = self._buffers(parameters, "max_exp_avg_sq")
+            torch._foreach_maximum_(peaks, velocities)
+            velocities = peaks
+        denominators = torch._foreach_sqrt(velocities)
+        torch._foreach_add_(denominators, group["eps"])
+        torch._foreach_addcdiv_(parameters, means, denominators, value=-alpha)
+
+
+class KerasRMSprop(_KerasRule):
+    """Keras's RMSprop: v = ρv + (1 − ρ)g²; (centered: ḡ = ρḡ + (1 − ρ)g, v − ḡ²);
+    step = lr·g/√(v + ε) (ε inside the root); momentum: m = μm + step; w −= m (or step)."""
+
+    def __init__(
+        self,
+        parameters: Iterable[nn.Parameter],
+        lr: float,
+        alpha: float = 0.9,
+        eps: float = 1e-7,
+        momentum: float = 0.0,
+        centered: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(
+            parameters, lr=lr, alpha=alpha, eps=eps, momentum=momentum, centered=centered, weight_decay=weight_decay
+        )
+
+    def _update(self, group: dict[str, Any], parameters: list[Tensor], gradients: list[Tensor]) -> None:
+        rho = group["alpha"]
+        velocities = self._buffers(parameters, "square_avg")
+        torch._foreach_mul_(velocities, rho)
+        torch._foreach_addcmul_(velocities, gradients, gradients, value=1.0 - rho)
+        if group["centered"]:
+            averages = self._buffers(parameters, "grad_avg")
+            torch._foreach_mul_(averages, rho)
+            torch._foreach_add_(averages, gradients, alpha=1.0 - rho)
+            denominators = torch._foreach_addcmul(velocities, averages, averages, value=-1.0)
+            torch._foreach_add_(denominators, group["eps"])
+        else:
+            denominators = torch._foreach_add(velocities, group["eps"])
+        torch._foreach_sqrt_(denominators)
+        increments = torch._foreach_div(torch._foreach_mul(gradients, group["lr"]), denominators)
+        if group["momentum"] > 0:
+            momenta = self._buffers(parameters, "momentum_buffer")
+            torch._foreach_mul_(momenta, group["momentum"])
+            torch._foreach_add_(momenta, increments)
+            increments = momenta
+        torch._foreach_sub_(parameters, increments)
