@@ -368,6 +368,7 @@ class Layer(nn.Module):
         (kernel, bias; BN's gamma, beta, moving mean, moving variance), then its sublayers'.
 
         Example:
+            >>> from hubel.layers import Dense
             >>> layer = Dense(4); layer.build((3,))
             >>> [w.shape for w in layer.get_weights()]
             [(3, 4), (4,)]

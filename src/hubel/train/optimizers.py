@@ -145,13 +145,17 @@ class Optimizer:
         if "clipvalue" in self.clipping:
             torch._foreach_clamp_min_(gradients, -self.clipping["clipvalue"])
             torch._foreach_clamp_max_(gradients, self.clipping["clipvalue"])
-        elif "global_clipnorm" in self.clipping:
-            torch.nn.utils.clip_grad_norm_(gradients, self.clipping["global_clipnorm"], foreach=True)
-        else:  # Keras's clipnorm: each gradient by its own norm
-            limit = self.clipping["clipnorm"]
-            for gradient, norm in zip(gradients, torch._foreach_norm(gradients)):
-                if norm > limit:
-                    gradient.mul_(limit / norm)
+            return
+        norms = torch._foreach_norm(gradients)
+        if "global_clipnorm" in self.clipping:  # all gradients together, by their joint norm
+            limit, total = self.clipping["global_clipnorm"], float(torch.linalg.vector_norm(torch.stack(norms)))
+            if total > limit:
+                torch._foreach_mul_(gradients, limit / total)
+            return
+        limit = self.clipping["clipnorm"]  # Keras's clipnorm: each gradient by its own norm
+        for gradient, norm in zip(gradients, norms):
+            if norm > limit:
+                gradient.mul_(limit / norm)
 
     def zero_grad(self) -> None:
         self._built().zero_grad(set_to_none=True)
