@@ -67,6 +67,18 @@ def _window(size: int, kernel: int, stride: int, padding: str, dilation: int = 1
     return math.ceil(size / stride)  # same, causal
 
 
+def _window_arguments(strides: int, padding: str, dilation: int) -> dict[str, Any]:
+    """A convolution's window arguments, the ones at Keras's defaults left out."""
+    arguments: dict[str, Any] = {}
+    if strides > 1:
+        arguments["strides"] = strides
+    if padding != "valid":
+        arguments["padding"] = padding
+    if dilation > 1:
+        arguments["dilation_rate"] = dilation
+    return arguments
+
+
 class _Builder:
     """Draws layers onto a running per-example shape."""
 
@@ -152,13 +164,7 @@ class _Builder:
         oh, ow = (_window(h, kh, strides, padding, dilation), _window(w, kw, strides, padding, dilation))
         if oh < 1 or ow < 1:
             padding, oh, ow = "same", math.ceil(h / strides), math.ceil(w / strides)
-        config: dict[str, Any] = {"kernel_size": kernel_size}
-        if strides > 1:
-            config["strides"] = strides
-        if padding != "valid":
-            config["padding"] = padding
-        if dilation > 1:
-            config["dilation_rate"] = dilation
+        config: dict[str, Any] = {"kernel_size": kernel_size, **_window_arguments(strides, padding, dilation)}
         self.activation(config)
         if self.maybe(0.15):
             config["use_bias"] = False
@@ -208,13 +214,11 @@ class _Builder:
         if out < 1:
             padding, out = "same", math.ceil(steps / strides)
         filters = rng.choice([2, 4, 8])
-        config: dict[str, Any] = {"filters": filters, "kernel_size": kernel}
-        if strides > 1:
-            config["strides"] = strides
-        if padding != "valid":
-            config["padding"] = padding
-        if dilation > 1:
-            config["dilation_rate"] = dilation
+        config: dict[str, Any] = {
+            "filters": filters,
+            "kernel_size": kernel,
+            **_window_arguments(strides, padding, dilation),
+        }
         self.activation(config)
         self.initializer(config, "kernel_initializer")
         self.add("Conv1D", **config)

@@ -150,3 +150,15 @@ def test_a_model_with_nothing_to_train_still_fits_as_in_keras():
     history = model.fit(torch.ones(8, 3).numpy(), torch.zeros(8, 1).numpy(), verbose=0, epochs=2)
     assert len(history.history["loss"]) == 2 and history.history["loss"][0] > 0
     assert all((a == b).all() for a, b in zip(before, model.get_weights()))
+
+
+def test_a_checkpoint_of_torchs_adam_resumes_with_its_step_count():
+    weight = torch.nn.Parameter(torch.ones(3))
+    earlier = torch.optim.Adam([weight], lr=0.01, eps=1e-7)  # what hubel's Adam was before Keras's rules
+    for _ in range(3):
+        weight.grad = torch.ones(3)
+        earlier.step()
+    resumed = Adam(0.01).build([weight])
+    resumed.load_state_dict({"torch": earlier.state_dict(), "iterations": 3})
+    assert resumed.torch.param_groups[0]["step"] == 3
+    assert torch.equal(resumed.torch.state[weight]["exp_avg"], earlier.state[weight]["exp_avg"])

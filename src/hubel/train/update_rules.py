@@ -9,7 +9,9 @@ to the gradient where Keras decays the variable itself (decoupled), before the u
 rule below is Keras's `update_step`, line for line, on torch's multi-tensor (_foreach) kernels.
 
 The step counter lives in the parameter group (`group["step"]`), so it travels with
-state_dict(); the per-parameter state keeps torch's names where the meaning is torch's.
+state_dict(); the per-parameter state keeps torch's names where the meaning is torch's (Adam's
+exp_avg, exp_avg_sq; RMSprop's square_avg, grad_avg), so a checkpoint written by torch's Adam or
+RMSprop resumes; SGD's velocity and RMSprop's momentum are Keras's lr-scaled steps, new names.
 """
 
 from __future__ import annotations
@@ -39,6 +41,15 @@ class _KerasRule(torch.optim.Optimizer):
                 state[name] = torch.zeros_like(parameter, memory_format=torch.preserve_format)
             buffers.append(state[name])
         return buffers
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Also a state written by torch's optimizer (a checkpoint from before hubel took Keras's
+        rules): the step count then comes from torch's per-parameter `step`."""
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            if "step" not in group:
+                steps = [self.state[p]["step"] for p in group["params"] if "step" in self.state[p]]
+                group["step"] = int(max(steps)) if steps else 0
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
@@ -151,10 +162,10 @@ class KerasRMSprop(_KerasRule):
         else:
             denominators = torch._foreach_add(velocities, group["eps"])
         torch._foreach_sqrt_(denominators)
-        increments = torch._foreach_div(torch._foreach_mul(gradients, group["lr"]), denominators)
         if group["momentum"] > 0:
-            momenta = self._buffers(parameters, "momentum_buffer")
+            momenta = self._buffers(parameters, "momentum")  # Keras's: lr-scaled steps, not torch's buffer
             torch._foreach_mul_(momenta, group["momentum"])
-            torch._foreach_add_(momenta, increments)
-            increments = momenta
-        torch._foreach_sub_(parameters, increments)
+            torch._foreach_addcdiv_(momenta, gradients, denominators, value=group["lr"])
+            torch._foreach_sub_(parameters, momenta)
+        else:
+            torch._foreach_addcdiv_(parameters, gradients, denominators, value=-group["lr"])
