@@ -51,6 +51,7 @@ class DatasetInfo:
     test_size: int
     source: str
     how_to_get: str
+    kind: str = "image"  # "image" (arrays of pixels) or "text" (lists of word ids)
 
     @property
     def num_classes(self) -> int:
@@ -200,25 +201,39 @@ def _npz_arrays(path: Path) -> Arrays:
         ) from None
 
 
-def _decoded(name: str, source: Path, decode: Callable[[], Arrays]) -> Arrays:
-    """Decode a slow source once and keep the arrays uncompressed in the cache, keyed by the
-    source's path, size and modification time."""
-    stat = source.stat()
-    key = hashlib.sha1(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+def cached_arrays(name: str, sources: list[Path], build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Build arrays from slow sources once and keep them uncompressed in the cache, keyed by the
+    sources' paths, sizes and modification times."""
+    stamps = []
+    for source in sources:
+        stat = source.stat()
+        stamps.append(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}")
+    key = hashlib.sha1("\n".join(stamps).encode()).hexdigest()[:16]
     cached = cache_dir() / "datasets" / f"{name}-{key}.npz"
     if cached.exists():
         try:
-            return _npz_arrays(cached)
-        except DataError:
+            with np.load(cached, allow_pickle=False) as archive:
+                return {member: archive[member] for member in archive.files}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
             cached.unlink(missing_ok=True)  # a damaged cache is rebuilt, never trusted
-    arrays = decode()
+    arrays = build()
     try:
-        (x_train, y_train), (x_test, y_test) = arrays
         with atomic_write(cached) as file:
-            np.savez(file, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+            np.savez(file, **arrays)
     except OSError:
-        pass  # no writable cache: decode again next time
+        pass  # no writable cache: build again next time
     return arrays
+
+
+def _decoded(name: str, source: Path, decode: Callable[[], Arrays]) -> Arrays:
+    """Decode a slow image source once (see cached_arrays)."""
+
+    def build() -> dict[str, np.ndarray]:
+        (x_train, y_train), (x_test, y_test) = decode()
+        return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+    arrays = cached_arrays(name, [source], build)
+    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
 
 
 def _package_file(search: _Search, package: str, relative: str) -> Path | None:
@@ -486,10 +501,15 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+def safe_unpickle(data: bytes) -> object:
+    """Unpickle data that may hold numpy arrays and plain Python values, and nothing else."""
+    return _NumpyOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
+
+
 def _cifar_pickled(data: bytes, where: str) -> Split:
     """The python layout: a pickled dict with b'data' (N, 3072) and b'labels'."""
     try:
-        batch = _NumpyOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
+        batch = safe_unpickle(data)
         pixels = np.asarray(batch[b"data"], dtype=np.uint8)
         labels = np.asarray(batch[b"labels"], dtype=np.uint8)
     except (pickle.UnpicklingError, KeyError, TypeError, ValueError, EOFError, AttributeError) as error:
