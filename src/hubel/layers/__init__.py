@@ -54,7 +54,7 @@ from hubel.layers.pooling import (
     MaxPooling2D,
 )
 from hubel.layers.residual import Residual
-from hubel.layers.text import Embedding
+from hubel.layers.text import Embedding, TextVectorization
 
 # Keras's short aliases
 MaxPool2D, AvgPool2D, MaxPool1D, AvgPool1D = MaxPooling2D, AveragePooling2D, MaxPooling1D, AveragePooling1D
@@ -106,6 +106,7 @@ __all__ = [
     "Reshape",
     "Residual",
     "Subtract",
+    "TextVectorization",
     "ZeroPadding2D",
     "add",
     "average",

@@ -38,7 +38,8 @@ class Input(SymbolicTensor):
     `keras.Input`. It starts a Sequential (`Sequential([Input((28, 28, 1)), ...])`) or a
     functional graph (`x = Input((160, 160, 3)); y = layer(x); hubel.Model(x, y)`).
 
-    dtype: None (floats; token ids when the first layer is an Embedding), "float32" or "int64".
+    dtype: None (floats; token ids when the first layer is an Embedding), "float32", "int64", or
+    "string" for raw text read by a TextVectorization (shape (1,)).
 
     Example:
         >>> Input(shape=(28, 28, 1)).shape
@@ -50,8 +51,10 @@ class Input(SymbolicTensor):
     ) -> None:
         if name is not None and (not isinstance(name, str) or not name.isidentifier()):
             raise ConfigError(f"Input: expected `name` to be letters, digits and underscores. Received: name={name!r}")
-        if dtype not in (None, "float32", "int32", "int64"):
-            raise ConfigError(f"Input: expected `dtype` None, 'float32', 'int32' or 'int64'. Received: dtype={dtype!r}")
+        if dtype not in (None, "float32", "int32", "int64", "string"):
+            raise ConfigError(
+                f"Input: expected `dtype` None, 'float32', 'int32', 'int64' or 'string'. Received: dtype={dtype!r}"
+            )
         super().__init__(shape_tuple("Input", "shape", shape), name or unique_name("input_layer"), dtype=dtype)
         self.batch_size = None if batch_size is None else positive_int("Input", "batch_size", batch_size)
         layer = InputLayer(shape=self.example_shape, dtype=dtype, name=self.name)

@@ -124,6 +124,7 @@ class Model(Layer):
         self._slot_count = len(slots)
         self._output_slots = [slots[id(tensor)] for tensor in self._outputs]
         self._keeps_integers = [_takes_integers(tensor, self._nodes) for tensor in self._inputs]
+        self._vectorizers = [_text_vectorizer(tensor, self._nodes) for tensor in self._inputs]
         shapes = [tensor.example_shape for tensor in self._inputs]
         output_shapes = [tensor.example_shape for tensor in self._outputs]
         self._input_shape = shapes[0] if self._single_input else shapes  # type: ignore[assignment]
@@ -398,10 +399,24 @@ class Model(Layer):
                     values[slot] = tensor
         return [values[slot] for slot in self._output_slots]
 
+    def encode_inputs(self, x: Any) -> Any:
+        """Strings for an input read by a TextVectorization become its token ids (an int64 array);
+        other data passes unchanged. The trainer calls this once per fit, not once per batch."""
+        if getattr(self, "_single_input", True):  # a Sequential has one input
+            vectorizer = self._vectorizers[0]
+            return vectorizer.vectorize(x) if vectorizer is not None and is_text(x) else x
+        if isinstance(x, (list, tuple)) and len(x) == len(self._inputs):
+            return [
+                vectorizer.vectorize(part) if vectorizer is not None and is_text(part) else part
+                for part, vectorizer in zip(x, self._vectorizers)
+            ]
+        return x
+
     def _boundary_in(self, x: Any) -> list[Tensor]:
         """Keras-layout data for each input -> channels-first tensors on the model's device."""
+        x = self.encode_inputs(x)
         if self._single_input:
-            return [self._to_internal(x, self._inputs[0].example_shape, self._keeps_integers[0])]
+            return [self._to_internal(x, self._input_example_shape(0), self._keeps_integers[0])]
         if isinstance(x, dict):
             x = [x[tensor.name] for tensor in self._inputs]
         if not isinstance(x, (list, tuple)) or len(x) != len(self._inputs):
@@ -410,9 +425,14 @@ class Model(Layer):
                 f"({', '.join(t.name for t in self._inputs)}); pass a list of {len(self._inputs)} arrays."
             )
         return [
-            self._to_internal(part, tensor.example_shape, integers)
-            for part, tensor, integers in zip(x, self._inputs, self._keeps_integers)
+            self._to_internal(part, self._input_example_shape(index), integers)
+            for index, (part, integers) in enumerate(zip(x, self._keeps_integers))
         ]
+
+    def _input_example_shape(self, index: int) -> Shape:
+        """What one example of input `index` is once at the boundary: token ids for a text input."""
+        vectorizer = self._vectorizers[index]
+        return vectorizer._require_built()[1] if vectorizer is not None else self._inputs[index].example_shape
 
     def _to_internal(self, x: Any, expected: Shape, keeps_integers: bool) -> Tensor:
         """Accept Keras-layout (or unambiguous torch-layout) data and return channels-first tensors."""
@@ -514,6 +534,23 @@ def _takes_integers(tensor: SymbolicTensor, nodes: list[Node]) -> bool:
             if layer.accepts_integers or (isinstance(layer, Model) and any(layer._keeps_integers)):
                 return True
     return False
+
+
+def _text_vectorizer(tensor: SymbolicTensor, nodes: list[Node]) -> Layer | None:
+    """The TextVectorization that reads this input directly, if one does: the input then takes strings."""
+    for node in nodes:
+        if getattr(node.layer, "accepts_strings", False) and any(parent is tensor for parent in node.inputs):
+            return node.layer
+    return None
+
+
+def is_text(x: Any) -> bool:
+    """Whether x is a string or a batch of strings (a list, or a NumPy array of str or object)."""
+    if isinstance(x, str):
+        return True
+    if isinstance(x, np.ndarray):
+        return x.dtype.kind in "US" or (x.dtype == object and x.size > 0 and isinstance(x.flat[0], (str, bytes)))
+    return isinstance(x, (list, tuple)) and len(x) > 0 and isinstance(x[0], (str, bytes))
 
 
 def _keras_output(x: Tensor) -> Tensor:

@@ -156,6 +156,15 @@ class Sequential(Model):
         return [bool(first is not None and (first.accepts_integers or any(getattr(first, "_keeps_integers", ()))))]
 
     @property
+    def _vectorizers(self) -> list[Layer | None]:  # type: ignore[override]
+        first = next(iter(self._modules.values()), None)
+        return [first if getattr(first, "accepts_strings", False) else None]
+
+    def _input_example_shape(self, index: int) -> Shape:
+        vectorizer = self._vectorizers[0]
+        return vectorizer._require_built()[1] if vectorizer is not None else self._require_input_shape()
+
+    @property
     def _input_shape(self) -> Shape:  # type: ignore[override]
         return self._require_input_shape()
 
@@ -216,7 +225,8 @@ class Sequential(Model):
         return [x]
 
     def _boundary_in(self, x: Any) -> list[Tensor]:
-        return [self._to_internal(x, self._require_input_shape(), self._keeps_integers[0])]
+        x = self.encode_inputs(x)
+        return [self._to_internal(x, self._input_example_shape(0), self._keeps_integers[0])]
 
     def _require_input_shape(self) -> Shape:
         if self._model_input_shape is None or not self.built:

@@ -408,6 +408,7 @@ class Trainer:
             raise ConfigError(f"expected `batch_size` to be a positive integer. Received: batch_size={batch_size!r}")
         if not 0.0 <= validation_split < 1.0:
             raise ConfigError(f"expected 0 <= validation_split < 1. Received: validation_split={validation_split!r}")
+        x = self._encode(x)
         x, y, validation_data = self._split_validation(x, y, validation_split, validation_data)
         self._build_optimizer()
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item())  # drawn from torch's RNG: set_seed fixes it
@@ -525,6 +526,12 @@ class Trainer:
         logs.update({metric.name: metric.result() for metric in self.metrics})
         return logs
 
+    def _encode(self, x: Any) -> Any:
+        """The model's own encoding of raw inputs, once for all batches (a text model's strings to
+        token ids), when the model has one (encode_inputs)."""
+        encode = getattr(self.model, "encode_inputs", None)
+        return encode(x) if encode is not None else x
+
     # ----- validation split and class weights ---------------------------------------------
 
     @staticmethod
@@ -576,6 +583,7 @@ class Trainer:
     def evaluate_logs(self, data: Any, batch_size: int = 32) -> dict[str, float]:
         """{'loss': ..., metric: ...} over data (an (x, y) pair or an iterable of batches)."""
         x, y = data if isinstance(data, (tuple, list)) and len(data) == 2 else (data, None)
+        x = self._encode(x)
         self._place()
         was_training = self.model.training
         self.model.eval()
@@ -617,6 +625,7 @@ class Trainer:
     @torch.no_grad()
     def predict(self, x: Any, batch_size: int = 32) -> np.ndarray:
         """Model outputs for every example, as one NumPy array."""
+        x = self._encode(x)
         self._place()
         was_training = self.model.training
         self.model.eval()
