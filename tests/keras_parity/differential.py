@@ -248,9 +248,10 @@ def compare_case(case: dict[str, Any], worker: KerasWorker) -> Outcome:
     problem = None
     for index, (layer, output) in enumerate(zip(layers, layer_outputs(model, x))):
         theirs = arrays[f"output/{index}"]
-        if not np.allclose(output, theirs, rtol=OUTPUT_RTOL, atol=OUTPUT_ATOL * max(1.0, np.abs(theirs).max())):
-            largest = np.abs(theirs).max()
-            problem = f"{layer.name}: max |diff| {np.abs(output - theirs).max():.3g} (Keras's max |y| {largest:.3g})"
+        scale = max(1.0, float(np.nanmax(np.abs(theirs), initial=0.0)))
+        if not np.allclose(output, theirs, rtol=OUTPUT_RTOL, atol=OUTPUT_ATOL * scale, equal_nan=True):
+            largest, differs = np.nanmax(np.abs(theirs), initial=0.0), np.nanmax(np.abs(output - theirs))
+            problem = f"{layer.name}: max |diff| {differs:.3g} (Keras's max |y| {largest:.3g})"  # NaN = NaN agrees
             break
     outcome.record("outputs", problem)
 

@@ -71,6 +71,26 @@ PROBES = [
         batch_size=1,
         examples=2,
     ),
+    probe(
+        "BN on a batch of one passes no gradient back",
+        [7],
+        [("Dense", {"units": 8}), ("BatchNormalization", {}), ("Dense", {"units": 2})],
+        num_classes=2,
+        batch_size=1,
+        examples=4,
+        optimizer=("SGD", {"learning_rate": 0.1, "momentum": 0.9}),
+    ),
+    probe(
+        "ReLU with max_value and slope at exactly 0",
+        [11],
+        [
+            ("Dense", {"units": 2, "kernel_initializer": "zeros"}),
+            ("ReLU", {"max_value": 6.0, "negative_slope": 0.1}),
+            ("Dense", {"units": 2}),
+        ],
+        optimizer=("SGD", {"learning_rate": 0.01}),
+        examples=16,
+    ),
     probe("a frozen Dense predicts and fits", [3], [("Dense", {"units": 1, "trainable": False})], num_classes=1),
     probe("GlobalMaxPooling2D alone", [4, 4, 2], ["GlobalMaxPooling2D"], num_classes=2),
     probe(

@@ -269,8 +269,15 @@ class ReLU(Layer):
     def forward(self, x: Tensor) -> Tensor:
         if self.negative_slope == 0.0 and self.threshold == 0.0:
             return F.relu(x) if self.max_value is None else F.hardtanh(x, 0.0, self.max_value)
-        y = torch.where(x > self.threshold, x, self.negative_slope * (x - self.threshold))  # x == threshold: 0
-        return y if self.max_value is None else y.clamp(max=self.max_value)
+        slope, threshold, top = self.negative_slope, self.threshold, self.max_value
+        if threshold == 0.0 and top is None:
+            return F.leaky_relu(x, slope)  # Keras's leaky_relu: the gradient at 0 is the slope
+        # Keras's composition, whose gradient at x == threshold is 0: the positive part (clipped to
+        # [0, max_value]) minus slope · relu(threshold − x)
+        y = x * (x > threshold) if threshold != 0.0 else F.relu(x)
+        if top is not None:
+            y = y.clamp(0.0, top)
+        return y - slope * F.relu(threshold - x) if slope else y
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -80,11 +81,16 @@ class BatchNormalization(Layer):
             )
         count = x.numel() // x.shape[1]  # values per channel in this batch
         if count == 1:  # one value per channel: Keras's mean is the value, its variance 0 (torch refuses)
-            mean = x.detach().reshape(-1).float()
             with torch.no_grad():
-                self.moving_mean.mul_(self.momentum).add_(mean, alpha=1.0 - self.momentum)
+                self.moving_mean.mul_(self.momentum).add_(x.reshape(-1).float(), alpha=1.0 - self.momentum)
                 self.moving_variance.mul_(self.momentum)
-            return F.batch_norm(x, mean, torch.zeros_like(mean), self.gamma, self.beta, False, 0.0, self.epsilon)
+            # x − mean(x) is 0 with a zero gradient, as in Keras (a detached mean would pass x's
+            # gradient back, scaled by 1/√ε)
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            y = (x - x.mean(dim=0, keepdim=True)) / math.sqrt(self.epsilon)
+            if self.gamma is not None:
+                y = y * self.gamma.view(shape)
+            return y + self.beta.view(shape) if self.beta is not None else y
         variance = self.moving_variance.clone()  # torch updates this copy; the autograd graph keeps it
         y = F.batch_norm(x, self.moving_mean, variance, self.gamma, self.beta, True, 1.0 - self.momentum, self.epsilon)
         with torch.no_grad():
