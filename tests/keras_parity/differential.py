@@ -73,21 +73,33 @@ class KerasWorker:
         self.calls += 1
         data, out = Path(self.folder.name) / "in.npz", Path(self.folder.name) / "out.npz"
         np.savez(data, x=x, y=y)
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(json.dumps({"case": case, "data": str(data), "out": str(out)}) + "\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError(
-                f"the Keras worker exited; run it by hand to see why: {KERAS_PYTHON} {HERE / 'keras_side.py'}"
-            )
-        reply = json.loads(line)
+        reply = self._request({"case": case, "data": str(data), "out": str(out)})
         if not reply["ok"]:
             return {"error": reply["error"]}
         with np.load(out) as arrays:
             record = {key: arrays[key] for key in arrays.files}
         meta = json.loads(str(record.pop("meta")))
         return {**meta, "arrays": record}
+
+    def text_vectorization(self, config: dict[str, Any], adapt: list[str], apply: list[str]) -> dict[str, Any]:
+        """Keras's TextVectorization(**config) adapted on `adapt`: its vocabulary and the ids of `apply`."""
+        data, out = Path(self.folder.name) / "texts.json", Path(self.folder.name) / "vectorized.json"
+        data.write_text(json.dumps({"adapt": adapt, "apply": apply}))
+        reply = self._request({"text_vectorization": config, "data": str(data), "out": str(out)})
+        if not reply["ok"]:
+            return {"error": reply["error"]}
+        return json.loads(out.read_text())
+
+    def _request(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(
+                f"the Keras worker exited; run it by hand to see why: {KERAS_PYTHON} {HERE / 'keras_side.py'}"
+            )
+        return json.loads(line)
 
     def close(self) -> None:
         if self.process.stdin:

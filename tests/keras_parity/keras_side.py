@@ -1,7 +1,9 @@
 """The Keras half of the differential tester: a worker that runs in .venv-keras (Keras 3 on
 TensorFlow), never beside hubel's torch.
 
-Protocol: one JSON request per line on stdin, {"case": {...}, "data": "in.npz", "out": "out.npz"};
+Protocol: one JSON request per line on stdin, {"case": {...}, "data": "in.npz", "out": "out.npz"}
+(or {"text_vectorization": {config}, "data": "texts.json", "out": "out.json"}: adapt on the texts'
+"adapt" list, vectorize its "apply" list, write the vocabulary and the ids);
 one JSON reply per line on stdout, {"ok": true} or {"ok": false, "error": "..."}. For each case it
 builds the model (cases.py's spec), records per layer the name, output shape, parameter counts,
 initial weights and inference outputs, then compiles, fits a few steps without shuffling, and
@@ -83,13 +85,27 @@ def run(case: dict, data_path: str, out_path: str) -> None:
     np.savez(out_path, **arrays)
 
 
+def vectorize_texts(config: dict, data_path: str, out_path: str) -> None:
+    with open(data_path) as file:
+        texts = json.load(file)
+    if isinstance(config.get("ngrams"), list):
+        config = {**config, "ngrams": tuple(config["ngrams"])}
+    layer = keras.layers.TextVectorization(**config)
+    layer.adapt(texts["adapt"])
+    with open(out_path, "w") as file:
+        json.dump({"vocabulary": layer.get_vocabulary(), "ids": np.asarray(layer(texts["apply"])).tolist()}, file)
+
+
 def main() -> None:
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # whatever TensorFlow prints goes to stderr
     for line in sys.stdin:
         request = json.loads(line)
         try:
-            run(request["case"], request["data"], request["out"])
+            if "text_vectorization" in request:
+                vectorize_texts(request["text_vectorization"], request["data"], request["out"])
+            else:
+                run(request["case"], request["data"], request["out"])
             reply = {"ok": True}
         except Exception as error:  # a case Keras refuses is an answer, not a crash of the worker
             reply = {

@@ -111,3 +111,12 @@ def test_functional_text_model_from_a_string_input():
     outputs = L.GlobalMaxPooling1D()(L.Embedding(4, 3)(vectorize(inputs)))
     model = hubel.Model(inputs, outputs)
     assert model.predict(["a b", "b"]).shape == (2, 3)
+
+
+def test_text_vectorization_ngrams_follow_the_words():
+    layer = L.TextVectorization(ngrams=2, vocabulary=["the cat", "cat", "the"])
+    assert layer.tokenize("The cat sat") == ["the", "cat", "sat", "the cat", "cat sat"]
+    np.testing.assert_array_equal(layer(["the cat sat"]), [[4, 3, 1, 2, 1]])
+    assert L.TextVectorization(ngrams=(3,)).tokenize("a b c d") == ["a b c", "b c d"]
+    with pytest.raises(ConfigError, match="Received: ngrams='2'"):
+        L.TextVectorization(ngrams="2")

@@ -41,7 +41,8 @@ class TextVectorization(Layer):
     """Strings to sequences of token ids, as Keras's TextVectorization(output_mode="int").
 
     Text is standardized (default: ASCII lower case, punctuation deleted), split (default: on
-    whitespace), and each token looked up in the vocabulary: 0 is padding, 1 an unknown token,
+    whitespace), optionally recombined into n-grams (ngrams=2: every word, then every pair of
+    neighbours, "the cat"), and each token looked up in the vocabulary: 0 is padding, 1 an unknown token,
     then the vocabulary learned by adapt() (most frequent first; ties in reverse order, as
     Keras). output_sequence_length pads or cuts each sequence at its end. The vocabulary is
     saved with the model, so a saved model takes raw strings.
@@ -63,6 +64,7 @@ class TextVectorization(Layer):
         max_tokens: int | None = None,
         standardize: str | None = "lower_and_strip_punctuation",
         split: str | None = "whitespace",
+        ngrams: int | tuple[int, ...] | list[int] | None = None,
         output_mode: str = "int",
         output_sequence_length: int | None = None,
         vocabulary: list[str] | str | None = None,
@@ -77,6 +79,22 @@ class TextVectorization(Layer):
         self.max_tokens = max_tokens
         self.standardize = _option(owner, "standardize", standardize, tuple(_TABLES))
         self.split = _option(owner, "split", split, ("whitespace", "character", None))
+        if isinstance(ngrams, bool) or not (
+            ngrams is None
+            or isinstance(ngrams, int)
+            or (
+                isinstance(ngrams, (tuple, list))
+                and all(isinstance(n, int) and not isinstance(n, bool) for n in ngrams)
+            )
+        ):
+            raise ConfigError(
+                f"{owner}: `ngrams` must be None, an integer, or a tuple of integers. Received: ngrams={ngrams!r}"
+            )
+        self.ngrams = list(ngrams) if isinstance(ngrams, (tuple, list)) else ngrams
+        widths = tuple(range(1, ngrams + 1)) if isinstance(ngrams, int) else tuple(ngrams or ())
+        if any(width < 1 for width in widths):
+            raise ConfigError(f"{owner}: n-gram widths must be positive. Received: ngrams={ngrams!r}")
+        self._widths = widths
         if output_mode != "int":
             raise ConfigError(
                 f"{owner}: hubel supports output_mode='int' (token ids for an Embedding). Received: "
@@ -102,10 +120,13 @@ class TextVectorization(Layer):
         table = _TABLES[self.standardize]
         text = text.translate(table) if table else text
         if self.split == "whitespace":
-            return [token for token in text.translate(_SPACES).split(" ") if token]
-        if self.split == "character":
-            return list(text)
-        return [text]
+            tokens = [token for token in text.translate(_SPACES).split(" ") if token]
+        else:
+            tokens = list(text) if self.split == "character" else [text]
+        if not self._widths:
+            return tokens
+        # Keras's n-grams: all of the first width, then all of the next, joined by spaces
+        return [" ".join(tokens[i : i + n]) for n in self._widths for i in range(len(tokens) - n + 1)]
 
     def adapt(self, data: Iterable[Any]) -> None:
         """Learn the vocabulary from strings: a list or array of them, or batches of (texts, labels)."""
@@ -186,6 +207,7 @@ class TextVectorization(Layer):
             "max_tokens": self.max_tokens,
             "standardize": self.standardize,
             "split": self.split,
+            "ngrams": self.ngrams,
             "output_mode": self.output_mode,
             "output_sequence_length": self.output_sequence_length,
             "vocabulary": self._vocabulary[2:] if self._vocabulary else None,
