@@ -193,3 +193,63 @@ def test_imdb_is_a_builtin_dataset():
 
     assert load_data is imdb.load_data and get_word_index is imdb.get_word_index
     assert (SHARED_DATA / "imdb" / "imdb_word_index.json").exists()
+
+
+def test_imdb_texts_come_in_load_data_order(imdb_10k):
+    (texts, labels), (_, test_labels) = imdb.load_texts()
+    (x_train, y_train), (_, y_test) = imdb_10k
+    assert len(texts) == 25_000 and isinstance(texts[0], str)
+    np.testing.assert_array_equal(labels, y_train)
+    np.testing.assert_array_equal(test_labels, y_test)
+    word_index = imdb.get_word_index()
+    for row in (0, 1, 24_999):
+        ids = [1] + [
+            word_index[w] + 3 if word_index.get(w, 10**9) + 3 < 10000 else 2 for w in text_to_word_sequence(texts[row])
+        ]
+        assert ids == x_train[row]
+
+
+def test_imdb_texts_from_keras_npz_are_decoded_words(tmp_path):
+    sequences = np.empty(2, dtype=object)
+    sequences[0], sequences[1] = [1, 2], [3]
+    np.savez(
+        tmp_path / "imdb.npz", x_train=sequences, y_train=np.array([1, 0]), x_test=sequences, y_test=np.array([0, 1])
+    )
+    (tmp_path / "imdb_word_index.json").write_text(json.dumps({"the": 1, "film": 2, "bad": 3}))
+    (texts, labels), _ = imdb.load_texts(path=tmp_path)
+    assert {text: label for text, label in zip(texts, labels)} == {"the film": 1, "bad": 0}
+
+
+# ----- text folders --------------------------------------------------------------------------------
+
+
+def test_text_folder_reads_classes_and_reports_bad_files(tmp_path, capsys):
+    for label, texts in {"neg": ["awful film", "bad", "boring"], "pos": ["great film", "lovely", "superb"]}.items():
+        (tmp_path / label).mkdir()
+        for number, text in enumerate(texts):
+            (tmp_path / label / f"{number}.txt").write_text(text)
+    (tmp_path / "pos" / "empty.txt").write_text("  \n")
+    (tmp_path / "pos" / "latin.txt").write_bytes("caf\xe9 tr\xe8s bien".encode("latin-1"))
+    (tmp_path / "neg" / "notes.md").write_text("not a review")
+    data = hubel.data.text_folder(tmp_path)
+    assert data.class_names == ["neg", "pos"] and len(data) == 7
+    assert "café très bien" in list(data.texts)
+    assert sorted(data.labels.tolist()) == [0, 0, 0, 1, 1, 1, 1]
+    reasons = {item.path: item.reason for item in data.skipped}
+    assert reasons["pos/empty.txt"] == "empty file" and "not a text file name" in reasons["neg/notes.md"]
+    assert [note.path for note in data.notes] == ["pos/latin.txt"]
+    assert "Skipped 2" in capsys.readouterr().err
+    train, validation = hubel.data.text_folder(tmp_path, validation_split=0.34, subset="both", verbose=False)
+    assert len(train) + len(validation) == 7 and sorted(set(validation.labels.tolist())) == [0, 1]
+    assert not set(train.files) & set(validation.files)
+
+
+def test_text_folder_errors_say_what_to_do(tmp_path):
+    with pytest.raises(DataError, match="no such folder"):
+        hubel.data.text_folder(tmp_path / "missing")
+    (tmp_path / "loose.txt").write_text("a review")
+    with pytest.raises(DataError, match="holds 1 text files directly"):
+        hubel.data.text_folder(tmp_path)
+    (tmp_path / "pos").mkdir()
+    with pytest.raises(DataError, match="holds no text files"):
+        hubel.data.text_folder(tmp_path)

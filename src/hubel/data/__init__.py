@@ -5,12 +5,13 @@ from hubel.data.datasets import DatasetInfo, info, list_datasets, load
 from hubel.data.folders import ImageFolderDataset, image_folder, scan_folder
 from hubel.data.health import HealthReport, check
 from hubel.data.paths import cache_dir, data_dir
-from hubel.data.text import pad_sequences, text_to_word_sequence
+from hubel.data.text import TextFolderDataset, pad_sequences, text_folder, text_to_word_sequence
 
 __all__ = [
     "DatasetInfo",
     "HealthReport",
     "ImageFolderDataset",
+    "TextFolderDataset",
     "cache_dir",
     "check",
     "data_dir",
@@ -22,5 +23,6 @@ __all__ = [
     "load",
     "pad_sequences",
     "scan_folder",
+    "text_folder",
     "text_to_word_sequence",
 ]

@@ -56,30 +56,34 @@ class FolderScan:
     skipped: list[Skipped]
 
 
-def scan_folder(root: str | Path, follow_links: bool = False) -> FolderScan:
-    """Find classes and image files under root, in either layout; DataError when there are none."""
+def scan_folder(
+    root: str | Path, follow_links: bool = False, extensions: set[str] | None = None, noun: str = "images"
+) -> FolderScan:
+    """Find classes and files under root, in either layout; DataError when there are none.
+    extensions (".txt", ...) and noun ("text files") make it a scan for other files than images."""
     root = Path(root)
+    extensions = extensions or image_extensions()
     if not root.is_dir():
-        raise DataError(f"{root}: no such folder. Pass a folder holding one sub-folder of images per class.")
+        raise DataError(f"{root}: no such folder. Pass a folder holding one sub-folder of {noun} per class.")
     on_disk = _split_folders(root)
     skipped: list[Skipped] = []
     if on_disk:
         if "training" not in on_disk:
             raise DataError(f"{root}: has {', '.join(p.name for p in on_disk.values())} but no train/ folder.")
-        class_names = _class_folders(on_disk["training"])
+        class_names = _class_folders(on_disk["training"], extensions, noun)
         splits = {}
         for split, folder in on_disk.items():
-            names = _class_folders(folder)
+            names = _class_folders(folder, extensions, noun)
             unknown = sorted(set(names) - set(class_names))
             if unknown:
                 raise DataError(
                     f"{folder}: classes {unknown} are not in {on_disk['training'].name}/. Every split needs the "
                     f"training split's classes."
                 )
-            splits[split] = _class_files(root, folder, class_names, names, skipped, follow_links)
+            splits[split] = _class_files(root, folder, class_names, names, skipped, follow_links, extensions, noun)
     else:
-        class_names = _class_folders(root)
-        splits = {"all": _class_files(root, root, class_names, class_names, skipped, follow_links)}
+        class_names = _class_folders(root, extensions, noun)
+        splits = {"all": _class_files(root, root, class_names, class_names, skipped, follow_links, extensions, noun)}
     return FolderScan(root, class_names, splits, skipped)
 
 
@@ -93,19 +97,25 @@ def _split_folders(root: Path) -> dict[str, Path]:
     return found
 
 
-def _class_folders(folder: Path) -> list[str]:
+def _class_folders(folder: Path, extensions: set[str], noun: str) -> list[str]:
     names = sorted(entry.name for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith("."))
     if not names:
-        loose = sum(1 for entry in folder.iterdir() if entry.suffix.lower() in image_extensions())
-        hint = f" It holds {loose} images directly: move them into one sub-folder per class." if loose else ""
-        raise DataError(f"{folder}: no class folders. Expected {folder}/<class name>/<images>.{hint}")
+        loose = sum(1 for entry in folder.iterdir() if entry.suffix.lower() in extensions)
+        hint = f" It holds {loose} {noun} directly: move them into one sub-folder per class." if loose else ""
+        raise DataError(f"{folder}: no class folders. Expected {folder}/<class name>/<{noun}>.{hint}")
     return names
 
 
 def _class_files(
-    root: Path, folder: Path, class_names: list[str], present: list[str], skipped: list[Skipped], follow_links: bool
+    root: Path,
+    folder: Path,
+    class_names: list[str],
+    present: list[str],
+    skipped: list[Skipped],
+    follow_links: bool,
+    extensions: set[str],
+    noun: str,
 ) -> list[tuple[str, int]]:
-    extensions = image_extensions()
     files: list[tuple[str, int]] = []
     for name in present:
         label = class_names.index(name)
@@ -120,12 +130,13 @@ def _class_files(
                 elif path.is_symlink() and not path.exists():
                     skipped.append(Skipped(relative, "broken link"))
                 elif path.suffix.lower() not in extensions:
-                    skipped.append(Skipped(relative, f"not an image file name ({path.suffix or 'no extension'})"))
+                    kind = "an image" if noun == "images" else "a text"
+                    skipped.append(Skipped(relative, f"not {kind} file name ({path.suffix or 'no extension'})"))
                 else:
                     files.append((relative, label))
                     count += 1
         if count == 0:
-            raise DataError(f"{folder / name}: the class folder {name!r} holds no images. Add images or remove it.")
+            raise DataError(f"{folder / name}: the class folder {name!r} holds no {noun}. Add {noun} or remove it.")
     return files
 
 

@@ -27,7 +27,7 @@ from hubel.data.datasets import Arrays, DatasetInfo, _register, _Search, cached_
 from hubel.data.text import text_to_word_sequence
 from hubel.errors import ConfigError, DataError
 
-__all__ = ["INFO", "get_word_index", "load_data"]
+__all__ = ["INFO", "get_word_index", "load_data", "load_texts"]
 
 _MIRROR = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 _NPZ_SHA256 = "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"
@@ -125,19 +125,25 @@ def _raw_reviews(source: Path) -> Iterator[tuple[str, str, int, bytes]]:
         raise DataError(f"{source}: cannot read this archive ({error}). Delete it and get it again.") from None
 
 
-def _tokenize_raw(source: Path, word_index: dict[str, int]) -> dict[str, np.ndarray]:
-    """Reviews as flat rank arrays with offsets; a word the index lacks is rank 0 (out of vocabulary)."""
+def _sorted_reviews(source: Path) -> dict[str, list[tuple[int, int, bytes]]]:
+    """Per split, (label, file number, bytes) of every review: positive reviews first, each by number."""
     reviews: dict[str, list[tuple[int, int, bytes]]] = {"train": [], "test": []}
     for split, label, number, data in _raw_reviews(source):
         reviews[split].append((1 if label == "pos" else 0, number, data))
-    arrays: dict[str, np.ndarray] = {}
     for split, items in reviews.items():
         if not items:
             raise DataError(
                 f"{source}: holds no labelled {split} review ({split}/pos/*.txt and {split}/neg/*.txt, "
                 "named ID_RATING.txt). Get the Large Movie Review Dataset again."
             )
-        items.sort(key=lambda item: (-item[0], item[1]))  # positive reviews first, each by file number
+        items.sort(key=lambda item: (-item[0], item[1]))
+    return reviews
+
+
+def _tokenize_raw(source: Path, word_index: dict[str, int]) -> dict[str, np.ndarray]:
+    """Reviews as flat rank arrays with offsets; a word the index lacks is rank 0 (out of vocabulary)."""
+    arrays: dict[str, np.ndarray] = {}
+    for split, items in _sorted_reviews(source).items():
         ranks: list[int] = []
         offsets = [0]
         for _, _, data in items:
@@ -146,6 +152,17 @@ def _tokenize_raw(source: Path, word_index: dict[str, int]) -> dict[str, np.ndar
             offsets.append(len(ranks))
         arrays[f"x_{split}"] = np.asarray(ranks, dtype=np.int32)
         arrays[f"x_{split}_offsets"] = np.asarray(offsets, dtype=np.int64)
+        arrays[f"y_{split}"] = np.asarray([item[0] for item in items], dtype=np.int64)
+    return arrays
+
+
+def _raw_texts(source: Path) -> dict[str, np.ndarray]:
+    """Reviews as one UTF-8 byte array per split with offsets, for load_texts."""
+    arrays: dict[str, np.ndarray] = {}
+    for split, items in _sorted_reviews(source).items():
+        blob = b"".join(data for _, _, data in items)
+        arrays[f"x_{split}"] = np.frombuffer(blob, dtype=np.uint8)
+        arrays[f"x_{split}_offsets"] = np.cumsum([0, *(len(data) for _, _, data in items)]).astype(np.int64)
         arrays[f"y_{split}"] = np.asarray([item[0] for item in items], dtype=np.int64)
     return arrays
 
@@ -183,33 +200,77 @@ def _read_keras_npz(path: Path) -> dict[str, np.ndarray]:
     return flat
 
 
-def _ranks(search: _Search, path: str | Path | None) -> dict[str, np.ndarray]:
+def _find_source(search: _Search, path: str | Path | None) -> tuple[str, Path, list[Path]]:
+    """("npz" | "raw", the source, the folders searched), or DataError naming every place looked."""
     folders = _folders(search, path)
     for folder in folders:
         npz = folder if folder.suffix == ".npz" else search.first(folder / "imdb.npz")
         if npz:
-            return cached_arrays("imdb-npz", [npz], lambda npz=npz: _read_keras_npz(npz))
-    raw = None
+            return "npz", npz, folders
     for folder in folders:
         if folder.is_file() or folder.name == "aclImdb":
-            raw = folder
-        else:
-            raw = search.first(folder / "aclImdb", *(folder / name for name in _ARCHIVES))
+            return "raw", folder, folders
+        raw = search.first(folder / "aclImdb", *(folder / name for name in _ARCHIVES))
         if raw:
-            break
-    if raw is None and path is None:
-        raw = search.download(_MIRROR + "imdb.npz", "imdb.npz", _NPZ_SHA256)
-        if raw:
-            return cached_arrays("imdb-npz", [raw], lambda: _read_keras_npz(raw))
-    if raw is None:
-        raise search.failure()
+            return "raw", raw, folders
+    if path is None:
+        downloaded = search.download(_MIRROR + "imdb.npz", "imdb.npz", _NPZ_SHA256)
+        if downloaded:
+            return "npz", downloaded, folders
+    raise search.failure()
+
+
+def _required_word_index(search: _Search, folders: list[Path], source: Path) -> Path:
     index_file = _find_word_index(search, folders)
     if index_file is None:
         raise DataError(
-            f"IMDB: found the raw reviews in {raw} but not the word index that maps them to Keras's ids. "
+            f"IMDB: found the reviews in {source} but not the word index that maps words to Keras's ids. "
             f"Put imdb_word_index.json ({_MIRROR}imdb_word_index.json) beside them."
         )
-    return cached_arrays("imdb-raw", [raw, index_file], lambda: _tokenize_raw(raw, _read_word_index(index_file)))
+    return index_file
+
+
+def _ranks(search: _Search, path: str | Path | None) -> dict[str, np.ndarray]:
+    kind, source, folders = _find_source(search, path)
+    if kind == "npz":
+        return cached_arrays("imdb-npz", [source], lambda: _read_keras_npz(source))
+    index_file = _required_word_index(search, folders, source)
+    return cached_arrays("imdb-raw", [source, index_file], lambda: _tokenize_raw(source, _read_word_index(index_file)))
+
+
+def load_texts(path: str | Path | None = None, seed: int = 113) -> Arrays:
+    """The reviews as text: `(texts_train, y_train), (texts_test, y_test)`, object arrays of str, in
+    load_data's order (texts_train[i] is x_train[i] before tokenising), for a TextVectorization.
+
+    From Keras's imdb.npz (ids only) the words are decoded with the word index, joined by spaces.
+    """
+    search = _Search(INFO)
+    kind, source, folders = _find_source(search, path)
+    rng = np.random.RandomState(seed)
+    if kind == "raw":
+        arrays = cached_arrays("imdb-text", [source], lambda: _raw_texts(source))
+    else:
+        words = {rank: word for word, rank in _read_word_index(_required_word_index(search, folders, source)).items()}
+        ranks = _ranks(search, path)
+    result = []
+    for split in ("train", "test"):
+        order = np.arange(len(arrays[f"y_{split}"]) if kind == "raw" else len(ranks[f"y_{split}"]))
+        rng.shuffle(order)
+        texts = np.empty(len(order), dtype=object)
+        if kind == "raw":
+            blob, offsets = arrays[f"x_{split}"], arrays[f"x_{split}_offsets"]
+            for row, review in enumerate(order):
+                texts[row] = blob[offsets[review] : offsets[review + 1]].tobytes().decode("utf-8", errors="replace")
+            labels = arrays[f"y_{split}"][order]
+        else:
+            flat, offsets = ranks[f"x_{split}"], ranks[f"x_{split}_offsets"]
+            for row, review in enumerate(order):
+                texts[row] = " ".join(
+                    words.get(int(rank), "[UNK]") for rank in flat[offsets[review] : offsets[review + 1]]
+                )
+            labels = ranks[f"y_{split}"][order]
+        result.append((texts, labels))
+    return result[0], result[1]
 
 
 def load_data(
