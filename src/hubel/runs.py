@@ -12,6 +12,7 @@ An existing run directory is never overwritten: resume it or choose another name
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import platform
@@ -26,14 +27,17 @@ import torch
 import yaml
 
 from hubel import __version__
-from hubel.data import datasets
+from hubel.data import datasets, imdb
 from hubel.data.folders import ImageFolderDataset, image_folder
+from hubel.data.images import image_extensions
+from hubel.data.text import read_text_file, text_folder
 from hubel.errors import ConfigError, DataError
 from hubel.layers.augment import augmentation
 from hubel.layers.base import clear_session
 from hubel.layers.core import Input, Rescaling
+from hubel.layers.text import TextVectorization
 from hubel.models.applications.backbones import BACKBONES
-from hubel.models.model import Model
+from hubel.models.model import Model, is_text
 from hubel.models.sequential import Sequential
 from hubel.models.spec import model_from_spec
 from hubel.models.zoo import ZOO, Recipe, create_model
@@ -50,7 +54,8 @@ _PRECISIONS = {"auto": "auto", "float32": None, "bf16": "bf16"}  # --precision -
 # The residual network trains to the best accuracy per CPU-second on 28x28 and 32x32
 # (benchmarks/README.md); digits' 8x8 images need no more than one convolution.
 _DEFAULT_MODEL = {"mnist": "fast_resnet", "fashion_mnist": "fast_resnet", "digits": "mnist_one_conv",
-                  "cifar10": "fast_resnet"}  # fmt: skip
+                  "cifar10": "fast_resnet", "imdb": "ngram_bag"}  # fmt: skip
+_DEFAULT_TEXT_MODEL = "ngram_bag"  # bigrams averaged: 90% on IMDB in seconds per epoch (benchmarks/README.md)
 
 
 @dataclass(frozen=True)
@@ -81,12 +86,17 @@ class _LogFile(Callback):
 
 
 def _load_data(data: str, image_size: tuple[int, int] | None, batch_size: int, seed: int) -> dict[str, Any]:
-    """Training, validation and test data for a built-in name or a folder."""
+    """Training, validation and test data for a built-in name or a folder (of images or of text
+    files: then "kind" is "text" and x holds strings)."""
     if data in datasets.list_datasets():
-        (x_train, y_train), (x_test, y_test) = datasets.load(data)
         info = datasets.info(data)
+        if info.kind == "text":
+            (x_train, y_train), (x_test, y_test) = imdb.load_texts()
+            return {"train": (x_train, y_train), "validation": None, "test": (x_test, y_test),
+                    "class_names": list(info.class_names), "shape": None, "kind": "text"}  # fmt: skip
+        (x_train, y_train), (x_test, y_test) = datasets.load(data)
         return {"train": (x_train, y_train), "validation": None, "test": (x_test, y_test),
-                "class_names": list(info.class_names), "shape": x_train.shape[1:]}  # fmt: skip
+                "class_names": list(info.class_names), "shape": x_train.shape[1:], "kind": "image"}  # fmt: skip
     root = Path(data)
     if not root.is_dir():
         close = [name for name in datasets.list_datasets() if name[:3] == data[:3]]
@@ -94,6 +104,14 @@ def _load_data(data: str, image_size: tuple[int, int] | None, batch_size: int, s
         raise DataError(
             f"{data!r} is neither a built-in dataset ({', '.join(datasets.list_datasets())}) nor a folder.{hint}"
         )
+    if _holds_text(root):
+        train, validation = text_folder(root, validation_split=0.2, subset="both", seed=seed)
+        try:
+            test = text_folder(root, subset="test", verbose=False)
+        except ConfigError:
+            test = validation  # no test/ folder: report on the validation texts
+        return {"train": train.numpy(), "validation": validation.numpy(), "test": test.numpy(),
+                "class_names": train.class_names, "shape": None, "kind": "text"}  # fmt: skip
     size = image_size or (160, 160)
     train, validation = image_folder(root, size, batch_size, validation_split=0.2, subset="both", seed=seed)
     try:
@@ -101,7 +119,44 @@ def _load_data(data: str, image_size: tuple[int, int] | None, batch_size: int, s
     except ConfigError:
         test = validation  # no test/ folder: report on the validation images
     return {"train": train, "validation": validation, "test": test, "class_names": train.class_names,
-            "shape": (*size, 3)}  # fmt: skip
+            "shape": (*size, 3), "kind": "image"}  # fmt: skip
+
+
+def _data_kind(data: str) -> str:
+    """ "text" for a text dataset or a folder of text files, else "image"."""
+    if data in datasets.list_datasets():
+        return datasets.info(data).kind
+    return "text" if Path(data).is_dir() and _holds_text(Path(data)) else "image"
+
+
+def _holds_text(root: Path) -> bool:
+    """Whether a folder of class folders holds text files rather than images (by the first files found)."""
+    images = image_extensions()
+    counts = {"text": 0, "image": 0}
+    for path in itertools.islice((p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")), 200):
+        suffix = path.suffix.lower()
+        if suffix == ".txt":
+            counts["text"] += 1
+        elif suffix in images:
+            counts["image"] += 1
+    return counts["text"] > counts["image"]
+
+
+def _text_model(name: str, texts: Any, num_classes: int) -> Sequential:
+    """A zoo text model with a TextVectorization in front, adapted on the training texts: the
+    model (and its file) then takes raw strings."""
+    entry = ZOO.get(name) if name in ZOO else None
+    if entry is None or entry.text is None:
+        text_models = [known for known in ZOO.names() if ZOO.get(known).text is not None]
+        raise ConfigError(
+            f"{name!r} is not a text model; the data is text. Use one of {', '.join(text_models)} (`hubel zoo`)."
+        )
+    network = create_model(name, num_classes=num_classes)
+    vectorizer = TextVectorization(
+        max_tokens=entry.text.max_tokens, ngrams=entry.text.ngrams, output_sequence_length=entry.input_shape[0]
+    )
+    vectorizer.adapt(texts)
+    return Sequential([vectorizer, *network.layers], name=network.name)
 
 
 def _build_model(name: str, shape: tuple[int, ...], num_classes: int, augment: str | None) -> tuple[Sequential, str]:
@@ -160,11 +215,13 @@ _TRANSFER_FINE_TUNE_BLOCKS = 3
 _TRANSFER_FINE_TUNE_EPOCHS = 3
 
 
-def _steps_per_epoch(train_data: Any, batch_size: int) -> int:
-    """Training steps in one epoch: a folder's batches, or what fit keeps of an array pair."""
+def _steps_per_epoch(train_data: Any, batch_size: int, validation: Any = None) -> int:
+    """Training steps in one epoch: a folder's batches, or what fit keeps of an array pair (all of
+    it when the validation data is separate)."""
     if isinstance(train_data, ImageFolderDataset):
         return len(train_data)
-    return math.ceil(int(len(train_data[0]) * (1 - _VALIDATION_SPLIT)) / batch_size)
+    kept = len(train_data[0]) if validation is not None else int(len(train_data[0]) * (1 - _VALIDATION_SPLIT))
+    return math.ceil(kept / batch_size)
 
 
 def _plan_budget(
@@ -187,8 +244,11 @@ def _plan_budget(
     else:
         x_all, y_all = train_data
         x_probe, y_probe = x_all[: batch_size * 24], y_all[: batch_size * 24]
-        validation_steps = math.ceil((len(x_all) - int(len(x_all) * (1 - _VALIDATION_SPLIT))) / batch_size)
-    steps_per_epoch = _steps_per_epoch(train_data, batch_size)
+        held_out = (
+            len(validation[0]) if validation is not None else len(x_all) - int(len(x_all) * (1 - _VALIDATION_SPLIT))
+        )
+        validation_steps = math.ceil(held_out / batch_size)
+    steps_per_epoch = _steps_per_epoch(train_data, batch_size, validation)
     random_state = torch.get_rng_state()
     probe = copy.deepcopy(network)
     probe.fit(x_probe[: batch_size * 4], y_probe[: batch_size * 4], batch_size=batch_size, verbose=0)  # warm-up
@@ -256,8 +316,11 @@ def train(
             learning_rate = saved.get("learning_rate")
     set_seed(seed)
     clear_session()  # layer names start from conv2d again, as in a fresh process
-    name = model or _DEFAULT_MODEL.get(data, "snacks_convnet")
+    text = _data_kind(data) == "text"
+    name = model or _DEFAULT_MODEL.get(data, _DEFAULT_TEXT_MODEL if text else "snacks_convnet")
     if name in BACKBONES:
+        if text:
+            raise ConfigError(f"{name} is pretrained on photos; {data!r} holds text. Use a text model: ngram_bag.")
         if budget is not None or resume:
             raise ConfigError(
                 f"--{'budget' if budget is not None else 'resume'} is for training from scratch; transfer learning "
@@ -278,7 +341,27 @@ def train(
     recipe = ZOO.get(name).recipe if name in ZOO else Recipe()
     batch_size = batch_size or recipe.batch_size
     loaded = _load_data(data, image_size, batch_size, seed)
-    network, model_name = _build_model(name, loaded["shape"], len(loaded["class_names"]), augment)
+    if loaded["kind"] == "text":
+        if augment:
+            raise ConfigError("--augment is for images; text models train on the words as they are.")
+        texts = loaded["train"][0]
+        fitted = texts if loaded["validation"] is not None else texts[: int(len(texts) * (1 - _VALIDATION_SPLIT))]
+        network, model_name = _text_model(name, fitted, len(loaded["class_names"])), name
+        vectorizer = network.layers[0]  # the texts become ids once, here, not once per fit and evaluate
+        loaded = {
+            **loaded,
+            "report_data": loaded["test"],  # the report shows and explains the texts themselves
+            **{
+                part: None if loaded[part] is None else (vectorizer(loaded[part][0]), loaded[part][1])
+                for part in ("train", "validation", "test")
+            },
+        }
+    else:
+        if name in ZOO and ZOO.get(name).text is not None:
+            raise ConfigError(
+                f"{name!r} is a text model, and {data!r} holds images. Pick an image model (`hubel zoo`)."
+            )
+        network, model_name = _build_model(name, loaded["shape"], len(loaded["class_names"]), augment)
     binary = network.output_shape[-1] == 1
     loss = "binary_crossentropy" if binary else "sparse_categorical_crossentropy"
     chosen, rate_chosen = _optimizer(recipe, optimizer, learning_rate)
@@ -306,7 +389,7 @@ def train(
         callbacks.append(EarlyStopping(monitor="val_accuracy", patience=epochs + 1, restore_best_weights=True))
         config.update({"epochs": epochs, "budget": plan})
     if budget is not None or one_cycle_peak is not None or recipe.one_cycle:
-        steps_per_epoch = _steps_per_epoch(train_data, batch_size)
+        steps_per_epoch = _steps_per_epoch(train_data, batch_size, loaded["validation"])
         peak = one_cycle_peak or (chosen.learning_rate if rate_chosen else 2 * chosen.learning_rate)
         config["one_cycle_peak"] = peak
         chosen.schedule = OneCycle(peak, total_steps=epochs * steps_per_epoch)
@@ -318,8 +401,9 @@ def train(
         "callbacks": [JSONLinesLogger(directory / "metrics.jsonl"), _LogFile(directory / "train.log", epochs),
                       *callbacks],
     }  # fmt: skip
-    if isinstance(train_data, ImageFolderDataset):
-        history = network.fit(train_data, validation_data=loaded["validation"], **fit_options)
+    if isinstance(train_data, ImageFolderDataset) or loaded["validation"] is not None:
+        data_arguments = [train_data] if isinstance(train_data, ImageFolderDataset) else list(train_data)
+        history = network.fit(*data_arguments, validation_data=loaded["validation"], **fit_options)
     else:
         history = network.fit(*train_data, validation_split=_VALIDATION_SPLIT, **fit_options)
     notes = [
@@ -351,7 +435,8 @@ def _finish_run(
     extra: dict[str, Any],
 ) -> RunResult:
     """Save the model, measure the test set in float32, write the report and result.json."""
-    metadata = {"class_names": loaded["class_names"], "preprocessing": "raw 0-255 pixels (preprocessing inside)",
+    takes = "raw text (TextVectorization inside)" if loaded.get("kind") == "text" else "raw 0-255 pixels"
+    metadata = {"class_names": loaded["class_names"], "preprocessing": f"{takes} (preprocessing inside)",
                 "data": data, "history": history.history}  # fmt: skip
     network.save(directory / "model.hubel", metadata=metadata)
     network.trainer.use_precision(None)  # the test set is measured in float32, as the saved model predicts
@@ -359,8 +444,9 @@ def _finish_run(
     loss_value, accuracy = network.evaluate(*test if isinstance(test, tuple) else (test,), verbose=0)
     from hubel.inspect.report import report
 
-    report(network, history, test, path=directory / "report.html", class_names=loaded["class_names"],
-           title=f"{model_name} on {Path(data).name}", seed=seed, notes=notes)  # fmt: skip
+    report(network, history, loaded.get("report_data", test), path=directory / "report.html",
+           class_names=loaded["class_names"], title=f"{model_name} on {Path(data).name}", seed=seed,
+           notes=notes, max_examples=100_000)  # fmt: skip
     seconds = time.perf_counter() - started
     result = {"test_accuracy": float(accuracy), "test_loss": float(loss_value), "seconds": seconds, "model": model_name,
               "data": data, "epochs_trained": len(history.epoch), **extra}  # fmt: skip
@@ -433,28 +519,52 @@ def _train_transfer(
 def predict_files(model: Model | str | Path, paths: list[str | Path], top: int = 3) -> list[dict[str, Any]]:
     """Top-k classes with probabilities for image files, decoded exactly as image folders are for
     training (size and colour mode from the model's input shape). `model` is a model, a .hubel
-    file, a run directory, or a pretrained backbone's name ("mobilenet_v2": its ImageNet classes)."""
+    file, a run directory, or a pretrained backbone's name ("mobilenet_v2": its ImageNet classes).
+    For a text model, each item is a .txt file or the text itself."""
     from hubel.data.images import DecodeOptions, UnreadableImage, decode_image
 
     network = _model_for_prediction(model)
+    names = network.metadata.get("class_names") or []
+    if getattr(network, "_vectorizers", [None])[0] is not None:
+        return _predict_texts(network, [str(path) for path in paths], names, top)
     height, width, channels = network.input_shape[1:]
     options = DecodeOptions((height, width), "grayscale" if channels == 1 else "rgb")
-    names = network.metadata.get("class_names") or []
     results = []
     for path in paths:
         try:
             pixels = decode_image(Path(path), options)
         except UnreadableImage as reason:
             raise DataError(f"{path}: {reason}. Pass an image file Pillow can read.") from None
-        scores = network.predict(pixels[None])[0]
-        if scores.shape[0] == 1:  # one sigmoid unit: two classes
-            scores = np.array([1.0 - scores[0], scores[0]])
-        order = np.argsort(-scores)[:top]
-        label = lambda index: names[index] if index < len(names) else str(index)  # noqa: E731
-        results.append(
-            {"file": str(path), "top": [{"class": label(int(i)), "probability": float(scores[i])} for i in order]}
-        )
+        results.append({"file": str(path), "top": _ranked(network.predict(pixels[None])[0], names, top)})
     return results
+
+
+def _predict_texts(network: Model, items: list[str], names: list[str], top: int) -> list[dict[str, Any]]:
+    texts, files = [], []
+    for item in items:
+        path = Path(item)
+        is_file = path.suffix.lower() == ".txt" and path.is_file()
+        text, why = read_text_file(path) if is_file else (item, None)
+        if text is None or not text.strip():
+            where = f"{item}: " if is_file else ""
+            raise DataError(f"{where}{why or 'empty text'}: give some text (in quotes) or a .txt file that holds text.")
+        texts.append(text)
+        files.append(str(path) if is_file else None)
+    scores = network.predict(texts)
+    return [
+        {"file": file, "text": text if len(text) <= 200 else text[:197] + "...", "top": _ranked(row, names, top)}
+        for file, text, row in zip(files, texts, scores)
+    ]
+
+
+def _ranked(scores: np.ndarray, names: list[str], top: int) -> list[dict[str, Any]]:
+    """The top classes of one prediction; one sigmoid unit is two classes."""
+    if scores.shape[0] == 1:
+        probability = float(np.clip(scores[0], 0.0, 1.0))
+        scores = np.array([1.0 - probability, probability])
+    order = np.argsort(-scores)[:top]
+    label = lambda index: names[index] if index < len(names) else str(index)  # noqa: E731
+    return [{"class": label(int(i)), "probability": float(scores[i])} for i in order]
 
 
 def _model_for_prediction(model: Model | str | Path) -> Model:
@@ -488,6 +598,13 @@ def _evaluation_data(data: str, image_size: tuple[int, int], batch_size: int) ->
         return loaded["test"], loaded["class_names"]
     if not Path(data).is_dir():
         raise DataError(f"{data!r} is neither a built-in dataset ({', '.join(datasets.list_datasets())}) nor a folder.")
+    if _holds_text(Path(data)):
+        for subset in ("test", "validation", None):
+            try:
+                texts = text_folder(data, subset=subset, verbose=False)
+            except ConfigError:
+                continue
+            return texts.numpy(), texts.class_names
     for subset in ("test", "validation", None):
         try:
             folder = image_folder(data, image_size, batch_size, subset=subset, shuffle=False, verbose=False)
@@ -507,8 +624,12 @@ def evaluate(model: str | Path, data: str, out: str | Path | None = None, batch_
 
     path = _model_path(model)
     network = load_model(path)
-    height, width = network.input_shape[1:3]
-    test, folder_names = _evaluation_data(data, (height, width), batch_size)
+    text_model = network._vectorizers[0] is not None
+    image_size = None if text_model else tuple(network.input_shape[1:3])
+    test, folder_names = _evaluation_data(data, image_size, batch_size)  # type: ignore[arg-type]
+    if text_model != is_text(test[0] if isinstance(test, tuple) else next(iter(test))[0]):
+        kinds = ("text", "images") if text_model else ("images", "text")
+        raise DataError(f"{path} is a model for {kinds[0]}, and {data} holds {kinds[1]}. Evaluate it on {kinds[0]}.")
     names = network.metadata.get("class_names") or folder_names
     if sorted(names) != sorted(folder_names):
         raise DataError(

@@ -127,7 +127,8 @@ def _predict(args: argparse.Namespace) -> None:
         return
     for result in results:
         ranked = ", ".join(f"{entry['class']} {entry['probability']:.1%}" for entry in result["top"])
-        print(f"{result['file']}: {ranked}")
+        shown = result["file"] or repr(result["text"] if len(result["text"]) <= 60 else result["text"][:57] + "...")
+        print(f"{shown}: {ranked}")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -273,16 +274,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser(
         "predict",
-        help="top classes for image files, preprocessed as in training",
-        description="Classify image files with a .hubel model, a run directory, or a pretrained backbone's "
-        "ImageNet top (no training).",
+        help="top classes for image files or texts, preprocessed as in training",
+        description="Classify image files (or texts, for a text model) with a .hubel model, a run directory, or "
+        "a pretrained backbone's ImageNet top (no training).",
         epilog="examples: hubel predict runs/photos cat.jpg dog.png --top 2;  "
-        "hubel predict mobilenet_v2 cat.jpg --top 5",
+        'hubel predict mobilenet_v2 cat.jpg --top 5;  hubel predict runs/imdb "a moving, funny film" review.txt',
     )
     predict.add_argument(
         "model", metavar="MODEL", help="a .hubel file, a run directory, or a pretrained backbone (ImageNet classes)"
     )
-    predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    predict.add_argument(
+        "images", metavar="INPUT", nargs="+", help="image files; for a text model, .txt files or the text in quotes"
+    )
     predict.add_argument("--top", type=int, default=3)
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(run=_predict)

@@ -1,6 +1,7 @@
 """Inspection: pictures of data, training and what a model learned — each call returns a
 matplotlib Figure (headless) and saves a PNG when given a path."""
 
+from hubel.inspect.attribution import WordScore, highlight_words, word_attributions
 from hubel.inspect.confusion import (
     classification_report,
     confusion_matrix,
@@ -22,11 +23,13 @@ from hubel.inspect.report import report
 
 __all__ = [
     "GradCam",
+    "WordScore",
     "apply_kernel",
     "classification_report",
     "confusion_matrix",
     "feature_maps",
     "grad_cam",
+    "highlight_words",
     "list_kernels",
     "most_confused",
     "overlay",
@@ -46,4 +49,5 @@ __all__ = [
     "show_top_losses",
     "threshold_sweep",
     "top_losses",
+    "word_attributions",
 ]

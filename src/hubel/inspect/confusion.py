@@ -155,7 +155,7 @@ def plot_confusion_matrix(
                 axis.text(p, t, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
     figure.colorbar(shown, ax=axis, shrink=0.8, label="share of the true class" if normalize else "images")
     accuracy = np.trace(counts) / counts.sum() if counts.sum() else 0.0
-    axis.set_title(title or f"Confusion matrix (accuracy {accuracy:.3f}, {counts.sum()} images)")
+    axis.set_title(title or f"Confusion matrix (accuracy {accuracy:.3f}, {counts.sum():,} examples)")
     figure.tight_layout()
     return save_figure(figure, path)
 

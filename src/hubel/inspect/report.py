@@ -26,9 +26,11 @@ from matplotlib.figure import Figure
 from hubel.errors import ConfigError, HubelError
 from hubel.files import atomic_write
 from hubel.inspect import confusion
+from hubel.inspect.attribution import highlight_words, word_attributions
 from hubel.inspect.filters import show_feature_maps, show_filters
 from hubel.inspect.gradcam import GradCam
 from hubel.inspect.plots import plot_history, plt
+from hubel.models.model import is_text
 from hubel.models.summary import readable_bytes, summarize
 
 __all__ = ["report"]
@@ -87,6 +89,7 @@ def report(
     if data is None:
         raise ConfigError("report needs evaluation data: report(model, history, (x_test, y_test)).")
     images, labels, probabilities = confusion.predictions(model, data, max_examples)
+    text = is_text(images)  # a text model's examples are strings
     skipped = list(getattr(data, "skipped", []))
     names = list(class_names or getattr(data, "class_names", None) or model.metadata.get("class_names") or [])
     binary = probabilities.ndim == 2 and probabilities.shape[1] == 1
@@ -99,15 +102,19 @@ def report(
     mean_loss = float(np.mean([loss for _, loss in losses]))
     accuracy = float(np.trace(counts) / counts.sum())
     parts = [
-        _headline(model, history, accuracy, mean_loss, len(label_index), title, notes),
+        _headline(model, history, accuracy, mean_loss, len(label_index), title, notes, "texts" if text else "images"),
         _model_section(model),
         _data_section(images, label_index, names, skipped),
     ]
     if history is not None and getattr(history, "history", None):
         parts.append(_section("curves", "Training curves", _img(plot_history(history), "training curves")))
     parts.append(_metrics_section(label_index, probabilities, counts, names, binary))
-    parts.append(_mistakes_section(images, probabilities, label_index, counts, names))
-    parts += _pictures_sections(model, images, label_index, predicted, names)
+    if text:
+        parts.append(_text_mistakes_section(images, probabilities, label_index, counts, names, losses))
+        parts.append(_attribution_section(model, images, label_index, predicted, names))
+    else:
+        parts.append(_mistakes_section(images, probabilities, label_index, counts, names))
+        parts += _pictures_sections(model, images, label_index, predicted, names)
     parts.append(_environment_section(model, history, seed, time.perf_counter() - started))
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -121,12 +128,19 @@ def report(
 
 
 def _headline(
-    model: Any, history: Any, accuracy: float, loss: float, count: int, title: str | None, notes: Sequence[str]
+    model: Any,
+    history: Any,
+    accuracy: float,
+    loss: float,
+    count: int,
+    title: str | None,
+    notes: Sequence[str],
+    noun: str = "images",
 ) -> str:
     seconds = getattr(history, "params", {}).get("seconds") if history is not None else None
     epochs = len(getattr(history, "epoch", [])) if history is not None else 0
     stats = [
-        (f"{accuracy:.2%}", f"test accuracy on {count:,} images"),
+        (f"{accuracy:.2%}", f"test accuracy on {count:,} {noun}"),
         (f"{loss:.4f}", "test loss (cross-entropy)"),
         (f"{seconds:.0f} s" if seconds else "–", f"training time, {epochs} epochs" if epochs else "training time"),
         (f"{model.count_params():,}", "parameters"),
@@ -162,9 +176,18 @@ def _model_section(model: Any) -> str:
 
 def _data_section(images: np.ndarray, labels: np.ndarray, names: list[str], skipped: list[Any]) -> str:
     counts = Counter(labels.tolist())
+    noun = "texts" if is_text(images) else "images"
     rows = [(name, f"{counts.get(index, 0):,}") for index, name in enumerate(names)]
-    text = f"<p>{len(labels):,} evaluation images of shape {tuple(images.shape[1:])}, {len(names)} classes.</p>"
-    text += _table(["class", "images"], rows)
+    if noun == "texts":
+        words = np.array([len(str(example).split()) for example in images])
+        text = (
+            f"<p>{len(labels):,} evaluation texts, {len(names)} classes; words per text: median "
+            f"{int(np.median(words)):,}, 90th percentile {int(np.percentile(words, 90)):,}, "
+            f"longest {words.max():,}.</p>"
+        )
+    else:
+        text = f"<p>{len(labels):,} evaluation images of shape {tuple(images.shape[1:])}, {len(names)} classes.</p>"
+    text += _table(["class", noun], rows)
     if skipped:
         listed = "".join(f"<li>{html.escape(item.path)}: {html.escape(item.reason)}</li>" for item in skipped[:50])
         text += f"<p>{len(skipped)} files were skipped:</p><ul class='muted'>{listed}</ul>"
@@ -217,6 +240,59 @@ def _mistakes_section(
     text = _table(["true class", "predicted as", "images"], pairs) if pairs else "<p>No mistakes.</p>"
     text += _img(confusion.show_top_losses(images, probabilities, labels, names, n=10), "worst predictions")
     return _section("mistakes", "Most confused pairs and worst predictions", text)
+
+
+def _snippet(text: str, limit: int = 320) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
+
+
+def _text_mistakes_section(
+    texts: np.ndarray,
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    counts: np.ndarray,
+    names: list[str],
+    losses: list[tuple[int, float]],
+) -> str:
+    pairs = confusion.most_confused(counts, names, n=8)
+    content = _table(["true class", "predicted as", "texts"], pairs) if pairs else "<p>No mistakes.</p>"
+    predicted = confusion._labels(probabilities)
+    rows = []
+    for index, loss in losses[:10]:
+        scores = probabilities[index]
+        confidence = float(scores[0] if predicted[index] == 1 else 1 - scores[0]) if len(scores) == 1 else scores.max()
+        rows.append(
+            (
+                names[labels[index]],
+                f"{names[predicted[index]]} ({confidence:.1%})",
+                f"{loss:.2f}",
+                _snippet(texts[index]),
+            )
+        )
+    content += "<p>The ten worst predictions (largest loss):</p>"
+    content += _table(["true class", "predicted", "loss", "text"], rows).replace("<td>", "<td style='text-align:left'>")
+    return _section("mistakes", "Most confused pairs and worst predictions", content)
+
+
+def _attribution_section(
+    model: Any, texts: np.ndarray, labels: np.ndarray, predicted: np.ndarray, names: list[str]
+) -> str:
+    right = [int(i) for i in np.flatnonzero(predicted == labels)[:2]]
+    wrong = [int(i) for i in np.flatnonzero(predicted != labels)[:2]]
+    blocks = []
+    for index in right + wrong:
+        words = word_attributions(model, str(texts[index]), int(predicted[index]), max_words=250)
+        verdict = "right" if index in right else f"wrong, true {names[labels[index]]}"
+        blocks.append(
+            f"<h3 style='font-size:15px'>Predicted {html.escape(names[predicted[index]])} ({html.escape(verdict)})</h3>"
+            f"<p style='line-height:1.8'>{highlight_words(words, limit=250)}</p>"
+        )
+    legend = (
+        "<p class='muted'>Each word shaded by how much the predicted class's probability drops without it "
+        "(occlusion): green argued for the prediction, red against; hover a word for its score.</p>"
+    )
+    return _section("attribution", "Which words decided: two right, two wrong", legend + "".join(blocks))
 
 
 def _pictures_sections(

@@ -1,9 +1,11 @@
-"""Named architectures from the Keras tutorials, each with its default input shape. Every zoo
+"""Named architectures from the Keras tutorials, each with its default input shape. Every image
 model starts with Rescaling(1/255), so it takes raw 0-255 pixels (preprocessing travels with
-the model) and accepts num_classes and input_shape.
+the model) and accepts num_classes and input_shape. Text models take sequences of token ids
+(Keras's imdb.load_data + pad_sequences); `hubel train` puts a TextVectorization in front.
 
     model = hubel.models.zoo.create_model("fashion_cnn")            # 243,786 params, as in Keras
     model = hubel.models.zoo.create_model("cifar_convnet", num_classes=2, input_shape=(64, 64, 3))
+    model = hubel.models.zoo.create_model("imdb_conv1d", num_classes=2)  # 1,315,937 params
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from hubel.layers.base import Layer, Shape
 from hubel.models.sequential import Sequential
 from hubel.registry import Registry
 
-__all__ = ["ZOO", "Recipe", "ZooEntry", "create_model", "list_models"]
+__all__ = ["ZOO", "Recipe", "TextInput", "ZooEntry", "create_model", "list_models"]
 
 
 @dataclass(frozen=True)
@@ -36,22 +38,32 @@ class Recipe:
 
 
 @dataclass(frozen=True)
+class TextInput:
+    """What a text model reads: ids below max_tokens (its Embedding's input_dim), and the tokens
+    its TextVectorization makes (ngrams=2: words, then pairs of words)."""
+
+    max_tokens: int
+    ngrams: int | None = None
+
+
+@dataclass(frozen=True)
 class ZooEntry:
     name: str
     input_shape: Shape
     description: str
     layers: Callable[[int, Shape], list[Layer]]  # (num_classes, input_shape) -> layers after preprocessing
     recipe: Recipe = Recipe()
+    text: TextInput | None = None  # set for text models: input_shape is (sequence length,)
 
 
 ZOO: Registry[ZooEntry] = Registry("zoo model", "hubel.models.zoo.list_models() or `hubel zoo`")
 
 
 def register(
-    name: str, input_shape: Shape, description: str, recipe: Recipe | None = None
+    name: str, input_shape: Shape, description: str, recipe: Recipe | None = None, text: TextInput | None = None
 ) -> Callable[[Callable[[int, Shape], list[Layer]]], Any]:
     def add(layers: Callable[[int, Shape], list[Layer]]) -> Callable[[int, Shape], list[Layer]]:
-        ZOO.register(name)(ZooEntry(name, input_shape, description, layers, recipe or Recipe()))
+        ZOO.register(name)(ZooEntry(name, input_shape, description, layers, recipe or Recipe(), text))
         return layers
 
     return add
@@ -63,10 +75,13 @@ def list_models() -> list[str]:
 
 
 def create_model(name: str, num_classes: int = 10, input_shape: Any = None) -> Sequential:
-    """A fresh (untrained) zoo model that takes raw pixels of input_shape (default: the entry's)."""
+    """A fresh (untrained) zoo model that takes raw pixels of input_shape (default: the entry's),
+    or, for a text model, sequences of token ids of that length."""
     entry = ZOO.get(name)
     shape = entry.input_shape if input_shape is None else shape_tuple(name, "input_shape", input_shape)
     classes = positive_int(name, "num_classes", num_classes)
+    if entry.text is not None:
+        return Sequential([core.Input(shape, dtype="int64"), *entry.layers(classes, shape)], name=name)
     return Sequential([core.Input(shape), core.Rescaling(1 / 255), *entry.layers(classes, shape)], name=name)
 
 
@@ -220,3 +235,38 @@ def _fast_resnet_small(num_classes: int, shape: Shape) -> list[Layer]:
 )
 def _fast_resnet_wide(num_classes: int, shape: Shape) -> list[Layer]:
     return _fast_resnet(num_classes, 32, (64, 256, 256))
+
+
+# ----- text ---------------------------------------------------------------------------------------
+
+
+@register(
+    "imdb_conv1d",
+    (500,),
+    "the IMDB tutorial's 1D convnet: Embedding(10000, 128), two Conv1D(32, 7), global max pooling",
+    Recipe(optimizer="rmsprop", learning_rate=1e-4, batch_size=128),
+    TextInput(max_tokens=10_000),
+)
+def _imdb_conv1d(num_classes: int, shape: Shape) -> list[Layer]:
+    # Two classes: one linear unit scored with binary cross-entropy, exactly as the tutorial
+    # (Keras clips it into a probability); more: a softmax.
+    top = L.Dense(1) if num_classes == 2 else L.Dense(num_classes, activation="softmax")
+    return [
+        L.Embedding(10_000, 128),
+        L.Conv1D(32, 7, activation="relu"),
+        L.MaxPooling1D(5),
+        L.Conv1D(32, 7, activation="relu"),
+        L.GlobalMaxPooling1D(),
+        top,
+    ]
+
+
+@register(
+    "ngram_bag",
+    (800,),
+    "words and word pairs, embedded and averaged (fastText's recipe): the most accuracy per CPU-second on IMDB",
+    Recipe(optimizer="adam", learning_rate=3e-3, batch_size=64),
+    TextInput(max_tokens=50_000, ngrams=2),
+)
+def _ngram_bag(num_classes: int, shape: Shape) -> list[Layer]:
+    return [L.Embedding(50_000, 32), L.GlobalAveragePooling1D(), _head(num_classes)]
