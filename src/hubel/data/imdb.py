@@ -291,10 +291,10 @@ def load_data(
     Built from raw reviews, a test word that the index lacks (it was made from the training
     reviews) is out of vocabulary.
 
-    Example:
-        >>> (x_train, y_train), _ = load_data(num_words=10000)  # doctest: +SKIP
-        >>> x_train[0][:4], y_train[0]  # doctest: +SKIP
-        ([1, 14, 22, 16], 1)
+    Usage (the data is not bundled, so this is not run as a doctest):
+
+        (x_train, y_train), (x_test, y_test) = load_data(num_words=10000)
+        x_train = hubel.data.pad_sequences(x_train, maxlen=500)
     """
     for name, value in (("skip_top", skip_top), ("index_from", index_from)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:

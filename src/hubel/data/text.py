@@ -157,9 +157,10 @@ def text_folder(
     so a file keeps its subset). Empty and unreadable files are skipped and listed; a file that
     is not UTF-8 is read as Latin-1 and listed. Nothing stops the load but a folder with no text.
 
-    Example:
-        >>> train, validation = text_folder("reviews/", validation_split=0.2, subset="both")  # doctest: +SKIP
-        >>> model.fit(*train.numpy(), validation_data=validation.numpy())  # doctest: +SKIP
+    Usage:
+
+        train, validation = text_folder("reviews/", validation_split=0.2, subset="both")
+        model.fit(*train.numpy(), validation_data=validation.numpy())
     """
     _check_arguments(32, validation_split, subset, "int")
     scan = scan_folder(root, follow_links, extensions={".txt"}, noun="text files")
