@@ -56,6 +56,7 @@ def test_zoo_lists_the_tutorial_architectures_with_keras_counts(capsys):
         ("cifar_convnet", "703,594"),
         ("lenet", "61,706"),
         ("mlp", "101,770"),
+        ("imdb_conv1d", "1,315,937"),  # the IMDB tutorial's count, with its one output unit
     ):
         assert any(line.split()[:1] == [name] and params in line for line in out.splitlines()), name
     assert main(["summary", "cifar_convnet_gmp", "--input-shape", "64,64,3"]) == 0

@@ -71,8 +71,9 @@ def _zoo(args: argparse.Namespace) -> None:
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for name in ZOO.names():
-        summary = summarize(create_model(name))
-        shape = "x".join(str(size) for size in ZOO.get(name).input_shape)
+        entry = ZOO.get(name)
+        summary = summarize(create_model(name, num_classes=2 if entry.text else 10))  # text: as the IMDB tutorial
+        shape = "x".join(str(size) for size in entry.input_shape) + (" tokens" if entry.text else "")
         table.add_row(name, shape, f"{summary.total_params:,}", readable_count(summary.macs), ZOO.get(name).description)
     from hubel.models.applications.backbones import BACKBONES
 
