@@ -764,3 +764,27 @@ def report_run(run: str | Path, out: str | Path | None = None) -> Path:
     path = Path(out) if out else directory / "report.html"
     return report(network, history, loaded["test"], path=path, class_names=network.metadata.get("class_names"),
                   title=f"{config.get('model')} on {Path(config['data']).name}", seed=config.get("seed"))  # fmt: skip
+
+
+def export_model(
+    model: str | Path, out: str | Path | None = None, format: str = "onnx", input_dtype: str = "float32"
+) -> Any:
+    """Export a .hubel file or a run directory (hubel export): ONNX, checked on real inputs (a run's
+    test data, the first 64 examples; random inputs for a bare model file) before it is written
+    (default: beside the model, model.onnx)."""
+    from hubel.export.onnx import export_onnx
+    from hubel.models.io import load_model
+
+    if format != "onnx":
+        raise ConfigError(f"hubel exports --format onnx. Received: {format!r}")
+    path = _model_path(model)
+    network = load_model(path)
+    sample = None
+    config_path = path.parent / "config.yaml"
+    if config_path.exists():
+        config = yaml.safe_load(config_path.read_text()) or {}
+        text_model = network._vectorizers[0] is not None
+        size = None if text_model else tuple(network.input_shape[1:3])
+        test = _load_data(config["data"], size, 64, 0)["test"]
+        sample = test[0][:64] if isinstance(test, tuple) else next(iter(test))[0]
+    return export_onnx(network, Path(out) if out else path.with_suffix(".onnx"), sample, input_dtype=input_dtype)

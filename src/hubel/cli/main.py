@@ -132,6 +132,16 @@ def _predict(args: argparse.Namespace) -> None:
         print(f"{shown}: {ranked}")
 
 
+def _export(args: argparse.Namespace) -> None:
+    from hubel.runs import export_model
+
+    result = export_model(args.model, out=args.out, format=args.format, input_dtype=args.input_dtype)
+    print(
+        f"Wrote {result.path} ({result.path.stat().st_size / 2**20:.2f} MB). Parity with ONNX Runtime on "
+        f"{result.examples} examples: max |difference| {result.max_difference:.2e}."
+    )
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     from hubel.runs import evaluate
 
@@ -272,6 +282,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--fine-tune", action="store_true", help="with a pretrained --model: also train its top blocks at a low rate"
     )
     train.set_defaults(run=_train)
+
+    export = commands.add_parser(
+        "export",
+        help="an ONNX graph that takes what predict takes, checked against ONNX Runtime",
+        description="Export a .hubel model or a run directory to ONNX. The graph takes raw NHWC pixels (token ids "
+        "for a text model) with a dynamic batch axis; it is written only if ONNX Runtime reproduces the model "
+        "within 1e-4 on real inputs (the run's test data).",
+        epilog="example: hubel export runs/fashion_mnist-default --format onnx --out fashion.onnx",
+    )
+    export.add_argument("model", metavar="MODEL", help="a .hubel file or a run directory")
+    export.add_argument("--format", default="onnx", choices=["onnx"])
+    export.add_argument("--out", help="the file to write (default: beside the model, model.onnx)")
+    export.add_argument(
+        "--input-dtype", default="float32", choices=["float32", "uint8"], help="what the graph's pixel input is"
+    )
+    export.set_defaults(run=_export)
 
     predict = commands.add_parser(
         "predict",

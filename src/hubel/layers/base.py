@@ -124,13 +124,16 @@ def layer_from_entry(entry: Any, where: str) -> Layer:
 
 
 def keras_to_internal(x: Tensor) -> Tensor:
-    """(N, ..., C) -> (N, C, ...): a view; NHWC bytes come out as channels_last NCHW."""
-    return x.movedim(-1, 1) if x.dim() > 2 else x
+    """(N, ..., C) -> (N, C, ...): a view; NHWC bytes come out as channels_last NCHW. (Explicit,
+    non-negative axes: ONNX export writes them as they are, and ONNX refuses negative ones.)"""
+    rank = x.dim()
+    return x.permute(0, rank - 1, *range(1, rank - 1)) if rank > 2 else x
 
 
 def internal_to_keras(x: Tensor) -> Tensor:
     """(N, C, ...) -> (N, ..., C): a view."""
-    return x.movedim(1, -1) if x.dim() > 2 else x
+    rank = x.dim()
+    return x.permute(0, *range(2, rank), 1) if rank > 2 else x
 
 
 def tensor_view(array: np.ndarray) -> Tensor:

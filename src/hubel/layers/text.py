@@ -14,7 +14,7 @@ from torch import Tensor
 
 from hubel.errors import ConfigError, DataError
 from hubel.layers.args import positive_int
-from hubel.layers.base import Layer, Shape, register_layer
+from hubel.layers.base import Layer, Shape, keras_to_internal, register_layer
 from hubel.layers.initializers import INITIALIZERS
 from hubel.layers.symbolic import is_symbolic
 
@@ -286,7 +286,7 @@ class Embedding(Layer):
                 f"{self.describe()}: token ids must lie in [0, {self.input_dim}) (input_dim={self.input_dim}); "
                 f"the input holds ids from {low} to {high}. Raise input_dim or map rare words to one id."
             ) from None
-        return y.movedim(-1, 1) if y.dim() > 2 else y
+        return keras_to_internal(y)  # (N, L, D) -> (N, D, L)
 
     def get_config(self) -> dict[str, Any]:
         config = {

@@ -279,6 +279,15 @@ class Model(Layer):
             trainer = Trainer(self, loss="mse", device=str(parameter.device) if parameter is not None else "cpu")
         return trainer.predict(x, batch_size=batch_size)
 
+    def export(self, path: str | Path, format: str = "onnx", **options: Any) -> Any:
+        """Write the model as ONNX, checked against ONNX Runtime first (Keras's model.export). A
+        shortcut for hubel.export.export_onnx(self, path, **options), imported only when called."""
+        if format != "onnx":
+            raise ConfigError(f"model.export: hubel exports format='onnx'. Received: format={format!r}")
+        from hubel.export.onnx import export_onnx  # the export layer sits above models/
+
+        return export_onnx(self, path, **options)
+
     def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
         """Write a .hubel model file (architecture + safetensors weights); see hubel.load_model."""
         from hubel.models.io import save_model
@@ -565,8 +574,8 @@ def _keras_output(x: Tensor) -> Tensor:
 def _canonical(x: Tensor) -> Tensor:
     """Give NHWC bytes the standard channels_last strides (size-1 axes may carry any stride, which
     would send equal data down different convolution kernels); a view, no copy."""
-    if x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last):
-        return x
+    if x.dim() != 4 or torch.jit.is_tracing() or not x.is_contiguous(memory_format=torch.channels_last):
+        return x  # an exported graph has no strides to fix
     _, c, h, w = x.shape
     strides = (h * w * c, 1, w * c, c)
     return x if x.stride() == strides else x.as_strided(x.shape, strides)
