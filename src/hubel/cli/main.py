@@ -142,6 +142,22 @@ def _export(args: argparse.Namespace) -> None:
     )
 
 
+def _serve(args: argparse.Namespace) -> None:
+    import os
+
+    import uvicorn
+
+    from hubel.serve import create_app
+
+    token = args.token or os.environ.get("HUBEL_SERVE_TOKEN")
+    if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
+        print(f"hubel serve: listening on {args.host} without a token; anyone who can reach it can use it "
+              "(--token or HUBEL_SERVE_TOKEN requires one).", file=sys.stderr)  # fmt: skip
+    app = create_app(args.model, max_upload_bytes=int(args.max_upload_mb * 2**20), token=token)
+    print(f"Serving {args.model} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     from hubel.runs import evaluate
 
@@ -298,6 +314,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-dtype", default="float32", choices=["float32", "uint8"], help="what the graph's pixel input is"
     )
     export.set_defaults(run=_export)
+
+    serve = commands.add_parser(
+        "serve",
+        help="answer predictions over HTTP (POST /predict, GET /model, /health, /docs)",
+        description="Serve a .hubel model or a run directory over HTTP with FastAPI and uvicorn.",
+        epilog="example: hubel serve runs/photos --port 8000;  curl -F file=@cat.jpg localhost:8000/predict",
+    )
+    serve.add_argument("model", metavar="MODEL", help="a .hubel file or a run directory")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--token", help="require `Authorization: Bearer TOKEN` (or set HUBEL_SERVE_TOKEN)")
+    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="the largest request body accepted")
+    serve.set_defaults(run=_serve)
 
     predict = commands.add_parser(
         "predict",

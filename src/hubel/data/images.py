@@ -8,6 +8,7 @@ scale still larger than the target.
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,8 +59,9 @@ def image_extensions() -> frozenset[str]:
     return frozenset(Image.registered_extensions())
 
 
-def decode_image(path: Path, options: DecodeOptions) -> np.ndarray:
-    """(H, W, C) uint8 pixels of `path` at options.image_size; UnreadableImage with the reason otherwise."""
+def decode_image(path: Path | io.BytesIO, options: DecodeOptions) -> np.ndarray:
+    """(H, W, C) uint8 pixels of `path` (a file, or bytes in a BytesIO) at options.image_size;
+    UnreadableImage with the reason otherwise."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -73,7 +75,10 @@ def decode_image(path: Path, options: DecodeOptions) -> np.ndarray:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise UnreadableImage(f"refused as a decompression bomb ({error})") from None
     except UnidentifiedImageError:
-        size = path.stat().st_size if path.exists() else 0
+        if isinstance(path, io.BytesIO):
+            size = path.getbuffer().nbytes
+        else:
+            size = path.stat().st_size if path.exists() else 0
         raise UnreadableImage("empty file" if size == 0 else "not an image Pillow can read") from None
     except PermissionError:
         raise UnreadableImage("permission denied") from None
