@@ -37,7 +37,7 @@ from hubel.layers.base import clear_session
 from hubel.layers.core import Input, Rescaling
 from hubel.layers.text import TextVectorization
 from hubel.models.applications.backbones import BACKBONES
-from hubel.models.model import Model, is_text
+from hubel.models.model import Model, is_text, top_classes
 from hubel.models.sequential import Sequential
 from hubel.models.spec import model_from_spec
 from hubel.models.zoo import ZOO, Recipe, create_model
@@ -535,7 +535,7 @@ def predict_files(model: Model | str | Path, paths: list[str | Path], top: int =
             pixels = decode_image(Path(path), options)
         except UnreadableImage as reason:
             raise DataError(f"{path}: {reason}. Pass an image file Pillow can read.") from None
-        results.append({"file": str(path), "top": _ranked(network.predict(pixels[None])[0], names, top)})
+        results.append({"file": str(path), "top": top_classes(network.predict(pixels[None])[0], names, top)})
     return results
 
 
@@ -552,19 +552,9 @@ def _predict_texts(network: Model, items: list[str], names: list[str], top: int)
         files.append(str(path) if is_file else None)
     scores = network.predict(texts)
     return [
-        {"file": file, "text": text if len(text) <= 200 else text[:197] + "...", "top": _ranked(row, names, top)}
+        {"file": file, "text": text if len(text) <= 200 else text[:197] + "...", "top": top_classes(row, names, top)}
         for file, text, row in zip(files, texts, scores)
     ]
-
-
-def _ranked(scores: np.ndarray, names: list[str], top: int) -> list[dict[str, Any]]:
-    """The top classes of one prediction; one sigmoid unit is two classes."""
-    if scores.shape[0] == 1:
-        probability = float(np.clip(scores[0], 0.0, 1.0))
-        scores = np.array([1.0 - probability, probability])
-    order = np.argsort(-scores)[:top]
-    label = lambda index: names[index] if index < len(names) else str(index)  # noqa: E731
-    return [{"class": label(int(i)), "probability": float(scores[i])} for i in order]
 
 
 def _model_for_prediction(model: Model | str | Path) -> Model:

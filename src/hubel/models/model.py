@@ -553,6 +553,24 @@ def _text_vectorizer(tensor: SymbolicTensor, nodes: list[Node]) -> Layer | None:
     return None
 
 
+def top_classes(scores: np.ndarray, class_names: Sequence[str], top: int) -> list[dict[str, Any]]:
+    """The `top` classes of one prediction as [{"class", "probability"}], best first; one sigmoid
+    unit is two classes (1 − p, p). Names fall back to the class index.
+
+    Example:
+        >>> top_classes(np.array([0.8]), ["cat", "dog"], 1)
+        [{'class': 'dog', 'probability': 0.8}]
+    """
+    if scores.shape[0] == 1:
+        probability = float(np.clip(scores[0], 0.0, 1.0))
+        scores = np.array([1.0 - probability, probability])
+    order = np.argsort(-scores, kind="stable")[:top]
+    return [
+        {"class": class_names[i] if i < len(class_names) else str(int(i)), "probability": float(scores[i])}
+        for i in order
+    ]
+
+
 def is_text(x: Any) -> bool:
     """Whether x is a string or a batch of strings (a list, or a NumPy array of str or object)."""
     if isinstance(x, str):

@@ -36,7 +36,7 @@ from hubel import __version__
 from hubel.data.images import DecodeOptions, UnreadableImage, decode_image
 from hubel.errors import HubelError
 from hubel.models.io import load_model
-from hubel.models.model import Model
+from hubel.models.model import Model, top_classes
 
 __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "create_app"]
 
@@ -48,14 +48,6 @@ class _BadRequest(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-def _ranked(scores: np.ndarray, names: list[str], top: int) -> list[dict[str, Any]]:
-    if scores.shape[0] == 1:  # one sigmoid unit: two classes
-        probability = float(np.clip(scores[0], 0.0, 1.0))
-        scores = np.array([1.0 - probability, probability])
-    order = np.argsort(-scores)[:top]
-    return [{"class": names[i] if i < len(names) else str(int(i)), "probability": float(scores[i])} for i in order]
 
 
 class _Predictor:
@@ -94,7 +86,7 @@ class _Predictor:
     def answer(self, inputs: Any, top: int) -> list[list[dict[str, Any]]]:
         with torch.no_grad():
             scores = self.model.predict(inputs if self.text else np.stack(inputs))
-        return [_ranked(row, self.names, top) for row in scores]
+        return [top_classes(row, self.names, top) for row in scores]
 
 
 def _metadata(model: Model, name: str) -> dict[str, Any]:
