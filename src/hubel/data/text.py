@@ -16,6 +16,7 @@ from hubel.errors import ConfigError, DataError
 __all__ = [
     "KERAS_FILTERS",
     "TextFolderDataset",
+    "decode_text",
     "pad_sequences",
     "read_text_file",
     "text_folder",
@@ -131,13 +132,19 @@ def read_text_file(path: Path) -> tuple[str | None, str | None]:
         data = path.read_bytes()
     except OSError as error:
         return None, f"unreadable ({error.strerror or error})"
-    try:
-        text, note = data.decode("utf-8-sig"), None
-    except UnicodeDecodeError as error:
-        text, note = data.decode("latin-1"), f"not UTF-8 (byte {error.start}): read as Latin-1"
+    text, note = decode_text(data)
     if not text.strip():
         return None, "empty file"
     return text, note
+
+
+def decode_text(data: bytes) -> tuple[str, str | None]:
+    """(text, None) for UTF-8 (a byte-order mark dropped); else the bytes read as Latin-1, which
+    keeps every byte, with a note saying so."""
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError as error:
+        return data.decode("latin-1"), f"not UTF-8 (byte {error.start}): read as Latin-1"
 
 
 def text_folder(

@@ -34,6 +34,7 @@ from fastapi.responses import JSONResponse
 
 from hubel import __version__
 from hubel.data.images import DecodeOptions, UnreadableImage, decode_image
+from hubel.data.text import decode_text
 from hubel.errors import HubelError
 from hubel.models.io import load_model
 from hubel.models.model import Model, top_classes
@@ -75,10 +76,7 @@ class _Predictor:
     def text_of(self, data: bytes) -> str:
         if not self.text:
             raise _BadRequest(415, "this model reads images: send an image file (JPEG, PNG, ...) in the `file` field.")
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            text = data.decode("latin-1")
+        text, _ = decode_text(data)
         if not text.strip():
             raise _BadRequest(400, "the text is empty.")
         return text
