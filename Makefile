@@ -6,8 +6,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# Debian packages the tests use (Fashion-MNIST ships as one; Chromium renders the HTML report); installed when missing.
-DEBIAN_PACKAGES := dataset-fashion-mnist chromium
+# Debian packages the tests use (Fashion-MNIST ships as one; Chromium renders the HTML report and, with its driver,
+# runs the serving page under Selenium); installed when missing.
+DEBIAN_PACKAGES := dataset-fashion-mnist chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Keras 3 on TensorFlow, the oracle of the parity tester (tests/keras_parity): a venv of its own,

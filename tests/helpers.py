@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 import hubel
 from hubel import layers as L
@@ -91,3 +94,10 @@ def fashion_layers(first_kwargs: dict[str, Any]) -> list[Layer]:
 
 def fashion_model() -> hubel.Sequential:
     return hubel.Sequential(fashion_layers({"input_shape": (28, 28, 1)}))
+
+
+def png(pixels: np.ndarray) -> bytes:
+    """The PNG file of (H, W) or (H, W, C) uint8 pixels."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()

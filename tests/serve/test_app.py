@@ -7,28 +7,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import hubel
+from helpers import png
 from hubel import layers as L
 from hubel.serve import create_app
-
-
-@pytest.fixture(scope="module")
-def digits_model():
-    (x_train, y_train), (x_test, y_test) = hubel.datasets.load("digits")
-    hubel.set_seed(0)
-    model = hubel.Sequential([
-        L.Input((8, 8, 1)), L.Rescaling(1 / 255), L.Conv2D(16, 3, padding="same", activation="relu"),
-        L.Flatten(), L.Dense(10, activation="softmax"),
-    ])  # fmt: skip
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    model.fit(x_train, y_train, epochs=10, verbose=0)
-    model.metadata.update(class_names=[f"digit {d}" for d in range(10)], data="digits")
-    return model, x_test, y_test
-
-
-def png(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @pytest.fixture()
@@ -122,3 +103,102 @@ def test_a_text_model_takes_text_fields_files_and_json():
     assert len(client.post("/predict", json={"texts": ["good", "bad"]}).json()["results"]) == 2
     empty = client.post("/predict", files={"file": ("r.txt", b"   ", "text/plain")})
     assert empty.status_code == 400 and "empty" in empty.json()["error"]
+
+
+def test_explain_adds_a_grad_cam_overlay_of_the_predicted_class(client, digits_model):
+    model, x_test, _ = digits_model
+    answer = client.post("/predict?explain=true", files={"file": ("d.png", png(x_test[0]), "image/png")}).json()
+    assert answer["predictions"][0]["class"] == f"digit {model.predict(x_test[:1])[0].argmax()}"
+    prefix = "data:image/png;base64,"
+    assert answer["gradcam"].startswith(prefix) and answer["layer"] == "conv2d"
+    overlay = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["gradcam"][len(prefix) :]))))
+    assert overlay.shape == (224, 224, 3)  # 8x8 enlarged 28 times, in whole pixels
+    expected = hubel.inspect.heatmap_overlay(x_test[0], hubel.inspect.grad_cam(model, x_test[0]))
+    np.testing.assert_array_equal(overlay, expected)
+    plain = client.post("/predict", files={"file": ("d.png", png(x_test[0]), "image/png")}).json()
+    assert "gradcam" not in plain
+
+
+def test_explain_on_a_text_model_weighs_each_word(review_model):
+    client = TestClient(create_app(review_model))
+    answer = client.post("/predict?explain=true", data={"text": "good good film, bad"}).json()
+    assert answer["predictions"][0]["class"] == "positive"
+    scores = {word["text"]: word["score"] for word in answer["words"] if word["text"].strip()}
+    assert scores["good"] > 0 > scores["bad"] and scores["film,"] == pytest.approx(0.0, abs=0.05)
+    assert "".join(word["text"] for word in answer["words"]) == "good good film, bad"
+
+
+def test_the_page_is_served_whole_from_the_app(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for element in ('id="drop"', 'id="file"', 'id="predictions"', 'id="gradcam"', 'id="card"', 'id="text"'):
+        assert element in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN: it works offline
+
+
+def test_the_model_card_has_the_runs_figures(tmp_path, digits_model):
+    model, _, _ = digits_model
+    run = tmp_path / "digits-run"
+    run.mkdir()
+    model.save(run / "model.hubel")
+    (run / "result.json").write_text('{"test_accuracy": 0.961, "test_loss": 0.12, "seconds": 3}')
+    card = TestClient(create_app(run)).get("/model").json()
+    assert card["model"] == "digits-run" and card["test_metrics"] == {"test_accuracy": 0.961, "test_loss": 0.12}
+    assert card["saved"].startswith("20") and card["engine"]["name"] == "onnxruntime"
+    assert card["engine"]["parity"] <= 1e-4 and card["classes"][3] == "digit 3"
+
+
+def test_onnx_runtime_and_torch_give_the_same_answers(digits_model):
+    model, x_test, _ = digits_model
+    images = {"images": [base64.b64encode(png(pixels)).decode() for pixels in x_test[:32]]}
+    answers = {}
+    for engine in ("onnxruntime", "torch"):
+        app = create_app(model, engine=engine)
+        assert app.state.predictor.engine.name == engine
+        answers[engine] = TestClient(app).post("/predict?top=10", json=images).json()["results"]
+    expected = model.predict(x_test[:32])
+    for row, onnx_answer, torch_answer in zip(expected, answers["onnxruntime"], answers["torch"]):
+        for answer in (onnx_answer, torch_answer):
+            probabilities = {p["class"]: p["probability"] for p in answer["predictions"]}
+            np.testing.assert_allclose([probabilities[f"digit {d}"] for d in range(10)], row, atol=1e-5)
+
+
+def test_an_unknown_engine_is_refused(digits_model):
+    with pytest.raises(hubel.errors.ConfigError, match="engine must be one of auto, onnxruntime, torch"):
+        create_app(digits_model[0], engine="tensorrt")
+
+
+def test_concurrent_requests_share_batches_and_each_gets_its_own_answer(digits_model):
+    import asyncio
+
+    import httpx
+
+    model, x_test, _ = digits_model
+    app = create_app(model, max_batch=16, max_wait_ms=20)
+    expected = model.predict(x_test[:40]).argmax(axis=1)
+
+    async def send_all() -> list[dict]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://serve.test") as http:
+            uploads = [http.post("/predict", files={"file": ("d.png", png(p), "image/png")}) for p in x_test[:40]]
+            return [answer.json() for answer in await asyncio.gather(*uploads)]
+
+    answers = asyncio.run(send_all())
+    assert [answer["predictions"][0]["class"] for answer in answers] == [f"digit {d}" for d in expected]
+    sizes = app.state.predictor.batcher.batch_sizes
+    assert sum(sizes) == 40 and max(sizes) > 1 and max(sizes) <= 16 and len(sizes) < 40
+
+
+def test_serve_says_when_the_port_is_taken(digits_model, tmp_path):
+    import socket
+
+    from hubel.serve import serve
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        with pytest.raises(hubel.errors.ConfigError, match=r"cannot listen on 127.0.0.1:\d+ .*Choose another --port"):
+            serve(digits_model[0].save(tmp_path / "d.hubel"), "127.0.0.1", taken.getsockname()[1])
+    finally:
+        taken.close()

@@ -145,17 +145,16 @@ def _export(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace) -> None:
     import os
 
-    import uvicorn
-
-    from hubel.serve import create_app
+    from hubel.serve import serve
 
     token = args.token or os.environ.get("HUBEL_SERVE_TOKEN")
     if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
         print(f"hubel serve: listening on {args.host} without a token; anyone who can reach it can use it "
               "(--token or HUBEL_SERVE_TOKEN requires one).", file=sys.stderr)  # fmt: skip
-    app = create_app(args.model, max_upload_bytes=int(args.max_upload_mb * 2**20), token=token)
-    print(f"Serving {args.model} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    if args.max_upload_mb <= 0:
+        raise ConfigError(f"--max-upload-mb must be positive. Received: {args.max_upload_mb}")
+    serve(args.model, args.host, args.port, token=token, max_upload_bytes=int(args.max_upload_mb * 2**20),
+          engine=args.engine, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)  # fmt: skip
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -326,6 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--token", help="require `Authorization: Bearer TOKEN` (or set HUBEL_SERVE_TOKEN)")
     serve.add_argument("--max-upload-mb", type=float, default=20.0, help="the largest request body accepted")
+    serve.add_argument(
+        "--engine", default="auto", choices=["auto", "onnxruntime", "torch"],
+        help="what runs the model (default: ONNX Runtime when installed and faithful to the model, else PyTorch)",
+    )  # fmt: skip
+    serve.add_argument("--max-batch", type=int, default=64, help="the most concurrent requests run as one batch")
+    serve.add_argument(
+        "--max-wait-ms", type=float, default=2.0, help="how long a request waits for others to share its batch"
+    )
     serve.set_defaults(run=_serve)
 
     predict = commands.add_parser(

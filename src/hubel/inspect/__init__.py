@@ -16,7 +16,7 @@ from hubel.inspect.confusion import (
     top_losses,
 )
 from hubel.inspect.filters import feature_maps, overlay, show_feature_maps, show_filters
-from hubel.inspect.gradcam import GradCam, grad_cam, show_grad_cam
+from hubel.inspect.gradcam import GradCam, grad_cam, heatmap_overlay, show_grad_cam
 from hubel.inspect.kernels import apply_kernel, list_kernels, show_kernel
 from hubel.inspect.plots import plot_history, save_figure, show_images
 from hubel.inspect.report import report
@@ -29,6 +29,7 @@ __all__ = [
     "confusion_matrix",
     "feature_maps",
     "grad_cam",
+    "heatmap_overlay",
     "highlight_words",
     "list_kernels",
     "most_confused",

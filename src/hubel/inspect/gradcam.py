@@ -23,7 +23,7 @@ from hubel.layers.base import Layer
 from hubel.models.model import walk_layers
 from hubel.train.losses import logits_of
 
-__all__ = ["GradCam", "grad_cam", "show_grad_cam"]
+__all__ = ["GradCam", "grad_cam", "heatmap_overlay", "show_grad_cam"]
 
 
 def _spatial_layer(model: Any) -> Layer:
@@ -116,6 +116,34 @@ def grad_cam(
     """The Grad-CAM heatmap (H, W) in [0, 1] for one image and a class (default: the predicted one)."""
     with GradCam(model, layer) as cam:
         return cam(image, class_index)[0]
+
+
+def heatmap_overlay(image: Any, heatmap: Any, alpha: float = 0.45, min_side: int = 224) -> np.ndarray:
+    """The image with a [0, 1] heatmap blended on top in the jet colours, as (H', W', 3) uint8
+    pixels (no figure: for pages and files). Small images are enlarged, in whole pixels, until
+    their shorter side reaches min_side, so a 28x28 digit stays sharp.
+
+    Example:
+        >>> heatmap_overlay(np.zeros((28, 28, 1), np.uint8), np.ones((28, 28))).shape
+        (224, 224, 3)
+    """
+    from matplotlib import colormaps
+    from PIL import Image
+
+    picture = np.asarray(image)
+    if picture.ndim == 3 and picture.shape[-1] == 1:
+        picture = picture[..., 0]
+    picture = np.clip(picture, 0, 255).astype(np.uint8)
+    if picture.ndim == 2:
+        picture = np.repeat(picture[..., None], 3, axis=-1)
+    height, width = picture.shape[:2]
+    scale = max(1, -(-min_side // max(1, min(height, width))))
+    picture = np.repeat(np.repeat(picture, scale, axis=0), scale, axis=1)
+    heat = Image.fromarray(np.clip(np.asarray(heatmap, dtype=np.float32), 0, 1) * 255).convert("L")
+    heat = np.asarray(heat.resize((width * scale, height * scale), Image.Resampling.BILINEAR))
+    colours = colormaps["jet"](np.arange(256))[:, :3] * 255  # (256, 3)
+    blended = (1 - alpha) * picture + alpha * colours[heat]
+    return np.round(blended).astype(np.uint8)
 
 
 def show_grad_cam(

@@ -2,21 +2,27 @@
 
     app = hubel.serve.create_app("runs/photos")      # then: uvicorn.run(app, host="127.0.0.1")
 
+    GET  /                       a page to try the model: drop a photo (or type text), see the answer
     GET  /health                 {"status": "ok"}
-    GET  /model                  class names, input, training metrics, versions
+    GET  /model                  the model's card: classes, input, data, metrics, date, engine, versions
     POST /predict?top=3          multipart field `file` (an image; a text file or field `text` for a text model)
+    POST /predict?explain=true   the same, plus a Grad-CAM overlay (images) or each word's weight (text)
     POST /predict (JSON)         {"texts": [...]} or {"images": [base64, ...]}: one answer per item
     GET  /docs                   the OpenAPI page
 
 Answers: {"predictions": [{"class": ..., "probability": ...}], "model": ..., "ms": ...}. Every bad
 request is a 4xx JSON {"error": "..."}; the server keeps serving. Uploads larger than
 max_upload_bytes are refused before they are read whole; images past Pillow's pixel limit are
-refused as decompression bombs. With a token, every endpoint but /health wants
+refused as decompression bombs. With a token, every endpoint but / and /health wants
 `Authorization: Bearer TOKEN`. Nothing the client names is read or written on the server.
+
+Inference runs on ONNX Runtime when it is installed (engine.py says why and how), and concurrent
+requests share engine calls through a micro-batcher.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -24,25 +30,31 @@ import io
 import json
 import platform
 import time
+from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
 
 from hubel import __version__
 from hubel.data.images import DecodeOptions, UnreadableImage, decode_image
 from hubel.data.text import decode_text
-from hubel.errors import HubelError
+from hubel.errors import ConfigError, HubelError
 from hubel.models.io import load_model
 from hubel.models.model import Model, top_classes
+from hubel.serve.engine import Engine, MicroBatcher, choose_engine
 
-__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "create_app"]
+__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "create_app", "serve"]
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 2**20
-_MAX_BATCH = 256
+_MAX_BATCH = 256  # items in one JSON request
+_DECODE_INLINE_BYTES = 256 * 2**10  # larger uploads are decoded off the event loop
 
 
 class _BadRequest(Exception):
@@ -52,22 +64,29 @@ class _BadRequest(Exception):
 
 
 class _Predictor:
-    """The model and how requests become its inputs."""
+    """The model, its engine and batcher, and how requests become their inputs."""
 
-    def __init__(self, model: Model, name: str) -> None:
-        self.model, self.name = model, name
+    def __init__(self, model: Model, name: str, engine: Engine, batcher: MicroBatcher) -> None:
+        self.model, self.name, self.engine, self.batcher = model, name, engine, batcher
         self.names = list(model.metadata.get("class_names") or [])
-        self.text = getattr(model, "_vectorizers", [None])[0] is not None
+        self.vectorizer = getattr(model, "_vectorizers", [None])[0]
+        self.text = self.vectorizer is not None
         if not self.text:
             height, width, channels = model.input_shape[1:]
             self.options = DecodeOptions((height, width), "grayscale" if channels == 1 else "rgb")
         self.model.eval()
 
-    def image(self, data: bytes) -> np.ndarray:
+    async def image(self, data: bytes) -> np.ndarray:
+        """(H, W, C) uint8 pixels at the model's input size."""
         if self.text:
             raise _BadRequest(415, 'this model reads text: send a text file, a `text` field, or JSON {"texts": [...]}.')
         if not data:
             raise _BadRequest(400, "the uploaded file is empty.")
+        if len(data) > _DECODE_INLINE_BYTES:  # a large photo would hold up every other request
+            return await run_in_threadpool(self._decode, data)
+        return self._decode(data)
+
+    def _decode(self, data: bytes) -> np.ndarray:
         try:
             return decode_image(io.BytesIO(data), self.options)
         except UnreadableImage as reason:
@@ -81,14 +100,51 @@ class _Predictor:
             raise _BadRequest(400, "the text is empty.")
         return text
 
-    def answer(self, inputs: Any, top: int) -> list[list[dict[str, Any]]]:
-        with torch.no_grad():
-            scores = self.model.predict(inputs if self.text else np.stack(inputs))
-        return [top_classes(row, self.names, top) for row in scores]
+    def example(self, item: Any) -> np.ndarray:
+        """What the engine takes for one item: float32 pixels, or int64 token ids."""
+        if self.text:
+            return self.vectorizer.vectorize([item])[0]
+        return item.astype(np.float32)
+
+    async def answer(self, items: list[Any], top: int, explain: bool) -> list[dict[str, Any]]:
+        scores = await asyncio.gather(*(self.batcher(self.example(item)) for item in items))
+        answers = []
+        for item, row in zip(items, scores):
+            answer: dict[str, Any] = {"predictions": top_classes(row, self.names, top)}
+            if explain:
+                answer.update(await self.batcher.call_in_worker(self._explain, item, row))
+            answers.append(answer)
+        return answers
+
+    def _explain(self, item: Any, scores: np.ndarray) -> dict[str, Any]:
+        """Grad-CAM for an image, occlusion for a text, of the predicted class (on the torch model)."""
+        from hubel.inspect.attribution import word_attributions
+        from hubel.inspect.gradcam import GradCam, heatmap_overlay
+
+        if self.text:
+            words = word_attributions(self.model, item)
+            return {"words": [{"text": word.text, "score": round(word.score, 5)} for word in words]}
+        try:
+            with GradCam(self.model) as cam:
+                heatmap, _ = cam(item)
+                layer = cam.layer.name
+        except ConfigError as reason:
+            return {"gradcam": None, "gradcam_error": str(reason)}
+        buffer = io.BytesIO()
+        Image.fromarray(heatmap_overlay(item, heatmap)).save(buffer, format="PNG")
+        return {"gradcam": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(), "layer": layer}
 
 
-def _metadata(model: Model, name: str) -> dict[str, Any]:
+def _card(model: Model, name: str, path: Path | None, engine: Engine) -> dict[str, Any]:
+    """The model's card: what it takes and answers, what it learned from, how well, and when."""
     history = model.metadata.get("history") or {}
+    result: dict[str, Any] = {}
+    if path is not None and path.name == "model.hubel" and (path.parent / "result.json").is_file():
+        try:  # a run directory's test-set figures
+            result = json.loads((path.parent / "result.json").read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            result = {}
+    saved = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds") if path else None
     return {
         "model": name,
         "classes": list(model.metadata.get("class_names") or []),
@@ -96,28 +152,48 @@ def _metadata(model: Model, name: str) -> dict[str, Any]:
         "parameters": model.count_params(),
         "data": model.metadata.get("data"),
         "final_metrics": {key: values[-1] for key, values in history.items() if values},
+        "test_metrics": {key: result[key] for key in ("test_accuracy", "test_loss") if key in result},
+        "saved": saved,
+        "engine": {"name": engine.name, "note": engine.note, "parity": engine.parity},
         "versions": {"hubel": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
     }
 
 
 def create_app(
-    model: str | Path | Model, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, token: str | None = None
+    model: str | Path | Model,
+    *,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    token: str | None = None,
+    engine: str = "auto",
+    max_batch: int = 64,
+    max_wait_ms: float = 2.0,
 ) -> Any:
-    """The FastAPI app serving `model` (a Model, a .hubel file, or a run directory)."""
+    """The FastAPI app serving `model` (a Model, a .hubel file, or a run directory).
+
+    engine: "auto" (ONNX Runtime when installed and faithful, else PyTorch), "onnxruntime" or
+    "torch". Concurrent requests are grouped into batches of up to max_batch examples, each
+    waiting at most max_wait_ms for company.
+    """
+    path: Path | None = None
     if isinstance(model, Model):
         network, name = model, model.name
     else:
         path = Path(model) / "model.hubel" if Path(model).is_dir() else Path(model)
         network, name = load_model(path), (path.parent.name if path.name == "model.hubel" else path.stem)
-    predictor = _Predictor(network, name)
+    chosen = choose_engine(network, engine)
+    predictor = _Predictor(network, name, chosen, MicroBatcher(chosen, max_batch, max_wait_ms))
+    card = _card(network, name, path, chosen)
+    page = resources.files("hubel.serve").joinpath("page.html").read_text(encoding="utf-8")
     app = FastAPI(title=f"hubel: {name}", version=__version__)
+    app.state.predictor = predictor  # the batcher's batch sizes, for tests and the load benchmark
+    app.router.on_shutdown.append(predictor.batcher.close)
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:
-        if token is not None and request.url.path != "/health":
+        if token is not None and request.url.path not in ("/", "/health"):
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
                 return error(401, "missing or wrong token: send `Authorization: Bearer TOKEN`.")
@@ -134,25 +210,29 @@ def create_app(
     async def hubel_error(request: Request, problem: HubelError) -> JSONResponse:
         return error(422, str(problem))
 
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def home() -> HTMLResponse:
+        return HTMLResponse(page)
+
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/model")
     def describe() -> dict[str, Any]:
-        return _metadata(network, name)
+        return card
 
     @app.post("/predict")
-    async def predict(request: Request, top: int = 3) -> dict[str, Any]:
+    async def predict(request: Request, top: int = 3, explain: bool = False) -> dict[str, Any]:
         started = time.perf_counter()
         if not 1 <= top <= 1000:
             raise _BadRequest(422, f"top must be between 1 and 1000. Received: top={top}")
         body = await _read_body(request, max_upload_bytes)
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "application/json":
-            items = _json_items(body, predictor)
-            answers = predictor.answer(items, top)
-            return {"results": [{"predictions": a} for a in answers], "model": name, "ms": _ms(started)}
+            items = await _json_items(body, predictor)
+            answers = await predictor.answer(items, top, explain)
+            return {"results": answers, "model": name, "ms": _ms(started)}
         if kind not in ("multipart/form-data", "application/x-www-form-urlencoded"):
             raise _BadRequest(
                 415, f"send multipart/form-data (field `file`) or application/json. Received: {kind or 'none'}"
@@ -166,11 +246,57 @@ def create_app(
             raise _BadRequest(422, f"expected the upload in the multipart field `file`. Received fields: {fields}")
         else:
             data = await upload.read()
-            item = predictor.text_of(data) if predictor.text else predictor.image(data)
-        answers = predictor.answer([item], top)
-        return {"predictions": answers[0], "model": name, "ms": _ms(started)}
+            item = predictor.text_of(data) if predictor.text else await predictor.image(data)
+        (answer,) = await predictor.answer([item], top, explain)
+        return {**answer, "model": name, "ms": _ms(started)}
 
     return app
+
+
+def serve(
+    model: str | Path | Model,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    token: str | None = None,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    engine: str = "auto",
+    max_batch: int = 64,
+    max_wait_ms: float = 2.0,
+) -> None:
+    """Serve `model` with uvicorn until interrupted (what `hubel serve` runs). The port is bound
+    before the model loads, so a port in use is a ConfigError at once."""
+    import socket
+    import sys
+
+    import uvicorn
+
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"serve: the port must be between 0 and 65535. Received: port={port}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({error.strerror or error}). Choose another --port or --host."
+        ) from None
+    try:
+        app = create_app(
+            model, max_upload_bytes=max_upload_bytes, token=token, engine=engine, max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+        )  # fmt: skip
+        chosen = app.state.predictor.engine
+        parity = f", max |difference| from hubel {chosen.parity:.1e}" if chosen.parity is not None else ""
+        shown = f"[{host}]" if ":" in host else host
+        print(f"Serving {app.state.predictor.name} on http://{shown}:{listener.getsockname()[1]}/ "
+              f"(inference: {chosen.note}{parity}; API docs at /docs)", file=sys.stderr)  # fmt: skip
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        server.run(sockets=[listener])
+    finally:
+        listener.close()
 
 
 def _ms(started: float) -> float:
@@ -190,7 +316,7 @@ async def _read_body(request: Any, limit: int) -> bytes:
     return body
 
 
-def _json_items(body: bytes, predictor: _Predictor) -> list[Any]:
+async def _json_items(body: bytes, predictor: _Predictor) -> list[Any]:
     try:
         document = json.loads(body or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -208,7 +334,8 @@ def _json_items(body: bytes, predictor: _Predictor) -> list[Any]:
     images = []
     for index, value in enumerate(values):
         try:
-            images.append(predictor.image(base64.b64decode(value, validate=True)))
+            data = base64.b64decode(value, validate=True)
         except (binascii.Error, TypeError, ValueError):
             raise _BadRequest(422, f"images[{index}] is not base64-encoded image bytes.") from None
+        images.append(await predictor.image(data))
     return images
