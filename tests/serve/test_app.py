@@ -202,3 +202,44 @@ def test_serve_says_when_the_port_is_taken(digits_model, tmp_path):
             serve(digits_model[0].save(tmp_path / "d.hubel"), "127.0.0.1", taken.getsockname()[1])
     finally:
         taken.close()
+
+
+def test_hubel_serve_with_two_workers_answers_and_stops_on_interrupt(digits_model, tmp_path):
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    model, x_test, _ = digits_model
+    path = model.save(tmp_path / "digits.hubel")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "hubel", "serve", str(path), "--port", str(port), "--workers", "2"]
+    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                answer = httpx.post(
+                    f"http://127.0.0.1:{port}/predict", files={"file": ("d.png", png(x_test[0]), "image/png")}
+                )
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.3)
+        assert answer.json()["predictions"][0]["class"] == f"digit {model.predict(x_test[:1])[0].argmax()}"
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, errors = server.communicate(timeout=60)
+    assert server.returncode == 0 and "2 processes, inference: ONNX Runtime" in errors
+
+
+def test_several_workers_need_a_model_file(digits_model):
+    from hubel.serve import serve
+
+    with pytest.raises(hubel.errors.ConfigError, match="more than 1 needs a model file"):
+        serve(digits_model[0], workers=2)

@@ -154,7 +154,8 @@ def _serve(args: argparse.Namespace) -> None:
     if args.max_upload_mb <= 0:
         raise ConfigError(f"--max-upload-mb must be positive. Received: {args.max_upload_mb}")
     serve(args.model, args.host, args.port, token=token, max_upload_bytes=int(args.max_upload_mb * 2**20),
-          engine=args.engine, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)  # fmt: skip
+          engine=args.engine, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+          workers=args.workers)  # fmt: skip
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -329,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine", default="auto", choices=["auto", "onnxruntime", "torch"],
         help="what runs the model (default: ONNX Runtime when installed and faithful to the model, else PyTorch)",
     )  # fmt: skip
+    serve.add_argument(
+        "--workers", type=int, default=1, help="processes answering on the port, each with its model (default 1)"
+    )
     serve.add_argument("--max-batch", type=int, default=64, help="the most concurrent requests run as one batch")
     serve.add_argument(
         "--max-wait-ms", type=float, default=2.0, help="how long a request waits for others to share its batch"

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
@@ -50,7 +50,7 @@ from hubel.models.io import load_model
 from hubel.models.model import Model, top_classes
 from hubel.serve.engine import Engine, MicroBatcher, choose_engine
 
-__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "create_app", "serve"]
+__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "app_from_environment", "create_app", "serve"]
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 2**20
 _MAX_BATCH = 256  # items in one JSON request
@@ -135,6 +135,33 @@ class _Predictor:
         return {"gradcam": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(), "layer": layer}
 
 
+class _Guard:
+    """The token and the declared size, checked before the app sees a request. Plain ASGI, not
+    @app.middleware: that wraps every request in tasks and streams, and halved the requests/s."""
+
+    def __init__(self, app: Any, token: str | None, max_upload_bytes: int) -> None:
+        self.app, self.max_upload_bytes = app, max_upload_bytes
+        self.expected = None if token is None else f"Bearer {token}".encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            problem = self._problem(scope["path"], headers)
+            if problem is not None:
+                await JSONResponse({"error": problem[1]}, status_code=problem[0])(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _problem(self, path: str, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
+        if self.expected is not None and path not in ("/", "/health"):
+            if not hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
+                return 401, "missing or wrong token: send `Authorization: Bearer TOKEN`."
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_upload_bytes:
+            return 413, f"the request is {int(length):,} bytes; the limit is {self.max_upload_bytes:,}."
+        return None
+
+
 def _card(model: Model, name: str, path: Path | None, engine: Engine) -> dict[str, Any]:
     """The model's card: what it takes and answers, what it learned from, how well, and when."""
     history = model.metadata.get("history") or {}
@@ -167,12 +194,13 @@ def create_app(
     engine: str = "auto",
     max_batch: int = 64,
     max_wait_ms: float = 2.0,
+    threads: int | None = None,
 ) -> Any:
     """The FastAPI app serving `model` (a Model, a .hubel file, or a run directory).
 
     engine: "auto" (ONNX Runtime when installed and faithful, else PyTorch), "onnxruntime" or
     "torch". Concurrent requests are grouped into batches of up to max_batch examples, each
-    waiting at most max_wait_ms for company.
+    waiting at most max_wait_ms for company. threads: ONNX Runtime's (default: one per core).
     """
     path: Path | None = None
     if isinstance(model, Model):
@@ -180,7 +208,7 @@ def create_app(
     else:
         path = Path(model) / "model.hubel" if Path(model).is_dir() else Path(model)
         network, name = load_model(path), (path.parent.name if path.name == "model.hubel" else path.stem)
-    chosen = choose_engine(network, engine)
+    chosen = choose_engine(network, engine, threads)
     predictor = _Predictor(network, name, chosen, MicroBatcher(chosen, max_batch, max_wait_ms))
     card = _card(network, name, path, chosen)
     page = resources.files("hubel.serve").joinpath("page.html").read_text(encoding="utf-8")
@@ -191,16 +219,7 @@ def create_app(
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Any:
-        if token is not None and request.url.path not in ("/", "/health"):
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return error(401, "missing or wrong token: send `Authorization: Bearer TOKEN`.")
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_upload_bytes:
-            return error(413, f"the request is {int(length):,} bytes; the limit is {max_upload_bytes:,}.")
-        return await call_next(request)
+    app.add_middleware(_Guard, token=token, max_upload_bytes=max_upload_bytes)
 
     @app.exception_handler(_BadRequest)
     async def bad_request(request: Request, problem: _BadRequest) -> JSONResponse:
@@ -211,28 +230,28 @@ def create_app(
         return error(422, str(problem))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def home() -> HTMLResponse:
+    async def home() -> HTMLResponse:
         return HTMLResponse(page)
 
     @app.get("/health")
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/model")
-    def describe() -> dict[str, Any]:
+    async def describe() -> dict[str, Any]:
         return card
 
-    @app.post("/predict")
-    async def predict(request: Request, top: int = 3, explain: bool = False) -> dict[str, Any]:
+    @app.post("/predict", openapi_extra=_PREDICT_OPENAPI, response_model=None)
+    async def predict(request: Request) -> Response:
+        """The top classes for one upload (multipart) or for each item of a JSON batch."""
         started = time.perf_counter()
-        if not 1 <= top <= 1000:
-            raise _BadRequest(422, f"top must be between 1 and 1000. Received: top={top}")
+        top, explain = _options(request.query_params)  # read here, not by FastAPI: a third of a request's time
         body = await _read_body(request, max_upload_bytes)
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "application/json":
             items = await _json_items(body, predictor)
             answers = await predictor.answer(items, top, explain)
-            return {"results": answers, "model": name, "ms": _ms(started)}
+            return _json({"results": answers, "model": name, "ms": _ms(started)})
         if kind not in ("multipart/form-data", "application/x-www-form-urlencoded"):
             raise _BadRequest(
                 415, f"send multipart/form-data (field `file`) or application/json. Received: {kind or 'none'}"
@@ -248,7 +267,7 @@ def create_app(
             data = await upload.read()
             item = predictor.text_of(data) if predictor.text else await predictor.image(data)
         (answer,) = await predictor.answer([item], top, explain)
-        return {**answer, "model": name, "ms": _ms(started)}
+        return _json({**answer, "model": name, "ms": _ms(started)})
 
     return app
 
@@ -263,9 +282,13 @@ def serve(
     engine: str = "auto",
     max_batch: int = 64,
     max_wait_ms: float = 2.0,
+    workers: int = 1,
 ) -> None:
     """Serve `model` with uvicorn until interrupted (what `hubel serve` runs). The port is bound
-    before the model loads, so a port in use is a ConfigError at once."""
+    before the model loads, so a port in use is a ConfigError at once. workers > 1 runs that many
+    processes on the one port, each with its model, batcher and share of the cores (a model
+    file or run directory only: each process loads it)."""
+    import os
     import socket
     import sys
 
@@ -273,6 +296,15 @@ def serve(
 
     if not 0 <= port <= 65535:
         raise ConfigError(f"serve: the port must be between 0 and 65535. Received: port={port}")
+    if workers < 1 or (workers > 1 and isinstance(model, Model)):
+        raise ConfigError(
+            f"serve: workers must be 1 or more, and more than 1 needs a model file or run directory (each process "
+            f"loads it). Received: workers={workers}"
+        )
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    settings = {"model": model if isinstance(model, Model) else str(model), "max_upload_bytes": max_upload_bytes,
+                "token": token, "engine": engine, "max_batch": max_batch, "max_wait_ms": max_wait_ms,
+                "threads": threads}  # fmt: skip
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -284,19 +316,75 @@ def serve(
             f"cannot listen on {host}:{port} ({error.strerror or error}). Choose another --port or --host."
         ) from None
     try:
-        app = create_app(
-            model, max_upload_bytes=max_upload_bytes, token=token, engine=engine, max_batch=max_batch,
-            max_wait_ms=max_wait_ms,
-        )  # fmt: skip
+        app = create_app(**settings)  # in the parent too: a bad model fails here, once, before any worker starts
         chosen = app.state.predictor.engine
         parity = f", max |difference| from hubel {chosen.parity:.1e}" if chosen.parity is not None else ""
         shown = f"[{host}]" if ":" in host else host
+        processes = f"{workers} processes, " if workers > 1 else ""
         print(f"Serving {app.state.predictor.name} on http://{shown}:{listener.getsockname()[1]}/ "
-              f"(inference: {chosen.note}{parity}; API docs at /docs)", file=sys.stderr)  # fmt: skip
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        server.run(sockets=[listener])
+              f"({processes}inference: {chosen.note}{parity}; API docs at /docs)", file=sys.stderr)  # fmt: skip
+        if workers == 1:
+            uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listener])
+            return
+        del app
+        os.environ[_WORKER_SETTINGS] = json.dumps(settings)
+        uvicorn.run(f"{__name__}:app_from_environment", factory=True, workers=workers, fd=listener.fileno(),
+                    log_level="warning")  # fmt: skip
     finally:
         listener.close()
+
+
+_WORKER_SETTINGS = "HUBEL_SERVE_WORKER_SETTINGS"
+
+
+def app_from_environment() -> Any:
+    """The app of one `hubel serve --workers N` process, from the settings its parent left in the
+    environment; the torch threads are that process's share of the cores."""
+    import os
+
+    settings = json.loads(os.environ[_WORKER_SETTINGS])
+    torch.set_num_threads(settings["threads"] or torch.get_num_threads())
+    return create_app(**settings)
+
+
+_PREDICT_OPENAPI = {
+    "parameters": [
+        {"name": "top", "in": "query", "schema": {"type": "integer", "default": 3, "minimum": 1, "maximum": 1000},
+         "description": "how many classes to return, best first"},
+        {"name": "explain", "in": "query", "schema": {"type": "boolean", "default": False},
+         "description": "add a Grad-CAM overlay (an image model) or each word's weight (a text model)"},
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "file": {"type": "string", "format": "binary", "description": "an image (a text file: text models)"},
+                "text": {"type": "string", "description": "a text, for a text model"}}}},
+            "application/json": {"schema": {"type": "object", "properties": {
+                "images": {"type": "array", "items": {"type": "string", "format": "byte"}, "maxItems": _MAX_BATCH},
+                "texts": {"type": "array", "items": {"type": "string"}, "maxItems": _MAX_BATCH}}}},
+        },
+    },
+}  # fmt: skip
+
+
+def _options(query: Any) -> tuple[int, bool]:
+    """(top, explain) from the query string, or a 422 that says what was wrong."""
+    given = query.get("top", "3")
+    try:
+        top = int(given)
+    except ValueError:
+        top = 0
+    if not 1 <= top <= 1000:
+        raise _BadRequest(422, f"top must be a whole number between 1 and 1000. Received: top={given!r}")
+    flag = query.get("explain", "false").lower()
+    if flag not in ("true", "false", "1", "0", "yes", "no", "on", "off", ""):
+        raise _BadRequest(422, f"explain must be true or false. Received: explain={flag!r}")
+    return top, flag in ("true", "1", "yes", "on")
+
+
+def _json(content: dict[str, Any]) -> Response:
+    return Response(json.dumps(content), media_type="application/json")
 
 
 def _ms(started: float) -> float:

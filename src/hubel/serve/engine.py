@@ -56,7 +56,7 @@ def _torch_engine(model: Model, note: str) -> Engine:
     return Engine("torch", run, note)
 
 
-def _onnx_engine(model: Model) -> Engine:
+def _onnx_engine(model: Model, threads: int | None) -> Engine:
     import onnxruntime
 
     from hubel.export.onnx import export_onnx  # serve/ sits above export/
@@ -66,6 +66,7 @@ def _onnx_engine(model: Model) -> Engine:
         graph = result.path.read_bytes()
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # warnings about unused initializers are not the user's business
+    options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's choice, one per core
     session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     def run(batch: np.ndarray) -> np.ndarray:
@@ -74,9 +75,10 @@ def _onnx_engine(model: Model) -> Engine:
     return Engine("onnxruntime", run, f"ONNX Runtime {onnxruntime.__version__}", result.max_difference)
 
 
-def choose_engine(model: Model, engine: str = "auto") -> Engine:
+def choose_engine(model: Model, engine: str = "auto", threads: int | None = None) -> Engine:
     """The engine for `model`: "onnxruntime", "torch", or "auto" (ONNX Runtime on CPU when it is
-    installed and its export reproduces the model; PyTorch otherwise, and always on a GPU)."""
+    installed and its export reproduces the model; PyTorch otherwise, and always on a GPU).
+    threads: ONNX Runtime's threads (default: one per core)."""
     if engine not in ENGINES:
         raise ConfigError(f"serve: engine must be one of {', '.join(ENGINES)}. Received: engine={engine!r}")
     if engine == "torch":
@@ -91,7 +93,7 @@ def choose_engine(model: Model, engine: str = "auto") -> Engine:
             raise ConfigError("serve: engine 'onnxruntime' needs it installed: pip install onnxruntime") from None
         return _torch_engine(model, "PyTorch (onnxruntime is not installed: pip install onnxruntime for speed)")
     try:
-        return _onnx_engine(model)
+        return _onnx_engine(model, threads)
     except HubelError as error:
         if engine == "onnxruntime":
             raise
