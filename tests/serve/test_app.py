@@ -35,6 +35,17 @@ def test_predict_an_uploaded_image_as_model_predict_does(client, digits_model):
     assert batch.status_code == 200 and len(batch.json()["results"]) == 3
 
 
+def test_unknown_paths_and_methods_get_json_errors_that_list_the_endpoints(client):
+    for answer, status in ((client.get("/nothing"), 404), (client.get("/predict"), 405)):
+        assert answer.status_code == status and "The endpoints: GET /, GET /health" in answer.json()["error"]
+
+
+def test_a_long_text_field_is_read_up_to_the_upload_limit(review_model):
+    client = TestClient(create_app(review_model, max_upload_bytes=4 * 2**20))
+    answer = client.post("/predict", data={"text": "good " * 300_000})  # 1.5 MB, past starlette's 1 MB default
+    assert answer.status_code == 200 and answer.json()["predictions"][0]["class"] == "positive"
+
+
 def test_health_model_and_docs(client):
     assert client.get("/health").json() == {"status": "ok"}
     described = client.get("/model").json()
@@ -54,6 +65,9 @@ def test_health_model_and_docs(client):
         ({"json": {"texts": ["a"]}}, 422, '"images"'),
         ({"content": b"{", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
         ({"content": b"x" * (2**20 + 10), "headers": {"content-type": "application/json"}}, 413, "limit"),
+        ({"content": b"abc", "headers": {"content-type": "multipart/form-data"}}, 400, "Missing boundary"),
+        ({"params": {"top": "many"}, "files": {"file": ("x.png", b"a", "image/png")}}, 422, "top must be a whole"),
+        ({"params": {"explain": "perhaps"}, "files": {"file": ("x.png", b"a", "image/png")}}, 422, "explain must be"),
     ],
     ids=[
         "not-image",
@@ -65,6 +79,9 @@ def test_health_model_and_docs(client):
         "texts-to-image-model",
         "bad-json",
         "too-large",
+        "multipart-without-boundary",
+        "top-not-a-number",
+        "explain-not-a-yes-or-no",
     ],
 )
 def test_bad_requests_are_4xx_json_and_the_server_keeps_serving(client, request_arguments, status, message):

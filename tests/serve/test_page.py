@@ -100,9 +100,9 @@ def test_a_typed_text_gets_its_class_and_its_words_weighed(browser, serving, rev
     rows = wait_for(browser, lambda page: page.find_elements(By.CSS_SELECTOR, "#predictions .prediction"))
     assert [row.get_attribute("data-class") for row in rows] == ["negative", "positive"]
     words = wait_for(browser, lambda page: page.find_elements(By.CSS_SELECTOR, "#words span[title]"))
-    assert {word.text: float(word.get_attribute("title")) < 0 for word in words}[
-        "good"
-    ] is True  # "good" argued against negative
+    weights = {word.text: float(word.get_attribute("title")) for word in words}
+    assert weights["good"] < 0 < weights["bad"]  # for the answer, negative: "bad" argued for it, "good" against
+    assert not browser.find_element(By.ID, "gradcam").is_displayed()  # no broken image for a text
 
 
 def test_a_bad_upload_shows_the_servers_message(browser, serving, digits_model, tmp_path: Path):

@@ -41,6 +41,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hubel import __version__
 from hubel.data.images import DecodeOptions, UnreadableImage, decode_image
@@ -229,6 +230,14 @@ def create_app(
     async def hubel_error(request: Request, problem: HubelError) -> JSONResponse:
         return error(422, str(problem))
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, problem: StarletteHTTPException) -> JSONResponse:
+        """Starlette's own refusals (no such path, wrong method, a malformed form) in the same shape."""
+        message = f"{str(problem.detail).rstrip('.')} ({request.method} {request.url.path})"
+        if problem.status_code in (404, 405):
+            message += ". The endpoints: GET /, GET /health, GET /model, POST /predict, GET /docs."
+        return error(problem.status_code, message)
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def home() -> HTMLResponse:
         return HTMLResponse(page)
@@ -256,7 +265,7 @@ def create_app(
             raise _BadRequest(
                 415, f"send multipart/form-data (field `file`) or application/json. Received: {kind or 'none'}"
             )
-        form = await request.form()
+        form = await request.form(max_files=4, max_fields=16, max_part_size=max_upload_bytes)
         upload = form.get("file")
         if upload is None and predictor.text and isinstance(form.get("text"), str):
             item: Any = predictor.text_of(str(form["text"]).encode())
