@@ -318,12 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="answer predictions over HTTP (POST /predict, GET /model, /health, /docs)",
-        description="Serve a .hubel model or a run directory over HTTP with FastAPI and uvicorn.",
-        epilog="example: hubel serve runs/photos --port 8000;  curl -F file=@cat.jpg localhost:8000/predict",
+        description="Serve a .hubel model or a run directory over HTTP with FastAPI and uvicorn: a page to try it "
+        "at /, POST /predict (?top=k, ?explain=true), GET /model, /health and the API docs at /docs.",
+        epilog="example: hubel serve runs/photos --port 8000  (open http://127.0.0.1:8000/);  "
+        "curl -F file=@cat.jpg localhost:8000/predict",
     )
     serve.add_argument("model", metavar="MODEL", help="a .hubel file or a run directory")
     serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: this machine only)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=int, default=8000, help="the port to listen on (default 8000)")
     serve.add_argument("--token", help="require `Authorization: Bearer TOKEN` (or set HUBEL_SERVE_TOKEN)")
     serve.add_argument("--max-upload-mb", type=float, default=20.0, help="the largest request body accepted")
     serve.add_argument(

@@ -304,10 +304,10 @@ def serve(
     import uvicorn
 
     if not 0 <= port <= 65535:
-        raise ConfigError(f"serve: the port must be between 0 and 65535. Received: port={port}")
+        raise ConfigError(f"the port must be between 0 and 65535. Received: port={port}")
     if workers < 1 or (workers > 1 and isinstance(model, Model)):
         raise ConfigError(
-            f"serve: workers must be 1 or more, and more than 1 needs a model file or run directory (each process "
+            f"workers must be 1 or more, and more than 1 needs a model file or run directory (each process "
             f"loads it). Received: workers={workers}"
         )
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None

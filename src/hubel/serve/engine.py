@@ -80,7 +80,7 @@ def choose_engine(model: Model, engine: str = "auto", threads: int | None = None
     installed and its export reproduces the model; PyTorch otherwise, and always on a GPU).
     threads: ONNX Runtime's threads (default: one per core)."""
     if engine not in ENGINES:
-        raise ConfigError(f"serve: engine must be one of {', '.join(ENGINES)}. Received: engine={engine!r}")
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}. Received: engine={engine!r}")
     if engine == "torch":
         return _torch_engine(model, "PyTorch, as asked")
     on_gpu = any(parameter.device.type != "cpu" for parameter in model.parameters())
@@ -90,7 +90,7 @@ def choose_engine(model: Model, engine: str = "auto", threads: int | None = None
         import onnxruntime  # noqa: F401
     except ImportError:
         if engine == "onnxruntime":
-            raise ConfigError("serve: engine 'onnxruntime' needs it installed: pip install onnxruntime") from None
+            raise ConfigError("engine 'onnxruntime' needs it installed: pip install onnxruntime") from None
         return _torch_engine(model, "PyTorch (onnxruntime is not installed: pip install onnxruntime for speed)")
     try:
         return _onnx_engine(model, threads)
@@ -112,9 +112,9 @@ class MicroBatcher:
 
     def __init__(self, engine: Callable[[np.ndarray], np.ndarray], max_batch: int = 64, max_wait_ms: float = 2.0):
         if max_batch < 1:
-            raise ConfigError(f"serve: max_batch must be at least 1. Received: max_batch={max_batch}")
+            raise ConfigError(f"max_batch must be at least 1. Received: max_batch={max_batch}")
         if max_wait_ms < 0:
-            raise ConfigError(f"serve: max_wait_ms must be 0 or more. Received: max_wait_ms={max_wait_ms}")
+            raise ConfigError(f"max_wait_ms must be 0 or more. Received: max_wait_ms={max_wait_ms}")
         self.engine, self.max_batch, self.max_wait = engine, max_batch, max_wait_ms / 1000
         self.batch_sizes: list[int] = []  # every batch run, for tests and the load benchmark
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hubel-serve-model")
