@@ -41,7 +41,7 @@ from hubel.models.model import Model, is_text, top_classes
 from hubel.models.sequential import Sequential
 from hubel.models.spec import model_from_spec
 from hubel.models.zoo import ZOO, Recipe, create_model
-from hubel.train.callbacks import Callback, EarlyStopping, JSONLinesLogger
+from hubel.train.callbacks import Callback, EarlyStopping, JSONLinesLogger, TrainingBudget
 from hubel.train.optimizers import OPTIMIZERS, Optimizer, get_optimizer
 from hubel.train.progress import format_logs
 from hubel.train.schedules import OneCycle
@@ -224,12 +224,73 @@ def _steps_per_epoch(train_data: Any, batch_size: int, validation: Any = None) -
     return math.ceil(kept / batch_size)
 
 
+_REPORT_SECONDS = 7.0  # the report's pictures beyond its pass over the test set: 7.7 s measured (benchmarks/README.md)
+_MAX_BUDGET_EPOCHS = 200
+
+
+def _steps_that_fit(
+    left: float, seconds_per_step: float, validation_seconds: float, steps_per_epoch: int, done: int = 0
+) -> tuple[int, int]:
+    """(total steps, epochs) that fill `left` seconds with training steps after the `done` ones,
+    and one validation at the end of each epoch still to finish (the last one may be partial)."""
+    finished = done // steps_per_epoch
+    epochs, total = finished + 1, done + 1
+    for _ in range(4):  # the epochs decide how often validation runs, which decides the steps: settles in two
+        total = done + max(1, int((left - (epochs - finished) * validation_seconds) / seconds_per_step))
+        epochs = min(_MAX_BUDGET_EPOCHS, max(finished + 1, math.ceil(total / steps_per_epoch)))
+    return min(total, epochs * steps_per_epoch), epochs
+
+
+class _Replan(Callback):
+    """The budget's second look: after `measured` real steps (past the first `settle`, which are
+    slow while the kernels are chosen), and again at each epoch's end (when the cost of validating,
+    logging and checkpointing an epoch is known), re-time the run and set the step limit and the
+    one-cycle schedule to what is left of the time, within the epochs fit was given. The probe
+    before training is short and on a copy, so this is where the plan gets its real speed."""
+
+    def __init__(self, limit: TrainingBudget, schedule: OneCycle, plan: dict[str, Any], fit_ends_at: float) -> None:
+        self.limit, self.schedule, self.plan, self.fit_ends_at = limit, schedule, plan, fit_ends_at
+        self.settle, self.measured, self.taken, self.mark = 2, 16, 0, 0.0
+        self.per_step, self.per_epoch_extra, self.epoch_started, self.epoch_steps = 0.0, 0.0, 0.0, 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float]) -> None:
+        self.epoch_started, self.epoch_steps = time.perf_counter(), 0
+
+    def on_batch_end(self, batch: int, logs: dict[str, float]) -> None:
+        self.taken += 1
+        self.epoch_steps += 1
+        if self.taken == self.settle:
+            self.mark = time.perf_counter()
+        if self.taken == self.settle + self.measured:
+            self.per_step = (time.perf_counter() - self.mark) / self.measured
+            self._replan(self.plan["validation_seconds_per_epoch"])
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        # the epoch's time beyond its steps: validation (done by now) and the epoch's logging
+        if self.per_step and self.epoch_steps and self.limit.stopped_by is None:
+            spent = time.perf_counter() - self.epoch_started
+            self.per_epoch_extra = max(self.per_epoch_extra, spent - self.epoch_steps * self.per_step)
+            self._replan(self.per_epoch_extra)
+
+    def _replan(self, per_epoch_extra: float) -> None:
+        plan, now = self.plan, time.perf_counter()
+        total, _ = _steps_that_fit(self.fit_ends_at - now, self.per_step, per_epoch_extra, plan["steps_per_epoch"],
+                                   done=self.taken)  # fmt: skip
+        total = max(self.taken + 1, min(total, plan["epochs"] * plan["steps_per_epoch"]))
+        self.limit.steps = total
+        self.schedule.retarget(total)
+        plan.update(seconds_per_step_in_training=self.per_step, total_steps=total,
+                    epochs=math.ceil(total / plan["steps_per_epoch"]))  # fmt: skip
+
+
 def _plan_budget(
-    network: Sequential, train_data: Any, validation: Any, batch_size: int, budget: float, spent: float
+    network: Sequential, train_data: Any, validation: Any, test: Any, batch_size: int, budget: float, started: float
 ) -> dict[str, Any]:
-    """Time a few training steps on a throwaway copy of the model (its weights, optimizer and the
-    random state stay as they were) and size the run to the budget: 85% of what is left trains,
-    the rest covers validation, saving and the report."""
+    """Time a few training steps and a few inference batches on a throwaway copy of the model (its
+    weights, optimizer and the random state stay as they were), then size the run in steps: what
+    is left of the budget, less the measured cost of validating each epoch and of the test pass,
+    the saving and the report at the end, is spent training. The epochs are whole passes over the
+    data but the last, which stops at the planned step."""
     if budget <= 0:
         raise ConfigError(f"expected a positive time budget. Received: {budget}")
     if isinstance(train_data, ImageFolderDataset):
@@ -249,18 +310,31 @@ def _plan_budget(
         )
         validation_steps = math.ceil(held_out / batch_size)
     steps_per_epoch = _steps_per_epoch(train_data, batch_size, validation)
+    test_examples = len(test[0]) if isinstance(test, tuple) else len(getattr(test, "labels", test))
     random_state = torch.get_rng_state()
     probe = copy.deepcopy(network)
-    probe.fit(x_probe[: batch_size * 4], y_probe[: batch_size * 4], batch_size=batch_size, verbose=0)  # warm-up
-    timed_steps = math.ceil(len(x_probe) / batch_size)
+    probe.fit(x_probe[:batch_size], y_probe[:batch_size], batch_size=batch_size, verbose=0)  # warm-up
+    timed_steps = 6  # a rough first figure: training re-times itself after its first steps (_Replan)
     start = time.perf_counter()
-    probe.fit(x_probe, y_probe, batch_size=batch_size, verbose=0)
+    probe.fit(x_probe[: batch_size * timed_steps], y_probe[: batch_size * timed_steps], batch_size=batch_size,
+              verbose=0)  # fmt: skip
+    timed_steps = math.ceil(len(x_probe[: batch_size * timed_steps]) / batch_size)
     seconds_per_step = (time.perf_counter() - start) / timed_steps
+    inference_batch = max(batch_size, 256)  # evaluate and the report predict in batches of this size or more
+    start = time.perf_counter()
+    probe.predict(x_probe[:inference_batch], batch_size=inference_batch)
+    seconds_per_example = (time.perf_counter() - start) / len(x_probe[:inference_batch])
     torch.set_rng_state(random_state)
-    epoch_seconds = (steps_per_epoch + validation_steps / 3) * seconds_per_step  # a forward pass costs ~1/3 of a step
-    epochs = int(max(1, min(200, (0.85 * (budget - spent)) // epoch_seconds)))
+    validation_seconds = validation_steps * batch_size * seconds_per_example
+    finish_seconds = 2 * test_examples * seconds_per_example + _REPORT_SECONDS  # the test pass, the report's
+    after_probe = budget - (time.perf_counter() - started)
+    left = max(after_probe - finish_seconds, budget / 2)  # a budget too small for the report still trains
+    total_steps, epochs = _steps_that_fit(left, seconds_per_step, validation_seconds, steps_per_epoch)
+    fit_ends_after = time.perf_counter() - started + left  # seconds into the run
     return {"seconds": budget, "seconds_per_step": seconds_per_step, "timed_steps": timed_steps,
-            "steps_per_epoch": steps_per_epoch, "epochs": epochs}  # fmt: skip
+            "steps_per_epoch": steps_per_epoch, "epochs": epochs, "total_steps": total_steps,
+            "validation_seconds_per_epoch": validation_seconds, "finish_seconds_planned": finish_seconds,
+            "fit_ends_after": fit_ends_after}  # fmt: skip
 
 
 def train(
@@ -382,18 +456,26 @@ def train(
     if budget is not None:
         if resume:
             raise ConfigError("--budget plans a new run; resume a budgeted run with --epochs.")
-        plan = _plan_budget(
-            network, train_data, loaded["validation"], batch_size, budget, time.perf_counter() - started
-        )
+        plan = _plan_budget(network, train_data, loaded["validation"], loaded["test"], batch_size, budget, started)
         epochs = plan["epochs"]
         callbacks.append(EarlyStopping(monitor="val_accuracy", patience=epochs + 1, restore_best_weights=True))
         config.update({"epochs": epochs, "budget": plan})
     if budget is not None or one_cycle_peak is not None or recipe.one_cycle:
         steps_per_epoch = _steps_per_epoch(train_data, batch_size, loaded["validation"])
+        total_steps = plan["total_steps"] if plan else epochs * steps_per_epoch
         peak = one_cycle_peak or (chosen.learning_rate if rate_chosen else 2 * chosen.learning_rate)
         config["one_cycle_peak"] = peak
-        chosen.schedule = OneCycle(peak, total_steps=epochs * steps_per_epoch)
-        config["schedule"] = f"one-cycle to {peak:g} over {epochs} epochs of {steps_per_epoch} steps"
+        chosen.schedule = OneCycle(peak, total_steps=total_steps)
+        config["schedule"] = (
+            f"one-cycle to {peak:g} over {total_steps} steps ({epochs} epochs of up to {steps_per_epoch})"
+        )
+    if plan:  # the planned steps, re-timed after a few; a deadline in case the machine slows down
+        fit_ends_at = started + plan["fit_ends_after"]
+        limit = TrainingBudget(
+            steps=plan["total_steps"],
+            seconds=max(1.0, fit_ends_at - time.perf_counter() - plan["validation_seconds_per_epoch"]),
+        )
+        callbacks += [limit, _Replan(limit, chosen.schedule, plan, fit_ends_at)]
     if not resume:
         (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     fit_options: dict[str, Any] = {
@@ -401,6 +483,7 @@ def train(
         "callbacks": [JSONLinesLogger(directory / "metrics.jsonl"), _LogFile(directory / "train.log", epochs),
                       *callbacks],
     }  # fmt: skip
+    fit_started = time.perf_counter()
     if isinstance(train_data, ImageFolderDataset) or loaded["validation"] is not None:
         data_arguments = [train_data] if isinstance(train_data, ImageFolderDataset) else list(train_data)
         history = network.fit(*data_arguments, validation_data=loaded["validation"], **fit_options)
@@ -412,13 +495,18 @@ def train(
         f"augmentation: {augment or 'none'}."
     ]
     if plan:
+        plan["steps_taken"], plan["stopped_by"] = limit.taken, limit.stopped_by
         best = max(history.history.get("val_accuracy", [0.0]))
+        per_step = plan.get("seconds_per_step_in_training", plan["seconds_per_step"])
         notes.append(
-            f"Time budget {budget:.0f} s: {plan['seconds_per_step'] * 1000:.1f} ms per step measured on "
-            f"{plan['timed_steps']} steps, so {plan['epochs']} epochs of {plan['steps_per_epoch']} steps with a "
-            f"one-cycle schedule; the best epoch (validation accuracy {best:.4f}) was kept."
+            f"Time budget {budget:.0f} s: {per_step * 1000:.1f} ms per training step, so {plan['total_steps']} steps "
+            f"({plan['steps_taken']} taken) in {len(history.epoch)} epoch(s) of up "
+            f"to {plan['steps_per_epoch']} with a one-cycle schedule, after validation, the test pass and the report "
+            f"were set aside; the best epoch (validation accuracy {best:.4f}) was kept."
         )
-    extra = {"budget": {**plan, "spent_seconds": time.perf_counter() - started}} if plan else {}
+        plan["fit_seconds"] = history.params.get("seconds")
+        plan["before_fit_seconds"] = fit_started - started
+    extra = {"budget": {**plan, "finish_started": time.perf_counter() - started}} if plan else {}
     return _finish_run(directory, network, history, loaded, data, model_name, seed, notes, started, extra)
 
 
@@ -450,8 +538,9 @@ def _finish_run(
     seconds = time.perf_counter() - started
     result = {"test_accuracy": float(accuracy), "test_loss": float(loss_value), "seconds": seconds, "model": model_name,
               "data": data, "epochs_trained": len(history.epoch), **extra}  # fmt: skip
-    if "budget" in result:
+    if "budget" in result:  # what each phase cost, beside what the plan set aside for it
         result["budget"]["spent_seconds"] = seconds
+        result["budget"]["finish_seconds"] = seconds - result["budget"].pop("finish_started")
     (directory / "result.json").write_text(json.dumps(result, indent=2))
     print(
         f"Test accuracy {accuracy:.4f}, loss {loss_value:.4f} ({seconds:.0f} s). "

@@ -10,7 +10,14 @@ import torch
 import hubel
 from hubel import layers as L
 from hubel.errors import ConfigError
-from hubel.train import CSVLogger, EarlyStopping, LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau
+from hubel.train import (
+    CSVLogger,
+    EarlyStopping,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+    TrainingBudget,
+)
 from hubel.train.schedules import CosineDecay, ExponentialDecay, OneCycle, StepDecay
 
 
@@ -125,3 +132,42 @@ def test_lr_find_suggests_a_rate_and_leaves_everything_as_it_was():
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert torch.equal(torch.get_rng_state(), random_state) and model.optimizer.learning_rate == 0.01
     assert np.argmin(curve.losses) > len(curve.losses) // 3  # the loss fell before it rose
+
+
+def test_a_training_budget_stops_inside_an_epoch_and_that_epoch_still_validates():
+    (x, y), _ = hubel.datasets.load("digits")
+    model = hubel.Sequential([L.Input((8, 8, 1)), L.Flatten(), L.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    budget = TrainingBudget(steps=50)
+    steps = []
+
+    class CountSteps(hubel.callbacks.Callback):
+        def on_batch_end(self, batch, logs):
+            steps.append(batch)
+
+    history = model.fit(
+        x, y, epochs=5, batch_size=32, validation_split=0.2, callbacks=[budget, CountSteps()], verbose=0
+    )
+    per_epoch = math.ceil(int(len(x) * 0.8) / 32)  # 45
+    assert len(steps) == 50 and budget.stopped_by == "steps" and budget.taken == 50
+    assert history.epoch == [0, 1] and steps[-1] == 50 - per_epoch - 1  # the second epoch stopped at its 5th step
+    assert len(history.history["val_loss"]) == 2  # as in Keras, the stopped epoch still validates
+
+
+def test_a_training_budget_in_seconds_and_its_checks():
+    (x, y), _ = hubel.datasets.load("digits")
+    model = hubel.Sequential([L.Input((8, 8, 1)), L.Flatten(), L.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    budget = TrainingBudget(seconds=0.05)
+    history = model.fit(x, y, epochs=10_000, batch_size=8, callbacks=[budget], verbose=0)
+    assert budget.stopped_by == "seconds" and len(history.epoch) < 10_000
+    for arguments in ({}, {"steps": 0}, {"seconds": -1.0}):
+        with pytest.raises(ConfigError, match="TrainingBudget"):
+            TrainingBudget(**arguments)
+
+
+def test_one_cycle_can_be_retargeted_to_a_new_length():
+    schedule = OneCycle(1.0, total_steps=100, pct_start=0.25, div_factor=10, final_div_factor=100)
+    schedule.retarget(200)
+    assert schedule.total == 200 and schedule.rise == 50
+    assert schedule(50) == pytest.approx(1.0) and schedule(200) == pytest.approx(0.001)

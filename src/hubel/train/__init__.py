@@ -9,6 +9,7 @@ from hubel.train.callbacks import (
     LearningRateScheduler,
     ModelCheckpoint,
     ReduceLROnPlateau,
+    TrainingBudget,
 )
 from hubel.train.checkpoint import CheckpointError
 from hubel.train.history import History
@@ -35,6 +36,7 @@ __all__ = [
     "RMSprop",
     "ReduceLROnPlateau",
     "Trainer",
+    "TrainingBudget",
     "get_loss",
     "get_metric",
     "get_optimizer",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import csv
 import math
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ __all__ = [
     "LearningRateScheduler",
     "ModelCheckpoint",
     "ReduceLROnPlateau",
+    "TrainingBudget",
 ]
 
 Logs = dict[str, float]
@@ -90,6 +92,37 @@ def _monitor_mode(monitor: str, mode: str) -> Callable[[float, float], bool]:
     if mode == "auto":
         mode = "max" if any(word in monitor for word in ("acc", "auc", "precision", "recall", "f1")) else "min"
     return (lambda current, best: current > best) if mode == "max" else (lambda current, best: current < best)
+
+
+class TrainingBudget(Callback):
+    """Stop after `steps` training steps, or once `seconds` have passed since training began,
+    whichever comes first: at the end of a step, so that epoch still validates and logs (as a
+    callback's stop_training does in Keras). `stopped_by` says which limit stopped it, if any.
+
+    Example:
+        >>> TrainingBudget(steps=500, seconds=60).steps
+        500
+    """
+
+    def __init__(self, steps: int | None = None, seconds: float | None = None) -> None:
+        if steps is None and seconds is None:
+            raise ConfigError("TrainingBudget: give steps, seconds or both.")
+        if (steps is not None and steps < 1) or (seconds is not None and not seconds > 0):
+            raise ConfigError(f"TrainingBudget: steps and seconds must be positive. Received: {steps=}, {seconds=}")
+        self.steps, self.seconds = steps, seconds
+        self.taken, self.stopped_by, self._started = 0, None, 0.0
+
+    def on_train_begin(self, logs: Logs) -> None:
+        self.taken, self.stopped_by, self._started = 0, None, time.perf_counter()
+
+    def on_batch_end(self, batch: int, logs: Logs) -> None:
+        self.taken += 1
+        if self.steps is not None and self.taken >= self.steps:
+            self.stopped_by = "steps"
+        elif self.seconds is not None and time.perf_counter() - self._started >= self.seconds:
+            self.stopped_by = "seconds"
+        if self.stopped_by is not None:
+            self.trainer.stop_training = True
 
 
 class _Monitor(Callback):

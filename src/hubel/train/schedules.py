@@ -122,9 +122,15 @@ class OneCycle:
         )
         if not 0 < pct_start < 1:
             raise ConfigError(f"OneCycle: expected 0 < pct_start < 1. Received: pct_start={pct_start!r}")
-        self.peak, self.total = max_learning_rate, total_steps
+        self.peak, self.pct_start = max_learning_rate, pct_start
         self.start, self.end = max_learning_rate / div_factor, max_learning_rate / (div_factor * final_div_factor)
-        self.rise = max(1, round(total_steps * pct_start))
+        self.retarget(total_steps)
+
+    def retarget(self, total_steps: int) -> None:
+        """Stretch or shrink the cycle to `total_steps` (a time-budgeted run does, once it has timed
+        its steps); the steps already taken keep the rates they had, closely when done early."""
+        self.total = max(2, int(total_steps))
+        self.rise = max(1, min(self.total - 1, round(self.total * self.pct_start)))
 
     def __call__(self, step: int) -> float:
         if step <= self.rise:

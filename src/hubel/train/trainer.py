@@ -517,6 +517,8 @@ class Trainer:
                 self._save(run, epoch, running)
             if self._interrupt_requested:  # Ctrl-C arrived during this step: stop at its end
                 raise _StopBetweenSteps
+            if self.stop_training:  # a callback stopped it inside the epoch: as Keras, the epoch still ends
+                break  # with its logs and validation
         logs = self._logs(running)
         logs["_steps"], logs["_seconds"] = step, time.perf_counter() - start
         return logs
