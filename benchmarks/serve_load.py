@@ -45,8 +45,8 @@ app = create_app(settings["model"], engine=settings["engine"], max_batch=setting
                  max_wait_ms=settings["max_wait_ms"])
 @app.get("/stats")
 def stats():
-    sizes = app.state.predictor.batcher.batch_sizes
-    return {"batches": len(sizes), "examples": sum(sizes)}
+    batcher = app.state.predictor.batcher
+    return {"batches": batcher.batches_run, "examples": batcher.examples_run}
 uvicorn.run(app, host="127.0.0.1", port=settings["port"], log_level="error", loop=settings["loop"],
             http=settings["http"])
 """

@@ -314,11 +314,10 @@ def _plan_budget(
     random_state = torch.get_rng_state()
     probe = copy.deepcopy(network)
     probe.fit(x_probe[:batch_size], y_probe[:batch_size], batch_size=batch_size, verbose=0)  # warm-up
-    timed_steps = 6  # a rough first figure: training re-times itself after its first steps (_Replan)
+    x_timed, y_timed = x_probe[: batch_size * 6], y_probe[: batch_size * 6]  # a rough figure: _Replan re-times
+    timed_steps = math.ceil(len(x_timed) / batch_size)
     start = time.perf_counter()
-    probe.fit(x_probe[: batch_size * timed_steps], y_probe[: batch_size * timed_steps], batch_size=batch_size,
-              verbose=0)  # fmt: skip
-    timed_steps = math.ceil(len(x_probe[: batch_size * timed_steps]) / batch_size)
+    probe.fit(x_timed, y_timed, batch_size=batch_size, verbose=0)
     seconds_per_step = (time.perf_counter() - start) / timed_steps
     inference_batch = max(batch_size, 256)  # evaluate and the report predict in batches of this size or more
     start = time.perf_counter()

@@ -38,6 +38,7 @@ def test_concurrent_examples_are_batched_up_to_the_limit_and_answered_in_order()
     answers = run(batcher, examples)
     assert [float(answer[0]) for answer in answers] == [4.0 * i for i in range(30)]
     assert sum(batcher.batch_sizes) == 30 and max(batcher.batch_sizes) == 8 and len(batcher.batch_sizes) <= 5
+    assert (batcher.batches_run, batcher.examples_run) == (len(batcher.batch_sizes), 30)
     assert len(engine.threads) == 1 and threading.get_ident() not in engine.threads  # one worker thread, not the loop
 
 
@@ -50,7 +51,7 @@ def test_a_lone_example_waits_no_longer_than_max_wait():
         return time.perf_counter() - started
 
     waited = asyncio.run(one())
-    assert batcher.batch_sizes == [1] and waited < 1.0  # it was not held for a full batch
+    assert list(batcher.batch_sizes) == [1] and waited < 1.0  # it was not held for a full batch
 
 
 def test_examples_of_different_shapes_run_in_separate_engine_calls():

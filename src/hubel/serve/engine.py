@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -116,7 +117,9 @@ class MicroBatcher:
         if max_wait_ms < 0:
             raise ConfigError(f"max_wait_ms must be 0 or more. Received: max_wait_ms={max_wait_ms}")
         self.engine, self.max_batch, self.max_wait = engine, max_batch, max_wait_ms / 1000
-        self.batch_sizes: list[int] = []  # every batch run, for tests and the load benchmark
+        # the last 1,000 batch sizes and running totals (a long-lived server must not keep them all)
+        self.batch_sizes: deque[int] = deque(maxlen=1_000)
+        self.batches_run, self.examples_run = 0, 0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hubel-serve-model")
         self._loop: asyncio.AbstractEventLoop | None = None  # a queue and a task per event loop
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = asyncio.Queue()
@@ -156,6 +159,7 @@ class MicroBatcher:
             if not live:
                 continue
             self.batch_sizes.append(len(live))
+            self.batches_run, self.examples_run = self.batches_run + 1, self.examples_run + len(live)
             try:
                 scores = await self.call_in_worker(self._run, [example for example, _ in live])
             except Exception as error:  # one bad batch fails its own requests, not the server
