@@ -224,7 +224,8 @@ def _steps_per_epoch(train_data: Any, batch_size: int, validation: Any = None) -
     return math.ceil(kept / batch_size)
 
 
-_REPORT_SECONDS = 7.0  # the report's pictures beyond its pass over the test set: 7.7 s measured (benchmarks/README.md)
+_INFERENCE_BATCH = 256  # the test pass at the end of a run, and the budget probe that times it
+_REPORT_SECONDS = 5.0  # the report beyond the test pass it is handed: 4.8 s measured (result.json report_seconds)
 _MAX_BUDGET_EPOCHS = 200
 
 
@@ -242,28 +243,34 @@ def _steps_that_fit(
 
 
 class _Replan(Callback):
-    """The budget's second look: after `measured` real steps (past the first `settle`, which are
-    slow while the kernels are chosen), and again at each epoch's end (when the cost of validating,
+    """The budget's second look: every `measured` real steps (past the first `settle`, which are
+    slow while the kernels are chosen), and at each epoch's end (when the cost of validating,
     logging and checkpointing an epoch is known), re-time the run and set the step limit and the
     one-cycle schedule to what is left of the time, within the epochs fit was given. The probe
-    before training is short and on a copy, so this is where the plan gets its real speed."""
+    before training is short and on a copy, so this is where the plan gets its real speed. The
+    plan ends one step short of the deadline, so the schedule anneals fully and the deadline
+    stays a guard for a machine that slows down."""
 
     def __init__(self, limit: TrainingBudget, schedule: OneCycle, plan: dict[str, Any], fit_ends_at: float) -> None:
         self.limit, self.schedule, self.plan, self.fit_ends_at = limit, schedule, plan, fit_ends_at
-        self.settle, self.measured, self.taken, self.mark = 2, 16, 0, 0.0
+        self.settle, self.measured, self.taken = 2, 16, 0
         self.per_step, self.per_epoch_extra, self.epoch_started, self.epoch_steps = 0.0, 0.0, 0.0, 0
+        self.window_started, self.window_steps = 0.0, 0  # steps timed in this epoch, past the settling ones
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, float]) -> None:
-        self.epoch_started, self.epoch_steps = time.perf_counter(), 0
+        self.epoch_started = self.window_started = time.perf_counter()
+        self.epoch_steps = self.window_steps = 0
 
     def on_batch_end(self, batch: int, logs: dict[str, float]) -> None:
         self.taken += 1
         self.epoch_steps += 1
-        if self.taken == self.settle:
-            self.mark = time.perf_counter()
-        if self.taken == self.settle + self.measured:
-            self.per_step = (time.perf_counter() - self.mark) / self.measured
-            self._replan(self.plan["validation_seconds_per_epoch"])
+        if self.taken <= self.settle:
+            self.window_started = time.perf_counter()
+            return
+        self.window_steps += 1
+        if self.window_steps % self.measured == 0 and self.limit.stopped_by is None:
+            self.per_step = (time.perf_counter() - self.window_started) / self.window_steps
+            self._replan(max(self.per_epoch_extra, self.plan["validation_seconds_per_epoch"]))
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         # the epoch's time beyond its steps: validation (done by now) and the epoch's logging
@@ -273,9 +280,8 @@ class _Replan(Callback):
             self._replan(self.per_epoch_extra)
 
     def _replan(self, per_epoch_extra: float) -> None:
-        plan, now = self.plan, time.perf_counter()
-        total, _ = _steps_that_fit(self.fit_ends_at - now, self.per_step, per_epoch_extra, plan["steps_per_epoch"],
-                                   done=self.taken)  # fmt: skip
+        plan, left = self.plan, self.fit_ends_at - time.perf_counter() - self.per_step  # a step short
+        total, _ = _steps_that_fit(left, self.per_step, per_epoch_extra, plan["steps_per_epoch"], done=self.taken)
         total = max(self.taken + 1, min(total, plan["epochs"] * plan["steps_per_epoch"]))
         self.limit.steps = total
         self.schedule.retarget(total)
@@ -319,13 +325,13 @@ def _plan_budget(
     start = time.perf_counter()
     probe.fit(x_timed, y_timed, batch_size=batch_size, verbose=0)
     seconds_per_step = (time.perf_counter() - start) / timed_steps
-    inference_batch = max(batch_size, 256)  # evaluate and the report predict in batches of this size or more
+    probe.trainer.use_precision(None)  # the test pass runs in float32, as the saved model predicts
     start = time.perf_counter()
-    probe.predict(x_probe[:inference_batch], batch_size=inference_batch)
-    seconds_per_example = (time.perf_counter() - start) / len(x_probe[:inference_batch])
+    probe.predict(x_probe[:_INFERENCE_BATCH], batch_size=_INFERENCE_BATCH)
+    seconds_per_example = (time.perf_counter() - start) / len(x_probe[:_INFERENCE_BATCH])
     torch.set_rng_state(random_state)
     validation_seconds = validation_steps * batch_size * seconds_per_example
-    finish_seconds = 2 * test_examples * seconds_per_example + _REPORT_SECONDS  # the test pass, the report's
+    finish_seconds = test_examples * seconds_per_example + _REPORT_SECONDS  # one test pass feeds both
     after_probe = budget - (time.perf_counter() - started)
     left = max(after_probe - finish_seconds, budget / 2)  # a budget too small for the report still trains
     total_steps, epochs = _steps_that_fit(left, seconds_per_step, validation_seconds, steps_per_epoch)
@@ -528,13 +534,20 @@ def _finish_run(
     network.save(directory / "model.hubel", metadata=metadata)
     network.trainer.use_precision(None)  # the test set is measured in float32, as the saved model predicts
     test = loaded["test"]
-    loss_value, accuracy = network.evaluate(*test if isinstance(test, tuple) else (test,), verbose=0)
+    # one pass over the test set gives both the figures and what the report draws
+    test_started = time.perf_counter()
+    logs, outputs = network.trainer.evaluate_with_outputs(test, batch_size=_INFERENCE_BATCH)
+    loss_value, accuracy = logs["loss"], logs["accuracy"]
     from hubel.inspect.report import report
 
+    report_started = time.perf_counter()
     report(network, history, loaded.get("report_data", test), path=directory / "report.html",
            class_names=loaded["class_names"], title=f"{model_name} on {Path(data).name}", seed=seed,
-           notes=notes, max_examples=100_000)  # fmt: skip
+           notes=notes, max_examples=100_000, outputs=outputs)  # fmt: skip
     seconds = time.perf_counter() - started
+    if "budget" in extra:
+        extra["budget"].update(test_pass_seconds=report_started - test_started,
+                               report_seconds=time.perf_counter() - report_started)  # fmt: skip
     result = {"test_accuracy": float(accuracy), "test_loss": float(loss_value), "seconds": seconds, "model": model_name,
               "data": data, "epochs_trained": len(history.epoch), **extra}  # fmt: skip
     if "budget" in result:  # what each phase cost, beside what the plan set aside for it

@@ -56,6 +56,22 @@ def test_report_is_one_small_self_contained_file_with_every_section_in_order(tra
     assert f"{accuracy:.2%}" in page  # the headline is the real test accuracy
 
 
+def test_report_takes_outputs_at_hand_instead_of_predicting_again(trained, tmp_path, monkeypatch):
+    model, history, test = trained
+    outputs = model.predict(test[0])
+    first = report(model, history, test, path=tmp_path / "a.html").read_text()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the report predicted although it was given the outputs")
+
+    monkeypatch.setattr(model, "predict", refuse)
+    second = report(model, history, test, path=tmp_path / "b.html", outputs=outputs).read_text()
+    headline = re.compile(r'<section id="headline">.*?</section>', re.S)
+    assert headline.search(first).group(0) == headline.search(second).group(0)
+    with pytest.raises(hubel.errors.DataError, match="outputs for"):
+        report(model, history, test, path=tmp_path / "c.html", outputs=outputs[:10])
+
+
 def test_report_on_a_model_without_conv_layers_says_why_pictures_are_missing(tmp_path):
     _, (x_test, y_test) = hubel.datasets.load("digits")
     model = hubel.Sequential([L.Input((8, 8, 1)), L.Rescaling(1 / 255), L.Flatten(), L.Dense(10, activation="softmax")])

@@ -76,6 +76,17 @@ def test_evaluate_and_predict_agree_with_a_manual_forward():
     assert accuracy == pytest.approx((manual.argmax(1) == y_test).mean())
 
 
+def test_one_pass_gives_what_evaluate_and_predict_give_in_two():
+    x, y, x_test, y_test = digits()
+    model = small_model()
+    model.fit(x, y, epochs=1, verbose=0)
+    logs, outputs = model.trainer.evaluate_with_outputs((x_test, y_test), batch_size=100)
+    loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
+    assert logs == {"loss": pytest.approx(loss, rel=1e-6), "accuracy": pytest.approx(accuracy)}
+    np.testing.assert_allclose(outputs, model.predict(x_test), rtol=1e-5, atol=1e-7)
+    assert model.trainer.evaluate_with_outputs((x_test, y_test), keep_outputs=False)[1] is None
+
+
 def test_validation_split_is_the_last_fraction_and_history_has_keras_keys():
     x, y, _, _ = digits()
     model = small_model()

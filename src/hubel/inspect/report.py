@@ -82,13 +82,15 @@ def report(
     seed: int | None = None,
     max_examples: int = 10_000,
     notes: Sequence[str] = (),
+    outputs: np.ndarray | None = None,
 ) -> Path:
     """Write the report for `model` evaluated on `data` ((x_test, y_test) or a dataset of
-    batches), with the curves of `history`; returns the path."""
+    batches), with the curves of `history`; returns the path. `outputs`: the model's outputs on
+    `data` when the caller has them already (from Trainer.evaluate_with_outputs)."""
     started = time.perf_counter()
     if data is None:
         raise ConfigError("report needs evaluation data: report(model, history, (x_test, y_test)).")
-    images, labels, probabilities = confusion.predictions(model, data, max_examples)
+    images, labels, probabilities = confusion.predictions(model, data, max_examples, outputs)
     text = is_text(images)  # a text model's examples are strings
     skipped = list(getattr(data, "skipped", []))
     names = list(class_names or getattr(data, "class_names", None) or model.metadata.get("class_names") or [])

@@ -581,15 +581,23 @@ class Trainer:
 
     # ----- evaluate and predict --------------------------------------------------------------
 
-    @torch.no_grad()
     def evaluate_logs(self, data: Any, batch_size: int = 32) -> dict[str, float]:
         """{'loss': ..., metric: ...} over data (an (x, y) pair or an iterable of batches)."""
+        return self.evaluate_with_outputs(data, batch_size, keep_outputs=False)[0]
+
+    @torch.no_grad()
+    def evaluate_with_outputs(
+        self, data: Any, batch_size: int = 32, keep_outputs: bool = True
+    ) -> tuple[dict[str, float], np.ndarray | None]:
+        """The logs of evaluate_logs and the model's outputs for every example (what predict
+        returns), from one pass over the data instead of two."""
         x, y = data if isinstance(data, (tuple, list)) and len(data) == 2 else (data, None)
         x = self._encode(x)
         self._place()
         was_training = self.model.training
         self.model.eval()
         running = _Running()
+        outputs: list[Tensor] = []
         for metric in self.metrics:
             metric.reset()
         for x_batch, y_batch in _batches(x, y, batch_size, False, 0, self.inputs).epoch(0):
@@ -603,8 +611,10 @@ class Trainer:
                 running.seen += len(y_part)
                 for metric in self.metrics:
                     metric.update(output, y_part)
+                if keep_outputs:
+                    outputs.append(output.detach().cpu())
         self.model.train(was_training)
-        return self._logs(running)
+        return self._logs(running), torch.cat(outputs).numpy() if keep_outputs and outputs else None
 
     def _inference_chunks(self, x: Any, y: Any) -> Iterator[tuple[Any, Any]]:
         """A batch in pieces of at most 8 examples when they are large images on a CPU: their
