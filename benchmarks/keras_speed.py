@@ -5,11 +5,11 @@ line per (network, batch) with images per second.
 It runs in an environment of its own, kept apart from hubel's:
 
     python3 -m venv .venv-keras
-    .venv-keras/bin/pip install torch==2.13.0       # the CPU build first, as for hubel
-    .venv-keras/bin/pip install keras jax
+    .venv-keras/bin/pip install keras tensorflow-cpu   # Keras's default backend
+    # for --keras-backends torch,jax as well: .venv-keras/bin/pip install torch==2.13.0 jax
 
 Run through train_speed.py (--keras-python .venv-keras/bin/python), or alone:
-    KERAS_BACKEND=jax .venv-keras/bin/python benchmarks/keras_speed.py --examples 4096
+    KERAS_BACKEND=tensorflow .venv-keras/bin/python benchmarks/keras_speed.py --examples 4096 [--precision bf16]
 """
 
 from __future__ import annotations
@@ -54,8 +54,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--examples", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precision", choices=("float32", "bf16"), default="float32")
     args = parser.parse_args()
     import keras
+
+    if args.precision == "bf16":
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
 
     rng = np.random.default_rng(0)
     for name, (_, shape) in networks(keras).items():

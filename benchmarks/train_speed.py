@@ -1,17 +1,21 @@
-"""Training throughput: hubel's fit against a hand-written PyTorch loop on the same network and
-data — the tutorials' Fashion-MNIST network (243,786 params) and CIFAR-10 network (703,594
-params), batch 32 and 128, synthetic in-memory data, steady state (after a warm-up epoch).
+"""Training throughput: hubel's fit against a hand-written PyTorch loop and Keras 3 on the same
+network and data — the tutorials' Fashion-MNIST network (243,786 params) and CIFAR-10 network
+(703,594 params), batch 32 and 128, synthetic in-memory data, steady state (after a warm-up
+epoch), images per second, the median of --repeats interleaved rounds.
 
 The PyTorch loop is written the fast way: model and data in channels_last, float32 data on
 the device, slices of a shuffled index, logits with F.cross_entropy. hubel's model is what a
 user writes: softmax output, "sparse_categorical_crossentropy", metrics=["accuracy"], NHWC
-float32 numpy data.
+float32 numpy data. --precision bf16 runs hubel with compile(mixed_precision="bf16"), the
+PyTorch loop under CPU autocast to bfloat16, and Keras with its "mixed_bfloat16" policy.
 
-Keras 3 joins the table with --keras-python: the python of an environment holding keras, jax
-and torch==2.13.0 (keras_speed.py says how to make it); each backend runs in its own process.
+Keras joins the table with --keras-python: the python of an environment holding keras and
+tensorflow-cpu (keras_speed.py says how to make it); each backend of --keras-backends runs in
+a process of its own, once per round, between the rounds of the others.
 
 Run by hand:
-    .venv/bin/python benchmarks/train_speed.py [--examples 4096] [--repeats 5] [--keras-python .venv-keras/bin/python]
+    .venv/bin/python benchmarks/train_speed.py [--examples 4096] [--repeats 5] \
+        [--keras-python .venv-keras/bin/python] [--keras-backends tensorflow] [--precision float32]
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ def cifar_torch():
     )  # fmt: skip
 
 
-def plain_pytorch(make, x_nhwc: np.ndarray, y: np.ndarray, batch: int) -> float:
+def plain_pytorch(make, x_nhwc: np.ndarray, y: np.ndarray, batch: int, bf16: bool) -> float:
     model = make().to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     x = torch.from_numpy(x_nhwc).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
@@ -85,7 +89,9 @@ def plain_pytorch(make, x_nhwc: np.ndarray, y: np.ndarray, batch: int) -> float:
         order = torch.randperm(len(x))
         for start in range(0, len(x), batch):
             index = order[start : start + batch]
-            loss = F.cross_entropy(model(x[index]), labels[index])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model(x[index])
+            loss = F.cross_entropy(logits.float(), labels[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -96,31 +102,29 @@ def plain_pytorch(make, x_nhwc: np.ndarray, y: np.ndarray, batch: int) -> float:
     return len(x) / (time.perf_counter() - start)
 
 
-def hubel_fit(layers, x_nhwc: np.ndarray, y: np.ndarray, batch: int) -> float:
+def hubel_fit(layers, x_nhwc: np.ndarray, y: np.ndarray, batch: int, bf16: bool) -> float:
     model = hubel.Sequential(layers())
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  mixed_precision="bf16" if bf16 else None)  # fmt: skip
     model.fit(x_nhwc, y, batch_size=batch, epochs=1, verbose=0)  # warm-up
     start = time.perf_counter()
     model.fit(x_nhwc, y, batch_size=batch, epochs=1, verbose=0)
     return len(x_nhwc) / (time.perf_counter() - start)
 
 
-def keras_speeds(python: str, examples: int, repeats: int) -> dict[tuple[str, str, int], float]:
-    """{(backend, network, batch): images/s} from keras_speed.py, one process per backend."""
+def keras_round(python: str, backend: str, examples: int, precision: str) -> dict[tuple[str, int], float]:
+    """{(network, batch): images/s} of one keras_speed.py process (one repeat) on `backend`."""
     script = Path(__file__).with_name("keras_speed.py")
-    speeds = {}
-    for backend in ("torch", "jax"):
-        result = subprocess.run(
-            [python, str(script), "--examples", str(examples), "--repeats", str(repeats)],
-            env={**os.environ, "KERAS_BACKEND": backend},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        for line in result.stdout.splitlines():
-            row = json.loads(line)
-            speeds[(backend, row["network"], row["batch"])] = row["images_per_second"]
-    return speeds
+    result = subprocess.run(
+        [python, str(script), "--examples", str(examples), "--repeats", "1", "--precision", precision],
+        env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"keras_speed.py on {backend} failed:\n{result.stderr[-2000:]}")
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return {(row["network"], row["batch"]): row["images_per_second"] for row in rows}
 
 
 def main() -> None:
@@ -128,31 +132,45 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--keras-python", help="python of the Keras environment (see keras_speed.py)")
+    parser.add_argument("--keras-backends", default="tensorflow", help="comma-separated: tensorflow,torch,jax")
+    parser.add_argument("--precision", choices=("float32", "bf16"), default="float32")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.examples} examples per timed epoch")
-    keras = keras_speeds(args.keras_python, args.examples, max(1, args.repeats // 2)) if args.keras_python else {}
+    bf16 = args.precision == "bf16"
+    backends = [b for b in args.keras_backends.split(",") if b] if args.keras_python else []
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.examples} examples per timed epoch, "
+          f"{args.precision}, median of {args.repeats} interleaved rounds")  # fmt: skip
     rng = np.random.default_rng(0)
     networks = {
         "Fashion-MNIST network": (fashion_layers, fashion_torch, (28, 28, 1)),
         "CIFAR-10 network": (cifar_layers, cifar_torch, (32, 32, 3)),
     }
-    extra = " Keras torch | Keras jax | hubel / best Keras |" if keras else ""
-    print(f"| network | batch | plain PyTorch img/s | hubel fit img/s | hubel / PyTorch |{extra}")
-    print("|---|---:|---:|---:|---:|" + ("---:|---:|---:|" if keras else ""))
-    for name, (layers, make, shape) in networks.items():
-        x = rng.random((args.examples, *shape), dtype=np.float32)
-        y = rng.integers(0, 10, args.examples).astype(np.int64)
+    data = {}
+    for name, (_, _, shape) in networks.items():
+        data[name] = (rng.random((args.examples, *shape), dtype=np.float32),
+                      rng.integers(0, 10, args.examples).astype(np.int64))  # fmt: skip
+    speeds: dict[tuple[str, str, int], list[float]] = {}
+    for _ in range(args.repeats):  # interleaved rounds, so drift hits every contender alike
+        for backend in backends:
+            for (name, batch), value in keras_round(args.keras_python, backend, args.examples, args.precision).items():
+                speeds.setdefault((f"Keras-{backend}", name, batch), []).append(value)
+        for name, (layers, make, _) in networks.items():
+            x, y = data[name]
+            for batch in (32, 128):
+                speeds.setdefault(("PyTorch", name, batch), []).append(plain_pytorch(make, x, y, batch, bf16))
+                speeds.setdefault(("hubel", name, batch), []).append(hubel_fit(layers, x, y, batch, bf16))
+    median = {key: statistics.median(values) for key, values in speeds.items()}
+    keras_columns = [f"Keras-{backend}" for backend in backends]
+    header = ["network", "batch", "PyTorch loop", "hubel", *keras_columns, "hubel / PyTorch"]
+    header += [f"hubel / {column}" for column in keras_columns]
+    print("| " + " | ".join(header) + " |")
+    print("|---|" + "---:|" * (len(header) - 1))
+    for name in networks:
         for batch in (32, 128):
-            plain, ours = [], []
-            for _ in range(args.repeats):  # interleaved, so drift hits both alike
-                plain.append(plain_pytorch(make, x, y, batch))
-                ours.append(hubel_fit(layers, x, y, batch))
-            p, h = statistics.median(plain), statistics.median(ours)
-            row = f"| {name} | {batch} | {p:,.0f} | {h:,.0f} | {h / p:.2f}x |"
-            if keras:
-                torch_speed, jax_speed = keras[("torch", name, batch)], keras[("jax", name, batch)]
-                row += f" {torch_speed:,.0f} | {jax_speed:,.0f} | {h / max(torch_speed, jax_speed):.2f}x |"
-            print(row, flush=True)
+            plain, ours = median[("PyTorch", name, batch)], median[("hubel", name, batch)]
+            others = [median[(column, name, batch)] for column in keras_columns]
+            cells = [name, str(batch), f"{plain:,.0f}", f"{ours:,.0f}", *(f"{v:,.0f}" for v in others)]
+            cells += [f"{ours / plain:.2f}x", *(f"{ours / v:.2f}x" for v in others)]
+            print("| " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":
