@@ -49,6 +49,25 @@ def test_train_writes_a_complete_run_directory_and_resumes(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2 and "not a finished run directory" in capsys.readouterr().err
 
 
+def test_the_test_pass_and_evaluate_run_on_onnx_runtime_and_agree_with_pytorch(tmp_path, capsys):
+    from hubel.runs import evaluate
+
+    run = tmp_path / "digits"
+    assert main(["train", "digits", "--epochs", "1", "--out", str(run)]) == 0
+    result = json.loads((run / "result.json").read_text())
+    assert result["test_engine"].startswith("ONNX Runtime")
+    fast, exact = evaluate(run, "digits"), evaluate(run, "digits", engine="torch")
+    assert fast["engine"].startswith("ONNX Runtime") and exact["engine"].startswith("PyTorch")
+    examples = fast["examples"]
+    assert examples == exact["examples"] == 355  # the built-in digits test split
+    assert fast["accuracy"] == pytest.approx(exact["accuracy"], abs=1 / examples)  # a near tie may flip, no more
+    assert fast["accuracy"] == pytest.approx(result["test_accuracy"], abs=1 / examples)
+    assert fast["loss"] == pytest.approx(exact["loss"], rel=1e-4)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "digits", "--engine", "torch"]) == 0
+    assert "PyTorch, as asked" in capsys.readouterr().out
+
+
 def test_the_residual_network_trains_with_its_recipe_and_augmentation_and_resumes_from_its_config(tmp_path):
     run = tmp_path / "resnet"
     assert main(["train", "digits", "--model", "fast_resnet", "--epochs", "2", "--augment", "--out", str(run)]) == 0

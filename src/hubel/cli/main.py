@@ -161,7 +161,7 @@ def _serve(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from hubel.runs import evaluate
 
-    result = evaluate(args.model, args.data, out=args.out)
+    result = evaluate(args.model, args.data, out=args.out, engine=args.engine)
     if args.json:
         import dataclasses
         import json
@@ -169,7 +169,10 @@ def _evaluate(args: argparse.Namespace) -> None:
         rows = [dataclasses.asdict(row) if dataclasses.is_dataclass(row) else row for row in result["classes"]]
         print(json.dumps({**result, "classes": rows}, indent=2))
         return
-    print(f"loss {result['loss']:.4f} - accuracy {result['accuracy']:.4f} on {result['examples']:,} examples")
+    print(
+        f"loss {result['loss']:.4f} - accuracy {result['accuracy']:.4f} on {result['examples']:,} examples "
+        f"({result['seconds']:.1f} s, {result['engine']})"
+    )
     width = max(len(row.name) for row in result["classes"])
     print(f"{'class'.ljust(width)}  precision  recall      F1  support")
     for row in result["classes"]:
@@ -370,6 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data", metavar="DATA", help="a built-in dataset name or a folder of images")
     evaluate.add_argument("--out", help="where to save the confusion-matrix PNG (default: beside the model)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object (loss, accuracy, examples, ...)")
+    evaluate.add_argument(
+        "--engine", default="auto", choices=["auto", "onnxruntime", "torch"],
+        help="what runs the model: auto (ONNX Runtime on a CPU when installed and faithful to the model, "
+        "else PyTorch), onnxruntime, or torch",
+    )  # fmt: skip
     evaluate.set_defaults(run=_evaluate)
 
     compare = commands.add_parser(

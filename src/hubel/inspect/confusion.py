@@ -20,6 +20,7 @@ __all__ = [
     "ClassReport",
     "classification_report",
     "confusion_matrix",
+    "examples",
     "most_confused",
     "pearson",
     "plot_confusion_matrix",
@@ -32,24 +33,28 @@ __all__ = [
 ]
 
 
+def examples(data: Any, limit: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, true labels) of (x, y) or a dataset of batches, at most `limit` of them."""
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return np.asarray(data[0])[:limit], _labels(np.asarray(data[1])[:limit])
+    batches = [(np.asarray(x), np.asarray(y)) for x, y in data]
+    if not batches:
+        raise DataError("the data holds no examples.")
+    images = np.concatenate([x for x, _ in batches])[:limit]
+    return images, _labels(np.concatenate([y for _, y in batches])[:limit])
+
+
 def predictions(
     model: Any, data: Any, limit: int = 100_000, outputs: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images, true labels, predicted probabilities) of a model on (x, y) or a dataset of batches.
     `outputs`: the model's outputs on `data` when they are at hand (no second pass)."""
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        images, labels = np.asarray(data[0])[:limit], np.asarray(data[1])[:limit]
-    else:
-        batches = [(np.asarray(x), np.asarray(y)) for x, y in data]
-        if not batches:
-            raise DataError("the data holds no examples.")
-        images = np.concatenate([x for x, _ in batches])[:limit]
-        labels = np.concatenate([y for _, y in batches])[:limit]
+    images, labels = examples(data, limit)
     if outputs is None:
-        return images, _labels(labels), model.predict(images)
+        return images, labels, model.predict(images)
     if len(outputs) < len(images):
         raise DataError(f"{len(outputs)} outputs for {len(images)} examples: pass the outputs of the whole data.")
-    return images, _labels(labels), np.asarray(outputs)[: len(images)]
+    return images, labels, np.asarray(outputs)[: len(images)]
 
 
 def _labels(values: Any) -> np.ndarray:

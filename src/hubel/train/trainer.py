@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -587,10 +587,17 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate_with_outputs(
-        self, data: Any, batch_size: int = 32, keep_outputs: bool = True
+        self,
+        data: Any,
+        batch_size: int = 32,
+        keep_outputs: bool = True,
+        forward: Callable[[Tensor], Tensor] | None = None,
     ) -> tuple[dict[str, float], np.ndarray | None]:
         """The logs of evaluate_logs and the model's outputs for every example (what predict
-        returns), from one pass over the data instead of two."""
+        returns), from one pass over the data instead of two. `forward`: what computes the
+        outputs of a batch instead of the model (another engine running the same model, such as
+        ONNX Runtime); the loss then comes from its outputs, as Keras computes it from
+        probabilities."""
         x, y = data if isinstance(data, (tuple, list)) and len(data) == 2 else (data, None)
         x = self._encode(x)
         self._place()
@@ -603,9 +610,14 @@ class Trainer:
         for x_batch, y_batch in _batches(x, y, batch_size, False, 0, self.inputs).epoch(0):
             if y_batch is None:
                 raise DataError("evaluate needs targets: pass y, or a dataset that yields (x, y) batches.")
-            for x_part, y_part in self._inference_chunks(self._to_device(x_batch), self._to_device(y_batch)):
-                with self._autocast():
-                    output = _float32(self.forward(x_part))
+            x_batch, y_batch = self._to_device(x_batch), self._to_device(y_batch)
+            parts = [(x_batch, y_batch)] if forward is not None else self._inference_chunks(x_batch, y_batch)
+            for x_part, y_part in parts:
+                if forward is not None:
+                    output = forward(x_part).float()
+                else:
+                    with self._autocast():
+                        output = _float32(self.forward(x_part))
                 loss = self._loss(output, y_part, None)
                 running.loss = loss * len(y_part) if running.loss is None else running.loss + loss * len(y_part)
                 running.seen += len(y_part)
