@@ -225,17 +225,43 @@ def _steps_per_epoch(train_data: Any, batch_size: int, validation: Any = None) -
 
 
 _INFERENCE_BATCH = 256  # the test pass at the end of a run, and the budget probe that times it
+# ONNX Runtime on a test pass: its lowest lead over PyTorch measured here (0.85x the time), and its
+# start: 0.15-0.3 s to export, check and open a session, plus 1.4 s to import onnx the first time
+# (torch's exporter needs it). A pass that saves less runs on PyTorch (benchmarks/README.md).
+_ONNX_SPEEDUP = 1.15
+_ONNX_START_SECONDS = 0.3
+_ONNX_FIRST_START_SECONDS = 1.9
 _REPORT_SECONDS = 5.0  # the report beyond the test pass it is handed: 4.8 s measured (result.json report_seconds)
 _MAX_BUDGET_EPOCHS = 200
 
 
-def _test_engine(network: Model, engine: str = "auto") -> Any:
-    """What runs a trained model over a test set: with "auto", ONNX Runtime on a CPU when it is
-    installed and its export reproduces the model (1.3-2x PyTorch's speed on this project's CPUs,
-    benchmarks/README.md), else PyTorch; the serving engine, chosen the same way."""
+def _test_outputs(
+    network: Model, inputs: Any, engine: str = "auto", seconds_per_example: float | None = None
+) -> tuple[np.ndarray, str]:
+    """The model's outputs on `inputs` (NHWC pixels, or a text model's token ids) in batches of
+    _INFERENCE_BATCH, and which engine computed them. engine "auto": ONNX Runtime on a CPU when it
+    is installed, its export reproduces the model, and the pass is long enough to repay its
+    start (the export and its parity check, and the first time in a process importing onnx);
+    else PyTorch. The pass's length comes from `seconds_per_example` (PyTorch's) or from timing
+    the first batch, whose outputs are kept."""
     from hubel.serve.engine import choose_engine
 
-    return choose_engine(network, engine)
+    batches = [inputs[start : start + _INFERENCE_BATCH] for start in range(0, len(inputs), _INFERENCE_BATCH)]
+    outputs: list[np.ndarray] = []
+    note = None
+    if engine == "auto":
+        if seconds_per_example is None:
+            started = time.perf_counter()
+            outputs.append(network.predict(batches[0], batch_size=_INFERENCE_BATCH))
+            seconds_per_example = (time.perf_counter() - started) / len(batches[0])
+        rest = sum(len(batch) for batch in batches[len(outputs) :]) * seconds_per_example
+        start_cost = _ONNX_START_SECONDS if "onnx" in sys.modules else _ONNX_FIRST_START_SECONDS
+        if rest * (1 - 1 / _ONNX_SPEEDUP) <= start_cost:
+            engine, note = "torch", "PyTorch (a pass this short does not repay ONNX Runtime's start)"
+    runner = choose_engine(network, engine)
+    for batch in batches[len(outputs) :]:
+        outputs.append(runner(_engine_input(network, batch) if runner.name == "onnxruntime" else batch))
+    return np.concatenate(outputs), note or runner.note
 
 
 def _engine_input(network: Model, batch: Any) -> np.ndarray:
@@ -350,7 +376,7 @@ def _plan_budget(
     probe.trainer.use_precision(None)  # the test pass runs in float32, as the saved model predicts
     start = time.perf_counter()
     probe.predict(x_probe[:_INFERENCE_BATCH], batch_size=_INFERENCE_BATCH)
-    seconds_per_example = (time.perf_counter() - start) / len(x_probe[:_INFERENCE_BATCH])
+    seconds_per_example = (time.perf_counter() - start) / len(x_probe[:_INFERENCE_BATCH])  # PyTorch's
     torch.set_rng_state(random_state)
     validation_seconds = validation_steps * batch_size * seconds_per_example
     finish_seconds = test_examples * seconds_per_example + _REPORT_SECONDS  # one test pass feeds both
@@ -361,6 +387,7 @@ def _plan_budget(
     return {"seconds": budget, "seconds_per_step": seconds_per_step, "timed_steps": timed_steps,
             "steps_per_epoch": steps_per_epoch, "epochs": epochs, "total_steps": total_steps,
             "validation_seconds_per_epoch": validation_seconds, "finish_seconds_planned": finish_seconds,
+            "inference_seconds_per_example": seconds_per_example,
             "fit_ends_after": fit_ends_after}  # fmt: skip
 
 
@@ -558,14 +585,12 @@ def _finish_run(
     test = loaded["test"]
     # one pass over the test set, on the faster engine, gives both the figures and what the report draws
     test_started = time.perf_counter()
-    engine = _test_engine(network)
-    forward = None
-    if engine.name == "onnxruntime":
+    from hubel.inspect.confusion import examples
 
-        def forward(batch: torch.Tensor) -> torch.Tensor:
-            return torch.from_numpy(engine(_engine_input(network, batch.cpu().numpy())))
-
-    logs, outputs = network.trainer.evaluate_with_outputs(test, batch_size=_INFERENCE_BATCH, forward=forward)
+    inputs, targets = test if isinstance(test, tuple) else examples(test)
+    speed = extra.get("budget", {}).get("inference_seconds_per_example")
+    outputs, engine = _test_outputs(network, inputs, seconds_per_example=speed)
+    logs = network.trainer.score(outputs, targets)
     loss_value, accuracy = logs["loss"], logs["accuracy"]
     from hubel.inspect.report import report
 
@@ -574,7 +599,7 @@ def _finish_run(
            class_names=loaded["class_names"], title=f"{model_name} on {Path(data).name}", seed=seed,
            notes=notes, max_examples=100_000, outputs=outputs)  # fmt: skip
     seconds = time.perf_counter() - started
-    extra["test_engine"] = engine.note
+    extra["test_engine"] = engine
     if "budget" in extra:
         extra["budget"].update(test_pass_seconds=report_started - test_started,
                                report_seconds=time.perf_counter() - report_started)  # fmt: skip
@@ -762,12 +787,9 @@ def evaluate(
         )
     inputs, labels = examples(test)
     started = time.perf_counter()
-    runner = _test_engine(network, engine)
     if network._vectorizers[0] is not None:
         inputs = network.encode_inputs(inputs)
-    prepare = (lambda batch: _engine_input(network, batch)) if runner.name == "onnxruntime" else np.asarray
-    batches = range(0, len(inputs), _INFERENCE_BATCH)
-    probabilities = np.concatenate([runner(prepare(inputs[i : i + _INFERENCE_BATCH])) for i in batches])
+    probabilities, used = _test_outputs(network, inputs, engine)
     seconds = time.perf_counter() - started  # the engine's start (an export for ONNX Runtime) and the pass
     report = classification_report(labels, probabilities, names)
     counts = confusion_matrix(labels, probabilities, len(names))
@@ -783,7 +805,7 @@ def evaluate(
         "loss": loss,
         "accuracy": report["accuracy"],
         "examples": len(labels),
-        "engine": runner.note,
+        "engine": used,
         "seconds": seconds,
         "classes": report["classes"],
         "confusion_png": str(figure_path),

@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -586,18 +586,32 @@ class Trainer:
         return self.evaluate_with_outputs(data, batch_size, keep_outputs=False)[0]
 
     @torch.no_grad()
+    @torch.no_grad()
+    def score(self, outputs: Any, y: Any, batch_size: int = 256) -> dict[str, float]:
+        """The logs of evaluate_logs from outputs computed elsewhere (another engine running the
+        same model, such as ONNX Runtime): the loss comes from the outputs, as Keras computes it
+        from probabilities, and each metric as in evaluate."""
+        outputs, targets = _as_tensor(outputs, "outputs").float(), _as_tensor(y, "y")
+        if len(outputs) != len(targets):
+            raise DataError(f"{len(outputs)} outputs but {len(targets)} targets. Give one output per target.")
+        running = _Running()
+        for metric in self.metrics:
+            metric.reset()
+        for start in range(0, len(targets), batch_size):
+            output = self._to_device(outputs[start : start + batch_size])
+            target = self._to_device(targets[start : start + batch_size])
+            loss = self._loss(output, target, None)
+            running.loss = loss * len(target) if running.loss is None else running.loss + loss * len(target)
+            running.seen += len(target)
+            for metric in self.metrics:
+                metric.update(output, target)
+        return self._logs(running)
+
     def evaluate_with_outputs(
-        self,
-        data: Any,
-        batch_size: int = 32,
-        keep_outputs: bool = True,
-        forward: Callable[[Tensor], Tensor] | None = None,
+        self, data: Any, batch_size: int = 32, keep_outputs: bool = True
     ) -> tuple[dict[str, float], np.ndarray | None]:
         """The logs of evaluate_logs and the model's outputs for every example (what predict
-        returns), from one pass over the data instead of two. `forward`: what computes the
-        outputs of a batch instead of the model (another engine running the same model, such as
-        ONNX Runtime); the loss then comes from its outputs, as Keras computes it from
-        probabilities."""
+        returns), from one pass over the data instead of two."""
         x, y = data if isinstance(data, (tuple, list)) and len(data) == 2 else (data, None)
         x = self._encode(x)
         self._place()
@@ -610,14 +624,9 @@ class Trainer:
         for x_batch, y_batch in _batches(x, y, batch_size, False, 0, self.inputs).epoch(0):
             if y_batch is None:
                 raise DataError("evaluate needs targets: pass y, or a dataset that yields (x, y) batches.")
-            x_batch, y_batch = self._to_device(x_batch), self._to_device(y_batch)
-            parts = [(x_batch, y_batch)] if forward is not None else self._inference_chunks(x_batch, y_batch)
-            for x_part, y_part in parts:
-                if forward is not None:
-                    output = forward(x_part).float()
-                else:
-                    with self._autocast():
-                        output = _float32(self.forward(x_part))
+            for x_part, y_part in self._inference_chunks(self._to_device(x_batch), self._to_device(y_batch)):
+                with self._autocast():
+                    output = _float32(self.forward(x_part))
                 loss = self._loss(output, y_part, None)
                 running.loss = loss * len(y_part) if running.loss is None else running.loss + loss * len(y_part)
                 running.seen += len(y_part)
