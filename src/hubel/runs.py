@@ -305,15 +305,20 @@ class _Replan(Callback):
         self.per_step, self.per_epoch_extra, self.epoch_started, self.epoch_steps = 0.0, 0.0, 0.0, 0
         self.window_started, self.window_steps = 0.0, 0  # steps timed in this epoch, past the settling ones
 
+    def on_train_begin(self, logs: dict[str, float]) -> None:
+        self.train_started = time.perf_counter()
+
     def on_epoch_begin(self, epoch: int, logs: dict[str, float]) -> None:
         self.epoch_started = self.window_started = time.perf_counter()
         self.epoch_steps = self.window_steps = 0
+        self.plan.setdefault("fit_start_seconds", self.epoch_started - self.train_started)
 
     def on_batch_end(self, batch: int, logs: dict[str, float]) -> None:
         self.taken += 1
         self.epoch_steps += 1
         if self.taken <= self.settle:
             self.window_started = time.perf_counter()
+            self.plan["settle_seconds"] = self.window_started - self.epoch_started
             return
         self.window_steps += 1
         if self.window_steps % self.measured == 0 and self.limit.stopped_by is None:
@@ -322,8 +327,9 @@ class _Replan(Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         # the epoch's time beyond its steps: validation (done by now) and the epoch's logging
+        spent = time.perf_counter() - self.epoch_started
+        self.plan["epoch_extra_seconds"] = spent - self.epoch_steps * self.per_step  # the last epoch's
         if self.per_step and self.epoch_steps and self.limit.stopped_by is None:
-            spent = time.perf_counter() - self.epoch_started
             self.per_epoch_extra = max(self.per_epoch_extra, spent - self.epoch_steps * self.per_step)
             self._replan(self.per_epoch_extra)
 

@@ -586,7 +586,6 @@ class Trainer:
         return self.evaluate_with_outputs(data, batch_size, keep_outputs=False)[0]
 
     @torch.no_grad()
-    @torch.no_grad()
     def score(self, outputs: Any, y: Any, batch_size: int = 256) -> dict[str, float]:
         """The logs of evaluate_logs from outputs computed elsewhere (another engine running the
         same model, such as ONNX Runtime): the loss comes from the outputs, as Keras computes it
@@ -607,6 +606,7 @@ class Trainer:
                 metric.update(output, target)
         return self._logs(running)
 
+    @torch.no_grad()
     def evaluate_with_outputs(
         self, data: Any, batch_size: int = 32, keep_outputs: bool = True
     ) -> tuple[dict[str, float], np.ndarray | None]:
