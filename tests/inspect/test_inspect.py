@@ -97,7 +97,8 @@ def test_vertical_edge_kernel_on_a_vertical_bar(tmp_path):
 
 
 def test_plot_history_curves_and_learning_rate_changes(square_model, tmp_path):
-    _, history = square_model
+    _, fitted = square_model
+    history = hubel.train.History(fitted.history, fitted.epoch)  # one dot per epoch: without the per-step log
     changed = hubel.train.History()
     for epoch, rate in enumerate([1e-3, 1e-3, 1e-4]):
         changed.append(epoch, {"loss": 1.0 / (epoch + 1), "val_loss": 1.2 / (epoch + 1), "learning_rate": rate})
@@ -113,6 +114,32 @@ def test_plot_history_curves_and_learning_rate_changes(square_model, tmp_path):
     ]
     with pytest.raises(ConfigError, match="none of \\['f1'\\] is in the history"):
         inspect.plot_history(history, metrics=["f1"])
+
+
+def test_a_short_run_draws_every_step_and_validation_at_its_epochs_last_step(tmp_path):
+    (x, y), _ = hubel.datasets.load("digits")
+    hubel.set_seed(0)
+    model = hubel.Sequential([L.Input((8, 8, 1)), L.Rescaling(1 / 16), L.Flatten(), L.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    stop = hubel.train.TrainingBudget(steps=60)  # the second epoch stops part-way, as a time budget may
+    history = model.fit(x, y, epochs=2, batch_size=32, validation_split=0.2, verbose=0, callbacks=[stop])
+    steps_per_epoch, kept = history.params["steps"], int(len(x) * 0.8)  # 37 batches of the 1,153 kept
+    second = 60 - steps_per_epoch
+    assert len(history.steps["loss"]) == len(history.steps["accuracy"]) == 60
+    assert history.steps["epoch"][steps_per_epoch - 1] == 1.0
+    assert history.steps["epoch"][-1] == pytest.approx(1 + second / steps_per_epoch)
+    # each step's own batch, not the epoch's running mean: their mean over epoch 1 is the epoch's loss
+    sizes = [32] * (steps_per_epoch - 1) + [kept - 32 * (steps_per_epoch - 1)]
+    mean = np.average(history.steps["loss"][:steps_per_epoch], weights=sizes)
+    assert mean == pytest.approx(history.history["loss"][0], rel=1e-5)
+    assert hubel.train.History.from_dict(history.to_dict()).steps == history.steps
+    figure = inspect.plot_history(history, path=tmp_path / "curves.png")
+    loss_axis = figure.axes[0]
+    labels = [line.get_label() for line in loss_axis.lines]
+    assert "training (per step, smoothed)" in labels and "validation" in labels
+    validation = loss_axis.lines[labels.index("validation")]
+    assert list(validation.get_xdata()) == pytest.approx([1.0, 1 + second / steps_per_epoch])  # each epoch's last step
+    assert len(loss_axis.lines[labels.index("training (per step, smoothed)")].get_xdata()) == 60
 
 
 def test_confusion_matrix_and_report_match_a_hand_count():

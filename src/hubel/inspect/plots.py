@@ -97,6 +97,34 @@ def show_images(
     return save_figure(figure, path)
 
 
+_STEP_CURVES_UP_TO = 5  # epochs: runs this short draw their training curves per step
+
+
+def _smoothed(values: list[float]) -> np.ndarray:
+    """An exponential moving average over about a twentieth of the steps, bias-corrected (as
+    TensorBoard and fastai smooth a noisy per-step loss)."""
+    beta = 1.0 - 1.0 / max(2.0, len(values) / 20)
+    average, out = 0.0, np.empty(len(values))
+    for index, value in enumerate(values):
+        average = beta * average + (1 - beta) * value
+        out[index] = average / (1 - beta ** (index + 1))
+    return out
+
+
+def _plot_steps(axes: Any, panels: Sequence[str], steps: dict[str, list[float]], colour: str, label: str) -> None:
+    positions = steps["epoch"]
+    for axis, metric in zip(axes, panels):
+        values = steps.get(metric)
+        if not values:
+            continue
+        if metric == "learning_rate":
+            axis.plot(positions, values, color=colour, label=label or None)
+            axis.set_yscale("log")
+            continue
+        axis.plot(positions, values, color=colour, alpha=0.25, linewidth=0.8)
+        axis.plot(positions, _smoothed(values), color=colour, label=f"{label} training (per step, smoothed)".strip())
+
+
 def _history_dict(history: Any) -> tuple[dict[str, list[float]], list[int]]:
     if hasattr(history, "history"):
         return history.history, list(getattr(history, "epoch", range(len(next(iter(history.history.values()), [])))))
@@ -131,21 +159,31 @@ def plot_history(
     if not shown:
         available = sorted({key for logs, _ in parsed for key in logs})
         raise ConfigError(f"plot_history: none of {list(metrics)} is in the history; it has {available}.")
-    with_rate = any(len(set(logs.get("learning_rate", []))) > 1 for logs, _ in parsed)
+    with_rate = any(len(set(logs.get("learning_rate", []))) > 1 for logs, _ in parsed) or any(
+        len(set((getattr(run, "steps", None) or {}).get("learning_rate", []))) > 1 for run in runs
+    )
     panels = shown + (["learning_rate"] if with_rate else [])
     figure, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 3.8), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for index, ((logs, epochs), label) in enumerate(zip(parsed, labels)):
+    for index, ((logs, epochs), label, run) in enumerate(zip(parsed, labels, runs)):
         colour = colours[index % len(colours)]
         x = [epoch + 1 for epoch in epochs]
         rates = logs.get("learning_rate", [])
         changes = [x[i] - 0.5 for i in range(1, len(rates)) if rates[i] != rates[i - 1]]
+        steps = getattr(run, "steps", None) or {}
+        per_step = bool(steps.get("epoch")) and len(epochs) <= _STEP_CURVES_UP_TO  # a short run: every step
+        if per_step:
+            positions = steps["epoch"]  # validation sits at the last step of its epoch (a budget may stop part-way)
+            x = [max((p for p in positions if epoch < p <= epoch + 1), default=epoch + 1) for epoch in epochs]
+            changes = []  # the per-step learning rate shows its own changes
+            _plot_steps(axes[0], panels, steps, colour, label)
         for axis, metric in zip(axes[0], panels):
-            if metric == "learning_rate":
+            drawn = per_step and metric in steps
+            if metric == "learning_rate" and not drawn:
                 axis.plot(x, rates, color=colour, marker="o", markersize=3, drawstyle="steps-mid", label=label or None)
                 axis.set_yscale("log")
-            else:
-                if metric in logs:
+            elif metric != "learning_rate":
+                if metric in logs and not drawn:
                     axis.plot(
                         x, logs[metric], color=colour, marker="o", markersize=3, label=f"{label} training".strip()
                     )
@@ -156,7 +194,7 @@ def plot_history(
                         color=colour,
                         linestyle="--",
                         marker="o",
-                        markersize=3,
+                        markersize=4 if per_step else 3,
                         label=f"{label} validation".strip(),
                     )
             for change in changes:

@@ -26,6 +26,7 @@ class Metric:
         self.name = name
         self.total: Tensor | None = None
         self.count = 0
+        self.last_batch: Tensor | None = None
 
     def reset(self) -> None:
         self.total, self.count = None, 0
@@ -35,6 +36,7 @@ class Metric:
         subtotal = scores.sum()
         self.total = subtotal if self.total is None else self.total + subtotal
         self.count += scores.numel()
+        self.last_batch = subtotal / max(scores.numel(), 1)  # this batch's own value, on the device
 
     def score(self, output: Tensor, target: Tensor) -> Tensor:
         raise NotImplementedError

@@ -16,7 +16,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +232,9 @@ class _Running:
     loss: Tensor | None = None
     seen: int = 0
     step: int = 0
+    # each step's [loss, *metrics] of its own batch, on the device, and its learning rate
+    step_values: list[Tensor] = field(default_factory=list)
+    step_rates: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -380,6 +383,8 @@ class Trainer:
         running.seen += count
         for metric in self.metrics:
             metric.update(output, y)
+        running.step_values.append(torch.stack([loss.detach().float(), *(m.last_batch for m in self.metrics)]))
+        running.step_rates.append(self.optimizer.learning_rate)
         return loss
 
     # ----- fit ------------------------------------------------------------------------------
@@ -460,6 +465,7 @@ class Trainer:
         for epoch in range(start_epoch, run.epochs):
             run.callbacks.call("on_epoch_begin", epoch, {})
             logs = self._run_epoch(run, epoch, skip, running)
+            self._record_steps(run, epoch, skip, running)
             skip, running = 0, _Running()
             if logs is None:  # stopped inside the epoch (non-finite loss)
                 return
@@ -522,6 +528,17 @@ class Trainer:
         logs = self._logs(running)
         logs["_steps"], logs["_seconds"] = step, time.perf_counter() - start
         return logs
+
+    def _record_steps(self, run: _Run, epoch: int, first_step: int, running: _Running) -> None:
+        """The epoch's per-step values into the History (one device-to-host copy per epoch)."""
+        if not running.step_values:
+            return
+        rows = torch.stack(running.step_values).cpu().tolist()
+        names = ["loss", *(metric.name for metric in self.metrics)]
+        values = {name: [row[index] for row in rows] for index, name in enumerate(names)}
+        values["learning_rate"] = running.step_rates
+        steps = run.batches.steps or first_step + len(rows)
+        run.history.append_steps(epoch, steps, first_step, values)
 
     def _logs(self, running: _Running) -> dict[str, float]:
         logs = {"loss": float(running.loss) / running.seen if running.loss is not None else math.nan}
