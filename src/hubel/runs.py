@@ -42,6 +42,7 @@ from hubel.models.sequential import Sequential
 from hubel.models.spec import model_from_spec
 from hubel.models.zoo import ZOO, Recipe, create_model
 from hubel.train.callbacks import Callback, EarlyStopping, JSONLinesLogger, TrainingBudget
+from hubel.train.history import STEP_CURVES_UP_TO
 from hubel.train.optimizers import OPTIMIZERS, Optimizer, get_optimizer
 from hubel.train.progress import format_logs
 from hubel.train.schedules import OneCycle
@@ -589,6 +590,8 @@ def _finish_run(
     takes = "raw text (TextVectorization inside)" if loaded.get("kind") == "text" else "raw 0-255 pixels"
     metadata = {"class_names": loaded["class_names"], "preprocessing": f"{takes} (preprocessing inside)",
                 "data": data, "history": history.history}  # fmt: skip
+    if len(history.epoch) <= STEP_CURVES_UP_TO:  # the report draws a short run per step: keep what it draws
+        metadata["history_steps"] = history.steps
     network.save(directory / "model.hubel", metadata=metadata)
     network.trainer.use_precision(None)  # the test set is measured in float32, as the saved model predicts
     test = loaded["test"]
@@ -924,7 +927,8 @@ def report_run(run: str | Path, out: str | Path | None = None) -> Path:
     config = yaml.safe_load(config_path.read_text()) or {}
     network = load_model(directory / "model.hubel")
     history_data = network.metadata.get("history") or {}
-    history = History(history_data, list(range(len(next(iter(history_data.values()), [])))))
+    epochs = list(range(len(next(iter(history_data.values()), []))))
+    history = History(history_data, epochs, steps=network.metadata.get("history_steps"))
     loaded = _load_data(config["data"], tuple(network.input_shape[1:3]), config.get("batch_size", 32), 0)
     path = Path(out) if out else directory / "report.html"
     return report(network, history, loaded["test"], path=path, class_names=network.metadata.get("class_names"),

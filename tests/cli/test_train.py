@@ -34,6 +34,10 @@ def test_train_writes_a_complete_run_directory_and_resumes(tmp_path, capsys):
     assert main(["train", "digits", "--epochs", "3", "--out", str(run), "--resume"]) == 0
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [0, 1, 2]  # continued from the checkpoint, not from zero
+    steps = hubel.load_model(run / "model.hubel").metadata["history_steps"]  # what the report draws per step
+    assert steps["epoch"][-1] == 3.0 and np.all(np.diff(steps["epoch"]) > 0)  # the resumed run kept epochs 1-2
+    per_epoch = [sum(epoch < p <= epoch + 1 for p in steps["epoch"]) for epoch in range(3)]
+    assert len(steps["loss"]) == len(steps["epoch"]) and per_epoch[0] == per_epoch[1] == per_epoch[2] > 10
     capsys.readouterr()
     assert main(["evaluate", str(run), "digits"]) == 0
     out = capsys.readouterr().out

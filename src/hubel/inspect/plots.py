@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from hubel.errors import ConfigError, DataError
+from hubel.train.history import STEP_CURVES_UP_TO
 
 __all__ = ["plot_history", "save_figure", "show_images"]
 
@@ -97,9 +98,6 @@ def show_images(
     return save_figure(figure, path)
 
 
-_STEP_CURVES_UP_TO = 5  # epochs: runs this short draw their training curves per step
-
-
 def _smoothed(values: list[float]) -> np.ndarray:
     """An exponential moving average over about a twentieth of the steps, bias-corrected (as
     TensorBoard and fastai smooth a noisy per-step loss)."""
@@ -171,7 +169,7 @@ def plot_history(
         rates = logs.get("learning_rate", [])
         changes = [x[i] - 0.5 for i in range(1, len(rates)) if rates[i] != rates[i - 1]]
         steps = getattr(run, "steps", None) or {}
-        per_step = bool(steps.get("epoch")) and len(epochs) <= _STEP_CURVES_UP_TO  # a short run: every step
+        per_step = bool(steps.get("epoch")) and len(epochs) <= STEP_CURVES_UP_TO  # a short run: every step
         if per_step:
             positions = steps["epoch"]  # validation sits at the last step of its epoch (a budget may stop part-way)
             x = [max((p for p in positions if epoch < p <= epoch + 1), default=epoch + 1) for epoch in epochs]

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["History"]
+__all__ = ["STEP_CURVES_UP_TO", "History"]
+
+STEP_CURVES_UP_TO = 5  # epochs: runs this short have their training curves drawn per step
 
 
 class History:
