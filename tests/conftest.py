@@ -1,12 +1,10 @@
 import os
-from pathlib import Path
 
 import pytest
 import torch
 
 import hubel
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from helpers import SHARED_DATA
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,8 @@ from PIL import Image
 import hubel
 from hubel import layers as L
 from hubel.layers.base import Layer, internal_to_keras, keras_to_internal
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the clone
 
 
 def random_input(layer: Layer, input_shape: Any, batch: int = 2) -> Any:

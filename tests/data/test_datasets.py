@@ -9,7 +9,7 @@ from functools import partial
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA
+from helpers import SHARED_DATA
 from hubel import datasets
 from hubel.data import datasets as builtin
 from hubel.data.fetch import DownloadError, download, file_digest

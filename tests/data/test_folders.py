@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SHARED_DATA
+from helpers import SHARED_DATA
 from hubel.data import image_folder, scan_folder
 from hubel.data.cache import ImageCache
 from hubel.data.images import DecodeOptions, decode_image
@@ -224,6 +224,36 @@ def test_exif_orientation_is_applied(tmp_path):
     pixels = decode_image(path, DecodeOptions((40, 20)))  # (height, width): portrait after rotation
     assert pixels.shape == (40, 20, 3)
     assert pixels[2, 10, 0] > 200 and pixels[-3, 10, 2] > 200  # red on top, blue at the bottom
+
+
+def test_plain_jpegs_take_the_fast_decoder_and_match_pillows_pixels(tmp_path, monkeypatch):
+    import hubel.data.images as images
+
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((500, 375), Image.BICUBIC)
+    path = save(tmp_path / "camera.jpg", photo, quality=90)
+    calls = []
+    decode = images.simplejpeg.decode_jpeg
+    monkeypatch.setattr(images.simplejpeg, "decode_jpeg", lambda *a, **k: calls.append(k) or decode(*a, **k))
+    grey = save(tmp_path / "grey.jpg", photo.convert("L"), quality=90)
+    for source, options in ((path, DecodeOptions((160, 160))), (grey, DecodeOptions((96, 128)))):
+        fast = decode_image(source, options)
+        with monkeypatch.context() as pillow_only:
+            pillow_only.setattr(images, "simplejpeg", None)
+            slow = decode_image(source, options)
+        assert fast.shape == slow.shape == (*options.image_size, options.channels)
+        difference = np.abs(fast.astype(int) - slow.astype(int))
+        if options.image_size == (160, 160):  # both decode 500x375 at 1/2 scale: the same pixels
+            assert difference.max() <= 2
+        else:  # simplejpeg may also pick libjpeg-turbo's 3/8 scale (188x141), where Pillow's draft takes 1/2
+            assert difference.mean() < 2, difference.mean()
+    assert [call["min_height"] for call in calls] == [160, 96]  # decoded at a reduced scale, not full size
+    assert decode_image(grey, DecodeOptions((96, 128), color_mode="grayscale")).shape == (96, 128, 1)
+    assert len(calls) == 2  # grayscale output is Pillow's conversion
+    damaged = tmp_path / "damaged.jpg"
+    damaged.write_bytes(path.read_bytes()[:2000])  # simplejpeg declines; Pillow names what is wrong
+    with pytest.raises(images.UnreadableImage, match=r"truncated|damaged"):
+        decode_image(damaged, DecodeOptions((160, 160)))
 
 
 def test_grayscale_crop_and_pad_to_aspect_ratio(tmp_path):
