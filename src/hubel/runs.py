@@ -388,10 +388,9 @@ def _plan_budget(
     validation_seconds = validation_steps * batch_size * seconds_per_example
     finish_seconds = test_examples * seconds_per_example + _REPORT_SECONDS  # one test pass feeds both
     after_probe = budget - (time.perf_counter() - started)
-    # 2% held back: the test pass runs up to 1 s over its estimate from a 256-example probe
-    left = max(
-        after_probe - finish_seconds - 0.02 * budget, budget / 2
-    )  # a budget too small for the report still trains
+    # 2% held back: the test pass ran up to 1 s over its estimate from a 256-example probe; a budget
+    # too small for the report still trains for half of it
+    left = max(after_probe - finish_seconds - 0.02 * budget, budget / 2)
     total_steps, epochs = _steps_that_fit(left, seconds_per_step, validation_seconds, steps_per_epoch)
     fit_ends_after = time.perf_counter() - started + left  # seconds into the run
     return {"seconds": budget, "seconds_per_step": seconds_per_step, "timed_steps": timed_steps,

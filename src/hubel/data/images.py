@@ -6,7 +6,7 @@ transparent pixels composited over white. JPEGs are decoded at the smallest DCT 
 larger than the target (libjpeg-turbo's scaled decoding: Pillow's draft mode, or simplejpeg,
 which skips Pillow's per-image overhead, for the plain JPEGs without an EXIF rotation that
 cameras and datasets mostly hold, read as RGB). Bilinear resizing is torch's antialiased uint8
-kernel, which matches Pillow's to within one level and ran 2.4x faster (benchmarks/README.md).
+kernel, which matches Pillow's to within one level and ran 2.2x faster (benchmarks/README.md).
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ def report(
 ) -> Path:
     """Write the report for `model` evaluated on `data` ((x_test, y_test) or a dataset of
     batches), with the curves of `history`; returns the path. `outputs`: the model's outputs on
-    `data` when the caller has them already (from Trainer.evaluate_with_outputs)."""
+    `data` when the caller has them already (hubel train's test pass)."""
     started = time.perf_counter()
     if data is None:
         raise ConfigError("report needs evaluation data: report(model, history, (x_test, y_test)).")

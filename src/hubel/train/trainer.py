@@ -598,9 +598,24 @@ class Trainer:
 
     # ----- evaluate and predict --------------------------------------------------------------
 
+    @torch.no_grad()
     def evaluate_logs(self, data: Any, batch_size: int = 32) -> dict[str, float]:
         """{'loss': ..., metric: ...} over data (an (x, y) pair or an iterable of batches)."""
-        return self.evaluate_with_outputs(data, batch_size, keep_outputs=False)[0]
+        x, y = data if isinstance(data, (tuple, list)) and len(data) == 2 else (data, None)
+        x = self._encode(x)
+        self._place()
+        was_training = self.model.training
+        self.model.eval()
+        running = self._fresh_tally()
+        for x_batch, y_batch in _batches(x, y, batch_size, False, 0, self.inputs).epoch(0):
+            if y_batch is None:
+                raise DataError("evaluate needs targets: pass y, or a dataset that yields (x, y) batches.")
+            for x_part, y_part in self._inference_chunks(self._to_device(x_batch), self._to_device(y_batch)):
+                with self._autocast():
+                    output = _float32(self.forward(x_part))
+                self._tally(running, output, y_part)
+        self.model.train(was_training)
+        return self._logs(running)
 
     @torch.no_grad()
     def score(self, outputs: Any, y: Any, batch_size: int = 256) -> dict[str, float]:
@@ -610,49 +625,24 @@ class Trainer:
         outputs, targets = _as_tensor(outputs, "outputs").float(), _as_tensor(y, "y")
         if len(outputs) != len(targets):
             raise DataError(f"{len(outputs)} outputs but {len(targets)} targets. Give one output per target.")
-        running = _Running()
-        for metric in self.metrics:
-            metric.reset()
+        running = self._fresh_tally()
         for start in range(0, len(targets), batch_size):
-            output = self._to_device(outputs[start : start + batch_size])
-            target = self._to_device(targets[start : start + batch_size])
-            loss = self._loss(output, target, None)
-            running.loss = loss * len(target) if running.loss is None else running.loss + loss * len(target)
-            running.seen += len(target)
-            for metric in self.metrics:
-                metric.update(output, target)
+            part = slice(start, start + batch_size)
+            self._tally(running, self._to_device(outputs[part]), self._to_device(targets[part]))
         return self._logs(running)
 
-    @torch.no_grad()
-    def evaluate_with_outputs(
-        self, data: Any, batch_size: int = 32, keep_outputs: bool = True
-    ) -> tuple[dict[str, float], np.ndarray | None]:
-        """The logs of evaluate_logs and the model's outputs for every example (what predict
-        returns), from one pass over the data instead of two."""
-        x, y = data if isinstance(data, (tuple, list)) and len(data) == 2 else (data, None)
-        x = self._encode(x)
-        self._place()
-        was_training = self.model.training
-        self.model.eval()
-        running = _Running()
-        outputs: list[Tensor] = []
+    def _fresh_tally(self) -> _Running:
         for metric in self.metrics:
             metric.reset()
-        for x_batch, y_batch in _batches(x, y, batch_size, False, 0, self.inputs).epoch(0):
-            if y_batch is None:
-                raise DataError("evaluate needs targets: pass y, or a dataset that yields (x, y) batches.")
-            for x_part, y_part in self._inference_chunks(self._to_device(x_batch), self._to_device(y_batch)):
-                with self._autocast():
-                    output = _float32(self.forward(x_part))
-                loss = self._loss(output, y_part, None)
-                running.loss = loss * len(y_part) if running.loss is None else running.loss + loss * len(y_part)
-                running.seen += len(y_part)
-                for metric in self.metrics:
-                    metric.update(output, y_part)
-                if keep_outputs:
-                    outputs.append(output.detach().cpu())
-        self.model.train(was_training)
-        return self._logs(running), torch.cat(outputs).numpy() if keep_outputs and outputs else None
+        return _Running()
+
+    def _tally(self, running: _Running, output: Tensor, target: Tensor) -> None:
+        """Add one batch's loss and metrics to the sums that evaluate reports."""
+        loss = self._loss(output, target, None)
+        running.loss = loss * len(target) if running.loss is None else running.loss + loss * len(target)
+        running.seen += len(target)
+        for metric in self.metrics:
+            metric.update(output, target)
 
     def _inference_chunks(self, x: Any, y: Any) -> Iterator[tuple[Any, Any]]:
         """A batch in pieces of at most 8 examples when they are large images on a CPU: their
