@@ -21,9 +21,12 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "wb", **open_options: Any) -> Iterator[IO[Any]]:
+def atomic_write(
+    path: str | Path, mode: str = "wb", keep_previous: str | Path | None = None, **open_options: Any
+) -> Iterator[IO[Any]]:
     """Write through a temporary file beside `path`; on success fsync it and rename it over
-    `path`; on failure remove it and re-raise.
+    `path`; on failure remove it and re-raise. With `keep_previous`, the file that was at `path`
+    is first renamed there (a kill between the two renames leaves the previous file whole).
 
     Example:
         >>> import tempfile
@@ -43,6 +46,8 @@ def atomic_write(path: str | Path, mode: str = "wb", **open_options: Any) -> Ite
             yield file
             file.flush()
             os.fsync(file.fileno())
+        if keep_previous is not None and path.exists():
+            os.replace(path, keep_previous)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

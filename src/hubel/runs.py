@@ -42,6 +42,7 @@ from hubel.models.sequential import Sequential
 from hubel.models.spec import model_from_spec
 from hubel.models.zoo import ZOO, Recipe, create_model
 from hubel.train.callbacks import Callback, EarlyStopping, JSONLinesLogger, TrainingBudget
+from hubel.train.checkpoint import checkpoint_exists
 from hubel.train.history import STEP_CURVES_UP_TO
 from hubel.train.optimizers import OPTIMIZERS, Optimizer, get_optimizer
 from hubel.train.progress import format_logs
@@ -197,7 +198,7 @@ def _forget_epochs_after_checkpoint(directory: Path) -> None:
     resume: drop its lines from metrics.jsonl and train.log first, so every epoch is logged once."""
     from hubel.train.checkpoint import load_checkpoint
 
-    done = int(load_checkpoint(directory / "checkpoints" / "last.ckpt")["epoch"])
+    done = int(load_checkpoint(directory / "checkpoints" / "last.ckpt", warn=False)["epoch"])
     metrics = directory / "metrics.jsonl"
     if metrics.exists():
         kept = [line for line in metrics.read_text().splitlines() if line and json.loads(line)["epoch"] < done]
@@ -436,7 +437,7 @@ def train(
     directory = Path(out) if out else Path("runs") / f"{Path(data).name}-{model or 'default'}"
     if directory.exists() and any(directory.iterdir()) and not resume:
         raise ConfigError(f"{directory} exists already: resume it with --resume, or pick another name with --out.")
-    if resume and not (directory / "checkpoints" / "last.ckpt").exists():
+    if resume and not checkpoint_exists(directory / "checkpoints" / "last.ckpt"):
         raise ConfigError(f"{directory} has no checkpoint to resume from. Train without --resume.")
     if precision not in _PRECISIONS:
         raise ConfigError(f"expected precision {', '.join(map(repr, _PRECISIONS))}. Received: {precision!r}")

@@ -353,6 +353,30 @@ def test_resuming_with_another_model_or_a_damaged_checkpoint_is_clear(tmp_path):
         small_model().fit(x, y, verbose=0, resume_from=tmp_path / "missing.ckpt")
 
 
+def test_a_damaged_last_checkpoint_resumes_from_the_previous_one(tmp_path):
+    x, y, _, _ = digits()
+    reference = small_model()
+    reference.fit(x, y, epochs=3, verbose=0)
+    small_model().fit(x, y, epochs=2, verbose=0, checkpoint_dir=tmp_path)
+    previous = tmp_path / "previous.ckpt"
+    assert torch.load(previous, weights_only=True)["epoch"] == 1  # the one before the last is kept
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == 2
+    (tmp_path / "last.ckpt").write_bytes(b"cut short")
+    resumed = small_model()
+    with pytest.warns(UserWarning, match="damaged checkpoint.*resuming from previous.ckpt"):
+        history = resumed.fit(x, y, epochs=3, verbose=0, checkpoint_dir=tmp_path, resume=True)
+    assert history.epoch == [0, 1, 2]  # epoch 2 again from the previous checkpoint, then epoch 3
+    for mine, theirs in zip(resumed.state_dict().values(), reference.state_dict().values()):
+        assert torch.equal(mine, theirs)  # the same model as a run never interrupted
+    (tmp_path / "last.ckpt").unlink()  # a kill between a save's two renames: only the previous is there
+    state = hubel.train.checkpoint.load_checkpoint(tmp_path / "last.ckpt", warn=False)
+    assert state["epoch"] == 2
+    for name in ("last.ckpt", "previous.ckpt"):
+        (tmp_path / name).write_bytes(b"cut short")
+    with pytest.raises(hubel.train.CheckpointError, match=r"and so is previous\.ckpt beside it\. Delete both"):
+        small_model().fit(x, y, epochs=4, verbose=0, checkpoint_dir=tmp_path, resume=True)
+
+
 def test_resume_with_the_same_architecture_built_again_in_one_process(tmp_path):
     x, y, _, _ = digits()
     first = small_model()

@@ -29,6 +29,7 @@ from hubel.layers.base import tensor_view
 from hubel.train.callbacks import Callback, CallbackList
 from hubel.train.checkpoint import (
     CheckpointError,
+    checkpoint_exists,
     load_checkpoint,
     random_states,
     restore_random_states,
@@ -421,7 +422,7 @@ class Trainer:
         checkpoint = (
             Path(resume_from) if resume_from else (Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None)
         )
-        if (resume or resume_from) and checkpoint is not None and (checkpoint.exists() or resume_from):
+        if (resume or resume_from) and checkpoint is not None and (checkpoint_exists(checkpoint) or resume_from):
             state = load_checkpoint(checkpoint)
             seed, start_epoch, skip, history, running = self._restore(state)
         run = _Run(
