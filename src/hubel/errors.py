@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "HubelError", "ModelFileError", "ShapeError", "UnknownNameError"]
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "DistributedError",
+    "HubelError",
+    "ModelFileError",
+    "ShapeError",
+    "UnknownNameError",
+]
 
 
 class HubelError(Exception):
@@ -19,6 +27,10 @@ class ShapeError(HubelError, ValueError):
 
 class DataError(HubelError, ValueError):
     """Data is missing, unreadable or inconsistent."""
+
+
+class DistributedError(HubelError, RuntimeError):
+    """The processes of a distributed run could not meet, or one of them died."""
 
 
 class ModelFileError(HubelError, ValueError):

@@ -9,6 +9,7 @@ cache (see cache.py); unreadable and hidden files are skipped, counted and liste
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -25,6 +26,7 @@ import numpy as np
 from hubel.data.cache import ImageCache
 from hubel.data.images import DecodeOptions, image_extensions
 from hubel.data.paths import cache_dir
+from hubel.data.shards import ShardBatch, shard
 from hubel.errors import ConfigError, DataError
 from hubel.files import atomic_write
 
@@ -222,9 +224,7 @@ class ImageFolderDataset:
         self.seed = seed if seed is not None else int(np.random.SeedSequence().entropy % (2**31))
         self.skipped = skipped
         self.epoch = 0
-
-    def __len__(self) -> int:
-        return math.ceil(len(self._rows) / self.batch_size)
+        self._shard = (0, 1)  # (rank, processes): see shard()
 
     @property
     def num_examples(self) -> int:
@@ -243,14 +243,30 @@ class ImageFolderDataset:
         """Shuffle the next pass as epoch `epoch` (a resumed run replays the same order)."""
         self.epoch = epoch
 
-    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def shard(self, rank: int, size: int) -> ImageFolderDataset:
+        """Process `rank`'s view of the data in a run on `size` processes: each global batch
+        (batch_size × size examples of the one shuffled order) split as data.shards.shard splits
+        it; iterating yields ShardBatch(x, y, share). The pixels are shared, not copied."""
+        view = copy.copy(self)
+        view._shard = (rank, size)
+        return view
+
+    def __len__(self) -> int:
+        return math.ceil(len(self._rows) / (self.batch_size * self._shard[1]))
+
+    def __iter__(self) -> Iterator[Any]:
         order = np.arange(len(self._rows))
         if self.shuffle:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(order)
         self.epoch += 1
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            yield np.asarray(self._pixels[self._rows[batch]]), self._encode(self.labels[batch])
+        rank, size = self._shard
+        for start in range(0, len(order), self.batch_size * size):
+            batch = order[start : start + self.batch_size * size]
+            if size > 1:
+                part, share = shard(len(batch), rank, size)
+                batch = batch[part]
+            x, y = np.asarray(self._pixels[self._rows[batch]]), self._encode(self.labels[batch])
+            yield ShardBatch(x, y, share) if size > 1 else (x, y)
 
     def numpy(self) -> tuple[np.ndarray, np.ndarray]:
         """Every example in file order, as (x, y) arrays."""

@@ -59,7 +59,7 @@ def find_learning_rate(
     try:
         step, epoch = 0, 0
         while step < steps:
-            for x_batch, y_batch in batches.epoch(epoch):
+            for x_batch, y_batch, _ in batches.epoch(epoch):
                 rate = start * (end / start) ** (step / (steps - 1))
                 for group in optimizer.torch.param_groups:  # type: ignore[union-attr]
                     group["lr"] = rate

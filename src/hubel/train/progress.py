@@ -22,9 +22,11 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    """verbose: 0 silent, 1 a bar in terminals (a line elsewhere), 2 one line per epoch."""
+    """verbose: 0 silent, 1 a bar in terminals (a line elsewhere), 2 one line per epoch.
+    muted: not even warnings (the processes of a distributed run but the first, which speaks for all)."""
 
-    def __init__(self, verbose: int | str = "auto", stream: TextIO | None = None) -> None:
+    def __init__(self, verbose: int | str = "auto", stream: TextIO | None = None, muted: bool = False) -> None:
+        self.muted = muted
         self.stream = stream or sys.stdout
         if verbose == "auto":
             verbose = 1
@@ -67,9 +69,10 @@ class Progress:
             print(text, file=self.stream, flush=True)
 
     def warn(self, text: str) -> None:
-        """Why training stopped early: always shown, on stderr."""
+        """Why training stopped early: always shown (unless muted), on stderr."""
         self._stop_bar()
-        print(text, file=sys.stderr, flush=True)
+        if not self.muted:
+            print(text, file=sys.stderr, flush=True)
 
     def _stop_bar(self) -> None:
         if self._bar is not None:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from hubel.data.shards import ShardBatch, shard
 from hubel.errors import ConfigError, DataError
 from hubel.layers.base import tensor_view
 from hubel.train.callbacks import Callback, CallbackList
@@ -35,6 +36,7 @@ from hubel.train.checkpoint import (
     restore_random_states,
     save_checkpoint,
 )
+from hubel.train.distributed import World, init
 from hubel.train.history import History
 from hubel.train.losses import Loss, get_loss, logits_of
 from hubel.train.metrics import Metric, get_metric
@@ -109,56 +111,81 @@ def _as_tensor(values: Any, name: str) -> Tensor:
 
 
 class _Batches:
-    """One epoch at a time of (x, y) batches; `steps` is the number of batches per epoch."""
+    """One epoch at a time of (x, y, share) batches; `steps` is the number of batches per epoch.
+    share is this process's fraction of the global batch (1.0 in a single process; see
+    hubel.data.shards)."""
 
     steps: int | None
 
-    def epoch(self, epoch: int, skip: int = 0) -> Iterator[tuple[Any, Any]]:
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[tuple[Any, Any, float]]:
         raise NotImplementedError
 
 
 class _ArrayBatches(_Batches):
     """In-memory arrays, fed as slices of a shuffled index: no per-example Python. x may be a
-    list of arrays, one per input of a multi-input model."""
+    list of arrays, one per input of a multi-input model. On several processes, each takes its
+    part of every global batch of batch_size × processes examples."""
 
-    def __init__(self, x: Tensor | list[Tensor], y: Tensor | None, batch_size: int, shuffle: bool, seed: int) -> None:
+    def __init__(
+        self, x: Tensor | list[Tensor], y: Tensor | None, batch_size: int, shuffle: bool, seed: int, world: World
+    ) -> None:
         self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
+        self.world = world
         self.count = len(x[0]) if isinstance(x, list) else len(x)
-        self.steps = math.ceil(self.count / batch_size)
+        self.steps = math.ceil(self.count / (batch_size * world.size))
 
-    def epoch(self, epoch: int, skip: int = 0) -> Iterator[tuple[Any, Tensor | None]]:
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[tuple[Any, Tensor | None, float]]:
         order = None
         if self.shuffle:  # the order follows from (seed, epoch) alone, so a resumed run replays it
             order = torch.randperm(self.count, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+        size = self.batch_size * self.world.size  # the global batch
         for step in range(skip, self.steps):
-            part = slice(step * self.batch_size, (step + 1) * self.batch_size)
+            part, share = slice(step * size, min((step + 1) * size, self.count)), 1.0
+            if self.world.size > 1:
+                mine, share = shard(part.stop - part.start, self.world.rank, self.world.size)
+                part = slice(part.start + mine.start, part.start + mine.stop)
             index = part if order is None else order[part]  # contiguous slices when not shuffling
             x = [inputs[index] for inputs in self.x] if isinstance(self.x, list) else self.x[index]
-            yield x, None if self.y is None else self.y[index]
+            yield x, None if self.y is None else self.y[index], share
 
 
 class _IterableBatches(_Batches):
     """Any iterable of (x, y) batches, such as an image-folder dataset. If it has
-    set_epoch(epoch), it is told the epoch first, so its shuffle can be reproduced on resume."""
+    set_epoch(epoch), it is told the epoch first, so its shuffle can be reproduced on resume.
+    On several processes it must have shard(rank, size) (as ImageFolderDataset has), which gives
+    each process its part of every batch."""
 
-    def __init__(self, data: Iterable[Any]) -> None:
+    def __init__(self, data: Iterable[Any], world: World) -> None:
+        if world.size > 1:
+            if not hasattr(data, "shard"):
+                raise ConfigError(
+                    f"a {type(data).__name__} cannot be split over {world.size} processes: pass arrays, an image "
+                    f"folder dataset, or a dataset with a shard(rank, size) method."
+                )
+            data = data.shard(world.rank, world.size)  # type: ignore[attr-defined]
         self.data = data
         self.steps = len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
 
-    def epoch(self, epoch: int, skip: int = 0) -> Iterator[tuple[Any, Any]]:
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[tuple[Any, Any, float]]:
         if hasattr(self.data, "set_epoch"):
             self.data.set_epoch(epoch)
         for step, batch in enumerate(self.data):
             if step < skip:
                 continue
-            if isinstance(batch, (tuple, list)) and len(batch) >= 2:
-                yield batch[0], batch[1]
+            if isinstance(batch, ShardBatch):
+                yield batch.x, batch.y, batch.share
+            elif isinstance(batch, (tuple, list)) and len(batch) >= 2:
+                yield batch[0], batch[1], 1.0
             else:
-                yield batch, None
+                yield batch, None, 1.0
 
 
-def _batches(x: Any, y: Any, batch_size: int, shuffle: bool, seed: int, inputs: int = 1) -> _Batches:
-    """Batches of x (and y); `inputs` > 1: x is a list of arrays, one per input of the model."""
+def _batches(
+    x: Any, y: Any, batch_size: int, shuffle: bool, seed: int, inputs: int = 1, world: World | None = None
+) -> _Batches:
+    """Batches of x (and y); `inputs` > 1: x is a list of arrays, one per input of the model;
+    `world`: the processes that share each batch (one, when None)."""
+    world = world or World()
     if inputs > 1:
         if not isinstance(x, (list, tuple)) or len(x) != inputs:
             raise DataError(f"the model has {inputs} inputs: pass x as a list of {inputs} arrays, one per input.")
@@ -168,7 +195,7 @@ def _batches(x: Any, y: Any, batch_size: int, shuffle: bool, seed: int, inputs: 
             raise DataError(f"the model's inputs hold {[len(part) for part in inputs]} examples; give each the same.")
         if targets is not None and len(targets) != len(inputs[0]):
             raise DataError(f"x has {len(inputs[0])} examples but y has {len(targets)}. Give one label per example.")
-        return _ArrayBatches(inputs, targets, batch_size, shuffle, seed)
+        return _ArrayBatches(inputs, targets, batch_size, shuffle, seed, world)
     if isinstance(x, (np.ndarray, Tensor)) or (isinstance(x, (list, tuple)) and y is not None):
         inputs = _as_tensor(x, "x")
         targets = None if y is None else _as_tensor(y, "y")
@@ -176,12 +203,12 @@ def _batches(x: Any, y: Any, batch_size: int, shuffle: bool, seed: int, inputs: 
             raise DataError(f"x has {len(inputs)} examples but y has {len(targets)}. Give one label per example.")
         if len(inputs) == 0:
             raise DataError("x holds no examples.")
-        return _ArrayBatches(inputs, targets, batch_size, shuffle, seed)
+        return _ArrayBatches(inputs, targets, batch_size, shuffle, seed, world)
     if y is not None:
         raise ConfigError("y is given, but x is not an array: a dataset yields (x, y) batches itself; drop y.")
     if not hasattr(x, "__iter__"):
         raise DataError(f"expected x to be an array or an iterable of (x, y) batches. Received: {type(x).__name__}")
-    return _IterableBatches(x)
+    return _IterableBatches(x, world)
 
 
 # ----- the engine ---------------------------------------------------------------------------
@@ -236,6 +263,7 @@ class _Running:
     # each step's [loss, *metrics] of its own batch, on the device, and its learning rate
     step_values: list[Tensor] = field(default_factory=list)
     step_rates: list[float] = field(default_factory=list)
+    step_counts: list[int] = field(default_factory=list)  # examples each step counted (its weight over processes)
 
 
 @dataclass
@@ -275,6 +303,9 @@ class Trainer:
         # torch.compile, as Keras's jit_compile: off by default, because on 2 CPU cores it ran the
         # Fashion-MNIST network at half the eager speed after 23 s of compiling (benchmarks/README.md).
         self.forward: Any = torch.compile(model) if jit_compile else model
+        self.jit_compile = jit_compile
+        self._world = World()  # the processes of the fit() under way (one outside fit)
+        self._train_forward: Any = None  # the forward a fit() trains through (DistributedDataParallel's on several)
         self.device = resolve_device(device)
         self.use_precision(mixed_precision)
         self.loss = get_loss(loss)
@@ -367,25 +398,37 @@ class Trainer:
     def _autocast(self) -> Any:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
 
-    def _train_step(self, x: Tensor, y: Tensor, weights: Tensor | None, running: _Running) -> Tensor:
+    def _train_step(
+        self, x: Tensor, y: Tensor, weights: Tensor | None, running: _Running, share: float = 1.0
+    ) -> Tensor:
+        """One step on this process's batch, `share` of the global batch: its mean loss is scaled
+        by share × processes, so that the processes' averaged gradients (DistributedDataParallel)
+        are the gradient of the global batch's mean loss."""
         with self._autocast():
-            output = _float32(self.forward(x))
+            output = _float32((self._train_forward or self.forward)(x))
         loss = self._loss(output, y, weights)
         if loss.requires_grad:  # else the model has no trainable weights: nothing to update
+            scale = share * self._world.size
+            objective = loss if scale == 1.0 else loss * scale
             self.optimizer.zero_grad()
             if self.scaler is not None:
-                self.scaler.scale(loss).backward()
+                self.scaler.scale(objective).backward()
                 self.optimizer.step(self.scaler)
             else:
-                loss.backward()
+                objective.backward()
                 self.optimizer.step()
-        count = len(y)
+        count = len(y) if share > 0 else 0  # a stand-in example (share 0) counts for nothing
         running.loss = loss.detach() * count if running.loss is None else running.loss + loss.detach() * count
         running.seen += count
-        for metric in self.metrics:
-            metric.update(output, y)
-        running.step_values.append(torch.stack([loss.detach().float(), *(m.last_batch for m in self.metrics)]))
+        if count:
+            for metric in self.metrics:
+                metric.update(output, y)
+        batch_values = [
+            m.last_batch if count and m.last_batch is not None else loss.new_zeros(()) for m in self.metrics
+        ]
+        running.step_values.append(torch.stack([loss.detach().float(), *batch_values]))
         running.step_rates.append(self.optimizer.learning_rate)
+        running.step_counts.append(count)
         return loss
 
     # ----- fit ------------------------------------------------------------------------------
@@ -408,37 +451,64 @@ class Trainer:
         checkpoint_every: int | None = None,
         resume: bool = False,
         resume_from: str | Path | None = None,
+        distributed: bool = False,
+        sync_batchnorm: bool = False,
     ) -> History:
-        """Train for `epochs` epochs (counting from initial_epoch); see Sequential.fit for the arguments."""
+        """Train for `epochs` epochs (counting from initial_epoch); see Sequential.fit for the arguments.
+
+        distributed=True: this process is one of several (started by torchrun or
+        hubel.train.distributed.launch) that train the model together: each takes batch_size
+        examples of every global batch of batch_size × processes, the gradients are averaged by
+        DistributedDataParallel, the metrics and validation are summed over processes, and only
+        process 0 prints and writes checkpoints (callbacks run in every process). Started any
+        other way, it is a single process. sync_batchnorm=True: BatchNormalization takes its
+        statistics over the global batch instead of each process's part."""
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"expected `batch_size` to be a positive integer. Received: batch_size={batch_size!r}")
         if not 0.0 <= validation_split < 1.0:
             raise ConfigError(f"expected 0 <= validation_split < 1. Received: validation_split={validation_split!r}")
+        if sync_batchnorm and not distributed:
+            raise ConfigError("sync_batchnorm=True synchronises processes: it needs distributed=True.")
         x = self._encode(x)
         x, y, validation_data = self._split_validation(x, y, validation_split, validation_data)
+        world = init() if distributed else World()
+        if world.size > 1 and self.device.type == "cuda":  # each process its own GPU
+            self.device, self._placed = torch.device("cuda", world.local_rank), False
         self._build_optimizer()
-        seed = int(torch.randint(0, 2**31 - 1, (1,)).item())  # drawn from torch's RNG: set_seed fixes it
+        # drawn from torch's RNG (set_seed fixes it); on several processes, process 0's
+        seed = world.broadcast(int(torch.randint(0, 2**31 - 1, (1,)).item()))
+        if world.rank:  # dropout and augmentation draw differently in each process
+            set_seed(seed + world.rank)
         history, start_epoch, skip, running = History(), initial_epoch, 0, _Running()
         checkpoint = (
             Path(resume_from) if resume_from else (Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None)
         )
+        self._world = world
         if (resume or resume_from) and checkpoint is not None and (checkpoint_exists(checkpoint) or resume_from):
-            state = load_checkpoint(checkpoint)
+            state = world.broadcast(load_checkpoint(checkpoint) if world.main else None)  # read once, by process 0
             seed, start_epoch, skip, history, running = self._restore(state)
         run = _Run(
             epochs=epochs,
-            batches=_batches(x, y, batch_size, shuffle, seed, self.inputs),
+            batches=_batches(x, y, batch_size, shuffle, seed, self.inputs, world),
             weights_for=self._class_weights(class_weight, y, x),
-            progress=Progress(verbose),
+            progress=Progress(verbose if world.main else 0, muted=not world.main),
             callbacks=CallbackList(list(callbacks), self),
             checkpoint=checkpoint,
             checkpoint_every=checkpoint_every,
             seed=seed,
             history=history,
         )
+        if isinstance(run.batches, _ArrayBatches) and run.batches.count < world.size:
+            raise DataError(
+                f"{world.size} processes but {run.batches.count} training examples: each process needs one at "
+                f"least. Use at most {run.batches.count} processes."
+            )
         history.params = {"epochs": epochs, "steps": run.batches.steps, "batch_size": batch_size}
+        if world.size > 1:
+            history.params["world_size"] = world.size
         self.stop_training, self.stop_reason = False, None
         self.model.train()
+        self._train_forward = self._data_parallel(world, sync_batchnorm)
         run.callbacks.call("on_train_begin", {})
         started = time.perf_counter()
         try:
@@ -453,12 +523,35 @@ class Trainer:
             else:
                 run.progress.warn("Interrupted: returning the history so far.")
             self.stop_reason = "interrupted"
+        finally:
+            self._train_forward, self._world = None, World()
+            self._synchronize_batchnorm(False)
         history.params["seconds"] = history.params.get("seconds", 0.0) + time.perf_counter() - started
         self.model.eval()
         run.callbacks.call("on_train_end", {})
         if self.stop_reason and self.stop_reason != "interrupted":
             run.progress.warn(self.stop_reason)
         return history
+
+    def _data_parallel(self, world: World, sync_batchnorm: bool) -> Any:
+        """The module a distributed fit trains through: DistributedDataParallel around the model,
+        which starts every process from process 0's weights and averages the gradients in the
+        backward pass. None on one process."""
+        if world.size == 1 or not any(p.requires_grad for p in self.model.parameters()):
+            return None
+        from torch.nn.parallel import DistributedDataParallel
+
+        self._synchronize_batchnorm(sync_batchnorm)
+        wrapped = DistributedDataParallel(
+            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+        )
+        return torch.compile(wrapped) if self.jit_compile else wrapped
+
+    def _synchronize_batchnorm(self, on: bool) -> None:
+        """Batch normalization over the global batch (layers with a `synchronized` switch)."""
+        for module in self.model.modules():
+            if hasattr(module, "synchronized"):
+                module.synchronized = on
 
     def _fit_epochs(
         self, run: _Run, start_epoch: int, skip: int, running: _Running, validation_data: Any, batch_size: int
@@ -479,6 +572,7 @@ class Trainer:
             self._epoch, self._running = epoch + 1, _Running()
             if run.checkpoint is not None:
                 self._save(run, epoch + 1, self._running)
+            self._agree_to_stop()
             if self._interrupt_requested:
                 raise _StopBetweenSteps
             if self.stop_training:
@@ -493,18 +587,22 @@ class Trainer:
         run.progress.epoch_begin(epoch, run.epochs, run.batches.steps)
         start = time.perf_counter()
         step = skip
-        check_every = 1 if self.device.type == "cpu" else 20  # a host read costs nothing on the CPU
-        for x_batch, y_batch in run.batches.epoch(epoch, skip):
+        # a host read costs nothing on the CPU; on several processes they agree on it every step
+        check_every = 1 if self.device.type == "cpu" or self._world.size > 1 else 20
+        for x_batch, y_batch, share in run.batches.epoch(epoch, skip):
             if y_batch is None:
                 raise DataError("training needs targets: pass y, or a dataset that yields (x, y) batches.")
             run.callbacks.call("on_batch_begin", step, {})
             x_batch, y_batch = self._to_device(x_batch), self._to_device(y_batch)
             weights = run.weights_for(y_batch) if run.weights_for else None
-            loss = self._train_step(x_batch, y_batch, weights, running)
+            loss = self._train_step(x_batch, y_batch, weights, running, share)
             step += 1
             running.step = step
             save_now = run.checkpoint is not None and bool(run.checkpoint_every) and step % run.checkpoint_every == 0
-            if (step % check_every == 0 or save_now) and not torch.isfinite(loss):  # never checkpoint a NaN
+            nonfinite = (step % check_every == 0 or save_now) and not bool(torch.isfinite(loss))
+            if self._world.size > 1:  # a NaN in one process stops them all, at the same step
+                (nonfinite,) = self._world.any(nonfinite)
+            if nonfinite:  # never checkpoint a NaN
                 where = f"epoch {epoch + 1}, step {step}"
                 saved = (
                     f" The last good checkpoint is {run.checkpoint}."
@@ -520,31 +618,59 @@ class Trainer:
             run.callbacks.call("on_batch_end", step - 1, {})
             if run.progress.live:
                 run.progress.batch_end(step, self._logs(running))
+            self._agree_to_stop()
             if save_now:
                 self._save(run, epoch, running)
             if self._interrupt_requested:  # Ctrl-C arrived during this step: stop at its end
                 raise _StopBetweenSteps
             if self.stop_training:  # a callback stopped it inside the epoch: as Keras, the epoch still ends
                 break  # with its logs and validation
-        logs = self._logs(running)
+        logs = self._logs(running, over_processes=True)
         logs["_steps"], logs["_seconds"] = step, time.perf_counter() - start
         return logs
+
+    def _agree_to_stop(self) -> None:
+        """On several processes, a stop or a Ctrl-C in any one of them stops them all at the same
+        step (one collective): a callback's clock or a signal can reach them apart."""
+        if self._world.size > 1:
+            self._interrupt_requested, self.stop_training = self._world.any(
+                self._interrupt_requested, self.stop_training
+            )
 
     def _record_steps(self, run: _Run, epoch: int, first_step: int, running: _Running) -> None:
         """The epoch's per-step values into the History (one device-to-host copy per epoch)."""
         if not running.step_values:
             return
-        rows = torch.stack(running.step_values).cpu().tolist()
+        values = torch.stack(running.step_values).cpu().double()  # (steps, 1 + metrics)
+        if self._world.size > 1:  # each step's value over the global batch: weighted by the examples counted
+            counts = torch.tensor(running.step_counts, dtype=torch.float64)
+            summed = self._world.sum(torch.cat([values * counts[:, None], counts[:, None]], dim=1))
+            values = summed[:, :-1] / summed[:, -1:].clamp(min=1)
+        rows = values.tolist()
         names = ["loss", *(metric.name for metric in self.metrics)]
         values = {name: [row[index] for row in rows] for index, name in enumerate(names)}
         values["learning_rate"] = running.step_rates
         steps = run.batches.steps or first_step + len(rows)
         run.history.append_steps(epoch, steps, first_step, values)
 
-    def _logs(self, running: _Running) -> dict[str, float]:
+    def _logs(self, running: _Running, over_processes: bool = False) -> dict[str, float]:
+        """The loss and metrics so far; over_processes: summed over every process of the run
+        first (a collective), so each one reports the global figures."""
+        if over_processes and self._world.size > 1:
+            self._sum_over_processes(running)
         logs = {"loss": float(running.loss) / running.seen if running.loss is not None else math.nan}
         logs.update({metric.name: metric.result() for metric in self.metrics})
         return logs
+
+    def _sum_over_processes(self, running: _Running) -> None:
+        zero = torch.zeros((), dtype=torch.float64)
+        parts = [running.loss if running.loss is not None else zero, running.seen]
+        for metric in self.metrics:
+            parts += [metric.total if metric.total is not None else zero, metric.count]
+        summed = self._world.sum(torch.stack([torch.as_tensor(part, dtype=torch.float64).cpu() for part in parts]))
+        running.loss, running.seen = summed[0], int(summed[1])
+        for index, metric in enumerate(self.metrics):
+            metric.total, metric.count = summed[2 + 2 * index], int(summed[3 + 2 * index])
 
     def _encode(self, x: Any) -> Any:
         """The model's own encoding of raw inputs, once for all batches (a text model's strings to
@@ -608,15 +734,18 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         running = self._fresh_tally()
-        for x_batch, y_batch in _batches(x, y, batch_size, False, 0, self.inputs).epoch(0):
+        # inside a distributed fit, each process evaluates its shard and the sums are added up
+        for x_batch, y_batch, share in _batches(x, y, batch_size, False, 0, self.inputs, self._world).epoch(0):
             if y_batch is None:
                 raise DataError("evaluate needs targets: pass y, or a dataset that yields (x, y) batches.")
+            if share == 0:  # a stand-in: this process has no example of this batch
+                continue
             for x_part, y_part in self._inference_chunks(self._to_device(x_batch), self._to_device(y_batch)):
                 with self._autocast():
                     output = _float32(self.forward(x_part))
                 self._tally(running, output, y_part)
         self.model.train(was_training)
-        return self._logs(running)
+        return self._logs(running, over_processes=True)
 
     @torch.no_grad()
     def score(self, outputs: Any, y: Any, batch_size: int = 256) -> dict[str, float]:
@@ -673,7 +802,7 @@ class Trainer:
         with self._autocast():
             outputs = [
                 self.forward(x_part).float().cpu()
-                for x_batch, _ in _batches(x, None, batch_size, False, 0, self.inputs).epoch(0)
+                for x_batch, _, _ in _batches(x, None, batch_size, False, 0, self.inputs).epoch(0)
                 for x_part, _ in self._inference_chunks(self._to_device(x_batch), None)
             ]
         self.model.train(was_training)
@@ -684,8 +813,20 @@ class Trainer:
     # ----- checkpoints -------------------------------------------------------------------------
 
     def _save(self, run: _Run, epoch: int, running: _Running) -> None:
-        """Checkpoint the run at `epoch`, after `running.step` steps of it."""
+        """Checkpoint the run at `epoch`, after `running.step` steps of it. On several processes
+        every one hands in its own running sums and random states, and process 0 writes."""
         if run.checkpoint is None:
+            return
+        own = {
+            "running": {
+                "loss": None if running.loss is None else running.loss.cpu(),
+                "seen": running.seen,
+                "metrics": [(None if m.total is None else m.total.cpu(), m.count) for m in self.metrics],
+            },
+            "random": random_states(self.model),
+        }
+        ranks = self._world.gather(own)
+        if not self._world.main:
             return
         save_checkpoint(
             run.checkpoint,
@@ -697,12 +838,9 @@ class Trainer:
                 "epoch": epoch,
                 "step": running.step,
                 "history": run.history.to_dict(),
-                "running": {
-                    "loss": running.loss,
-                    "seen": running.seen,
-                    "metrics": [(metric.total, metric.count) for metric in self.metrics],
-                },
-                "random": random_states(self.model),
+                **own,  # process 0's, as a single process writes them
+                "world_size": self._world.size,
+                **({"ranks": ranks} if self._world.size > 1 else {}),
             },
         )
 
@@ -715,9 +853,23 @@ class Trainer:
                 f"the checkpoint does not fit this model or optimizer ({str(error).splitlines()[0]}). Resume with the "
                 f"model that wrote it, or start without resume."
             ) from None
-        restore_random_states(self.model, state["random"])
-        saved = state["running"]
-        running = _Running(saved["loss"], int(saved["seen"]), int(state["step"]))
+        own = state
+        saved_size, world = int(state.get("world_size", 1)), self._world
+        if saved_size != world.size and int(state["step"]):
+            raise CheckpointError(
+                f"the checkpoint was written in the middle of an epoch by {saved_size} process(es); resume it with "
+                f"{saved_size} (--nproc {saved_size}), or from an epoch's end."
+            )
+        if saved_size == world.size and world.size > 1:
+            own = state["ranks"][world.rank]
+        restore_random_states(self.model, own["random"])
+        if saved_size != world.size and world.rank:  # another split of the work: fresh draws per process
+            set_seed(int(state["seed"]) + world.rank)
+        saved = own["running"]
+        device = self.device
+        running = _Running(
+            None if saved["loss"] is None else saved["loss"].to(device), int(saved["seen"]), int(state["step"])
+        )
         for metric, (total, count) in zip(self.metrics, saved["metrics"]):
-            metric.total, metric.count = total, int(count)
+            metric.total, metric.count = None if total is None else total.to(device), int(count)
         return int(state["seed"]), int(state["epoch"]), int(state["step"]), History.from_dict(state["history"]), running
