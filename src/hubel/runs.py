@@ -15,6 +15,7 @@ import copy
 import itertools
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -43,6 +44,7 @@ from hubel.models.spec import model_from_spec
 from hubel.models.zoo import ZOO, Recipe, create_model
 from hubel.train.callbacks import Callback, EarlyStopping, JSONLinesLogger, TrainingBudget
 from hubel.train.checkpoint import checkpoint_exists
+from hubel.train.distributed import World, init, launch
 from hubel.train.history import STEP_CURVES_UP_TO
 from hubel.train.optimizers import OPTIMIZERS, Optimizer, get_optimizer
 from hubel.train.progress import format_logs
@@ -87,7 +89,9 @@ class _LogFile(Callback):
             file.write(f"Epoch {epoch + 1}/{self.epochs} - {format_logs(logs)}\n")
 
 
-def _load_data(data: str, image_size: tuple[int, int] | None, batch_size: int, seed: int) -> dict[str, Any]:
+def _load_data(
+    data: str, image_size: tuple[int, int] | None, batch_size: int, seed: int, verbose: bool = True
+) -> dict[str, Any]:
     """Training, validation and test data for a built-in name or a folder (of images or of text
     files: then "kind" is "text" and x holds strings)."""
     if data in datasets.list_datasets():
@@ -115,7 +119,9 @@ def _load_data(data: str, image_size: tuple[int, int] | None, batch_size: int, s
         return {"train": train.numpy(), "validation": validation.numpy(), "test": test.numpy(),
                 "class_names": train.class_names, "shape": None, "kind": "text"}  # fmt: skip
     size = image_size or (160, 160)
-    train, validation = image_folder(root, size, batch_size, validation_split=0.2, subset="both", seed=seed)
+    train, validation = image_folder(
+        root, size, batch_size, validation_split=0.2, subset="both", seed=seed, verbose=verbose
+    )
     try:
         test: Any = image_folder(root, size, batch_size, subset="test", verbose=False)
     except ConfigError:
@@ -217,13 +223,14 @@ _TRANSFER_FINE_TUNE_BLOCKS = 3
 _TRANSFER_FINE_TUNE_EPOCHS = 3
 
 
-def _steps_per_epoch(train_data: Any, batch_size: int, validation: Any = None) -> int:
+def _steps_per_epoch(train_data: Any, batch_size: int, validation: Any = None, processes: int = 1) -> int:
     """Training steps in one epoch: a folder's batches, or what fit keeps of an array pair (all of
-    it when the validation data is separate)."""
+    it when the validation data is separate); on several processes, global batches of
+    batch_size × processes."""
     if isinstance(train_data, ImageFolderDataset):
-        return len(train_data)
+        return math.ceil(train_data.num_examples / (batch_size * processes))
     kept = len(train_data[0]) if validation is not None else int(len(train_data[0]) * (1 - _VALIDATION_SPLIT))
-    return math.ceil(kept / batch_size)
+    return math.ceil(kept / (batch_size * processes))
 
 
 _INFERENCE_BATCH = 256  # the test pass at the end of a run, and the budget probe that times it
@@ -301,8 +308,11 @@ class _Replan(Callback):
     plan ends one step short of the deadline, so the schedule anneals fully and the deadline
     stays a guard for a machine that slows down."""
 
-    def __init__(self, limit: TrainingBudget, schedule: OneCycle, plan: dict[str, Any], fit_ends_at: float) -> None:
+    def __init__(
+        self, limit: TrainingBudget, schedule: OneCycle, plan: dict[str, Any], fit_ends_at: float, world: World
+    ) -> None:
         self.limit, self.schedule, self.plan, self.fit_ends_at = limit, schedule, plan, fit_ends_at
+        self.world = world  # on several processes, process 0's plan holds for all
         self.settle, self.measured, self.taken = 2, 16, 0
         self.per_step, self.per_epoch_extra, self.epoch_started, self.epoch_steps = 0.0, 0.0, 0.0, 0
         self.window_started, self.window_steps = 0.0, 0  # steps timed in this epoch, past the settling ones
@@ -323,7 +333,7 @@ class _Replan(Callback):
             self.plan["settle_seconds"] = self.window_started - self.epoch_started
             return
         self.window_steps += 1
-        if self.window_steps % self.measured == 0 and self.limit.stopped_by is None:
+        if self.window_steps % self.measured == 0:
             self.per_step = (time.perf_counter() - self.window_started) / self.window_steps
             self._replan(max(self.per_epoch_extra, self.plan["validation_seconds_per_epoch"]))
 
@@ -331,14 +341,20 @@ class _Replan(Callback):
         # the epoch's time beyond its steps: validation (done by now) and the epoch's logging
         spent = time.perf_counter() - self.epoch_started
         self.plan["epoch_extra_seconds"] = spent - self.epoch_steps * self.per_step  # the last epoch's
-        if self.per_step and self.epoch_steps and self.limit.stopped_by is None:
+        if self.per_step and self.epoch_steps:
             self.per_epoch_extra = max(self.per_epoch_extra, spent - self.epoch_steps * self.per_step)
             self._replan(self.per_epoch_extra)
 
     def _replan(self, per_epoch_extra: float) -> None:
+        """Called at the same steps in every process (so the broadcast meets); a run already
+        stopped keeps its plan."""
         plan, left = self.plan, self.fit_ends_at - time.perf_counter() - self.per_step  # a step short
         total, _ = _steps_that_fit(left, self.per_step, per_epoch_extra, plan["steps_per_epoch"], done=self.taken)
         total = max(self.taken + 1, min(total, plan["epochs"] * plan["steps_per_epoch"]))
+        decided = self.world.broadcast((self.limit.stopped_by is None, total, self.per_step))
+        if not decided[0]:
+            return
+        total, self.per_step = decided[1], decided[2]
         self.limit.steps = total
         self.schedule.retarget(total)
         plan.update(seconds_per_step_in_training=self.per_step, total_steps=total,
@@ -346,7 +362,14 @@ class _Replan(Callback):
 
 
 def _plan_budget(
-    network: Sequential, train_data: Any, validation: Any, test: Any, batch_size: int, budget: float, started: float
+    network: Sequential,
+    train_data: Any,
+    validation: Any,
+    test: Any,
+    batch_size: int,
+    budget: float,
+    started: float,
+    processes: int = 1,
 ) -> dict[str, Any]:
     """Time a few training steps and a few inference batches on a throwaway copy of the model (its
     weights, optimizer and the random state stay as they were), then size the run in steps: what
@@ -363,15 +386,15 @@ def _plan_budget(
                 break
         x_probe, y_probe = np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
         train_data.set_epoch(0)
-        validation_steps = len(validation) if validation is not None else 0
+        validation_steps = math.ceil(len(validation) / processes) if validation is not None else 0
     else:
         x_all, y_all = train_data
         x_probe, y_probe = x_all[: batch_size * 24], y_all[: batch_size * 24]
         held_out = (
             len(validation[0]) if validation is not None else len(x_all) - int(len(x_all) * (1 - _VALIDATION_SPLIT))
         )
-        validation_steps = math.ceil(held_out / batch_size)
-    steps_per_epoch = _steps_per_epoch(train_data, batch_size, validation)
+        validation_steps = math.ceil(held_out / (batch_size * processes))  # each process validates its part
+    steps_per_epoch = _steps_per_epoch(train_data, batch_size, validation, processes)
     test_examples = len(test[0]) if isinstance(test, tuple) else len(getattr(test, "labels", test))
     random_state = torch.get_rng_state()
     probe = copy.deepcopy(network)
@@ -417,7 +440,11 @@ def train(
     resume: bool = False,
     budget: float | None = None,
     fine_tune: bool = False,
+    nproc: int = 1,
+    sync_batchnorm: bool = False,
+    port: int | None = None,
     command: str | None = None,
+    _launched_at: float | None = None,
 ) -> RunResult:
     """Train `model` (a zoo name or a spec file; a sensible default otherwise) on `data` (a
     built-in dataset or a folder of images) into a run directory; see the module docstring.
@@ -432,18 +459,35 @@ def train(
 
     A pretrained backbone as the model (`hubel.applications.list_backbones()`, e.g. "mobilenet_v2")
     does transfer learning (see _train_transfer): epochs are the head's (default 20), and
-    fine_tune=True then trains the backbone's top blocks too."""
-    started = time.perf_counter()
+    fine_tune=True then trains the backbone's top blocks too.
+
+    nproc > 1 trains on that many processes of this machine (hubel.train.distributed.launch, on
+    `port` or a free one); started by torchrun, the processes are torchrun's (leave nproc at 1).
+    batch_size stays the run's batch, split evenly over the processes, so the training is the
+    same, only spread out. Process 0 writes the run directory and returns the result.
+    sync_batchnorm: batch statistics over the whole batch instead of each process's part."""
+    started = time.perf_counter() - (time.time() - _launched_at if _launched_at else 0.0)  # a launch counts
     directory = Path(out) if out else Path("runs") / f"{Path(data).name}-{model or 'default'}"
-    if directory.exists() and any(directory.iterdir()) and not resume:
-        raise ConfigError(f"{directory} exists already: resume it with --resume, or pick another name with --out.")
-    if resume and not checkpoint_exists(directory / "checkpoints" / "last.ckpt"):
-        raise ConfigError(f"{directory} has no checkpoint to resume from. Train without --resume.")
+    if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
+        raise ConfigError(f"expected --nproc to be a positive number of processes. Received: {nproc!r}")
+    _check_run_directory(directory, resume)
     if precision not in _PRECISIONS:
         raise ConfigError(f"expected precision {', '.join(map(repr, _PRECISIONS))}. Received: {precision!r}")
+    if nproc > 1:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError("this process is already one of torchrun's: drop --nproc (--nproc-per-node sets it).")
+        options = {name: value for name, value in locals().items() if name in _TRAIN_OPTIONS}
+        options.update(command=command or " ".join(sys.argv), nproc=1, _launched_at=time.time())
+        return launch(_train_process, nproc, options, port=port)
+    world = init()
+    if sync_batchnorm and world.size == 1:
+        raise ConfigError("--sync-bn shares batch statistics between processes: use it with --nproc N or torchrun.")
+    world.barrier()  # every process has checked the directory before process 0 writes to it
     one_cycle_peak: float | None = None
     if resume:
-        _forget_epochs_after_checkpoint(directory)
+        if world.main:
+            _forget_epochs_after_checkpoint(directory)
+        world.barrier()
         saved = yaml.safe_load((directory / "config.yaml").read_text()) if (directory / "config.yaml").exists() else {}
         model = model or (saved.get("model") if saved.get("model") in ZOO else None)
         epochs, batch_size = epochs or saved.get("epochs"), batch_size or saved.get("batch_size")
@@ -456,6 +500,11 @@ def train(
     clear_session()  # layer names start from conv2d again, as in a fresh process
     text = _data_kind(data) == "text"
     name = model or _DEFAULT_MODEL.get(data, _DEFAULT_TEXT_MODEL if text else "snacks_convnet")
+    if name in BACKBONES and world.size > 1:
+        raise ConfigError(
+            f"transfer learning from {name} runs in one process (its backbone's features are computed once and "
+            f"cached): drop --nproc."
+        )
     if name in BACKBONES:
         if text:
             raise ConfigError(f"{name} is pretrained on photos; {data!r} holds text. Use a text model: ngram_bag.")
@@ -478,7 +527,17 @@ def train(
     epochs = epochs or 5
     recipe = ZOO.get(name).recipe if name in ZOO else Recipe()
     batch_size = batch_size or recipe.batch_size
-    loaded = _load_data(data, image_size, batch_size, seed)
+    if batch_size % world.size:
+        raise ConfigError(
+            f"a batch of {batch_size} does not split evenly over {world.size} processes: give --batch-size a "
+            f"multiple of {world.size}."
+        )
+    per_process = batch_size // world.size  # the batch is the run's, whatever the processes: same training
+    if world.rank:
+        world.barrier()  # process 0 decodes an image folder into its cache first; the others then read it
+    loaded = _load_data(data, image_size, per_process, seed, verbose=world.main)
+    if world.main:
+        world.barrier()
     if loaded["kind"] == "text":
         if augment:
             raise ConfigError("--augment is for images; text models train on the words as they are.")
@@ -504,7 +563,8 @@ def train(
     loss = "binary_crossentropy" if binary else "sparse_categorical_crossentropy"
     chosen, rate_chosen = _optimizer(recipe, optimizer, learning_rate)
     network.compile(optimizer=chosen, loss=loss, metrics=["accuracy"], mixed_precision=_PRECISIONS[precision])
-    directory.mkdir(parents=True, exist_ok=True)
+    if world.main:
+        directory.mkdir(parents=True, exist_ok=True)
     config = {
         "command": command or " ".join(sys.argv),
         "data": data, "model": model_name, "epochs": epochs, "batch_size": batch_size,
@@ -512,6 +572,7 @@ def train(
         "augment": augment,
         "precision": network.trainer.precision, "seed": seed, "loss": loss,
         "class_names": loaded["class_names"], "input_shape": list(network.input_shape[1:]),
+        "processes": world.size, "sync_batchnorm": sync_batchnorm,
         "versions": {"hubel": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
     }  # fmt: skip
     train_data = loaded["train"]
@@ -520,12 +581,15 @@ def train(
     if budget is not None:
         if resume:
             raise ConfigError("--budget plans a new run; resume a budgeted run with --epochs.")
-        plan = _plan_budget(network, train_data, loaded["validation"], loaded["test"], batch_size, budget, started)
+        plan = world.broadcast(  # process 0 times the steps and plans for all
+            _plan_budget(network, train_data, loaded["validation"], loaded["test"], per_process, budget, started,
+                         world.size) if world.main else None
+        )  # fmt: skip
         epochs = plan["epochs"]
         callbacks.append(EarlyStopping(monitor="val_accuracy", patience=epochs + 1, restore_best_weights=True))
         config.update({"epochs": epochs, "budget": plan})
     if budget is not None or one_cycle_peak is not None or recipe.one_cycle:
-        steps_per_epoch = _steps_per_epoch(train_data, batch_size, loaded["validation"])
+        steps_per_epoch = _steps_per_epoch(train_data, per_process, loaded["validation"], world.size)
         total_steps = plan["total_steps"] if plan else epochs * steps_per_epoch
         peak = one_cycle_peak or (chosen.learning_rate if rate_chosen else 2 * chosen.learning_rate)
         config["one_cycle_peak"] = peak
@@ -539,13 +603,14 @@ def train(
             steps=plan["total_steps"],
             seconds=max(1.0, fit_ends_at - time.perf_counter() - plan["validation_seconds_per_epoch"]),
         )
-        callbacks += [limit, _Replan(limit, chosen.schedule, plan, fit_ends_at)]
-    if not resume:
+        callbacks += [limit, _Replan(limit, chosen.schedule, plan, fit_ends_at, world)]
+    if not resume and world.main:
         (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    logs = [JSONLinesLogger(directory / "metrics.jsonl"), _LogFile(directory / "train.log", epochs)]
     fit_options: dict[str, Any] = {
-        "epochs": epochs, "batch_size": batch_size, "checkpoint_dir": directory / "checkpoints", "resume": resume,
-        "callbacks": [JSONLinesLogger(directory / "metrics.jsonl"), _LogFile(directory / "train.log", epochs),
-                      *callbacks],
+        "epochs": epochs, "batch_size": per_process, "checkpoint_dir": directory / "checkpoints", "resume": resume,
+        "callbacks": [*(logs if world.main else []), *callbacks],
+        "distributed": world.size > 1, "sync_batchnorm": sync_batchnorm,
     }  # fmt: skip
     fit_started = time.perf_counter()
     if isinstance(train_data, ImageFolderDataset) or loaded["validation"] is not None:
@@ -553,10 +618,15 @@ def train(
         history = network.fit(*data_arguments, validation_data=loaded["validation"], **fit_options)
     else:
         history = network.fit(*train_data, validation_split=_VALIDATION_SPLIT, **fit_options)
+    if world.size > 1:
+        if not world.main:  # process 0 measures, reports and answers for the run
+            return RunResult(directory, math.nan, math.nan, time.perf_counter() - started)
+        torch.set_num_threads(_cores())  # the others are done: process 0 finishes on every core
     notes = [
         f"Trained with {config['optimizer_used']}, batch {batch_size}, in {config['precision']}"
         f"{' autocast (the test set is measured in float32)' if config['precision'] != 'float32' else ''}; "
-        f"augmentation: {augment or 'none'}."
+        f"augmentation: {augment or 'none'}"
+        f"{f'; on {world.size} processes of {per_process} examples each' if world.size > 1 else ''}."
     ]
     if plan:
         plan["steps_taken"], plan["stopped_by"] = limit.taken, limit.stopped_by
@@ -570,8 +640,30 @@ def train(
         )
         plan["fit_seconds"] = history.params.get("seconds")
         plan["before_fit_seconds"] = fit_started - started
-    extra = {"budget": {**plan, "finish_started": time.perf_counter() - started}} if plan else {}
+    extra: dict[str, Any] = {"world_size": world.size}
+    if plan:
+        extra["budget"] = {**plan, "finish_started": time.perf_counter() - started}
     return _finish_run(directory, network, history, loaded, data, model_name, seed, notes, started, extra)
+
+
+_TRAIN_OPTIONS = ("data", "model", "epochs", "batch_size", "optimizer", "learning_rate", "image_size", "augment",
+                  "precision", "seed", "out", "resume", "budget", "fine_tune", "sync_batchnorm", "command")  # fmt: skip
+
+
+def _train_process(options: dict[str, Any]) -> RunResult:
+    """One process of `train(..., nproc=N)`, started by hubel.train.distributed.launch."""
+    return train(**options)
+
+
+def _check_run_directory(directory: Path, resume: bool) -> None:
+    if directory.exists() and any(directory.iterdir()) and not resume:
+        raise ConfigError(f"{directory} exists already: resume it with --resume, or pick another name with --out.")
+    if resume and not checkpoint_exists(directory / "checkpoints" / "last.ckpt"):
+        raise ConfigError(f"{directory} has no checkpoint to resume from. Train without --resume.")
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _finish_run(

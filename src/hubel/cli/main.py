@@ -113,6 +113,9 @@ def _train(args: argparse.Namespace) -> None:
         resume=args.resume,
         budget=args.budget,
         fine_tune=args.fine_tune,
+        nproc=args.nproc,
+        sync_batchnorm=args.sync_bn,
+        port=args.port,
         command="hubel " + " ".join(sys.argv[1:]),
     )
 
@@ -300,6 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--fine-tune", action="store_true", help="with a pretrained --model: also train its top blocks at a low rate"
     )
+    train.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="train on N processes of this machine (torch.distributed; across machines: torchrun ... -m hubel train)",
+    )
+    train.add_argument("--sync-bn", action="store_true", help="with --nproc: batch statistics over all processes")
+    train.add_argument("--port", type=int, help="with --nproc: the port the processes meet on (default: a free one)")
     train.set_defaults(run=_train)
 
     export = commands.add_parser(

@@ -542,6 +542,14 @@ class Trainer:
         from torch.nn.parallel import DistributedDataParallel
 
         self._synchronize_batchnorm(sync_batchnorm)
+        for parameter in self.model.parameters():
+            if parameter.dim() == 4 and parameter.shape[1] == 1:
+                # a kernel over one input channel gets its gradient in channels-last strides: give the
+                # weight the same, or DDP copies the gradient on each step (and warns)
+                height, width = parameter.shape[2:]
+                weight = torch.empty_strided(parameter.shape, (height * width, 1, width, 1), dtype=parameter.dtype,
+                                             device=parameter.device)  # fmt: skip
+                parameter.data = weight.copy_(parameter.data)
         wrapped = DistributedDataParallel(
             self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
         )
