@@ -28,6 +28,11 @@ class BatchNormalization(Layer):
     variance are non-trainable weights and count in count_params(), as in Keras. A layer set
     to trainable=False runs in inference mode, as Keras does for fine-tuning.
 
+    `synchronized` (set by fit(..., sync_batchnorm=True) for the length of a distributed fit):
+    while training on several processes, the batch statistics are those of the whole global
+    batch, summed over the processes with torch.distributed's differentiable all_reduce (torch's
+    own SyncBatchNorm runs on GPUs only; this runs on CPUs too).
+
     Example:
         >>> bn = BatchNormalization()
         >>> bn.build((26, 26, 64)); bn.count_params(), bn.count_trainable_params()
@@ -54,6 +59,7 @@ class BatchNormalization(Layer):
                 f"Received: axis={axis!r}"
             )
         self.axis = axis
+        self.synchronized = False
         self.momentum = number("BatchNormalization", "momentum", momentum, 0.0, 1.0)
         self.epsilon = number("BatchNormalization", "epsilon", epsilon, low=0.0)
         self.center, self.scale = bool(center), bool(scale)
@@ -79,6 +85,8 @@ class BatchNormalization(Layer):
             return F.batch_norm(
                 x, self.moving_mean, self.moving_variance, self.gamma, self.beta, False, 0.0, self.epsilon
             )
+        if self.synchronized and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            return self._forward_synchronized(x)
         count = x.numel() // x.shape[1]  # values per channel in this batch
         if count == 1:  # one value per channel: Keras's mean is the value, its variance 0 (torch refuses)
             with torch.no_grad():
@@ -98,6 +106,31 @@ class BatchNormalization(Layer):
             # one ((count − 1) / count of it): take the difference back out, exactly.
             self.moving_variance.copy_(variance - (variance - self.momentum * self.moving_variance) / count)
         return y
+
+    def _forward_synchronized(self, x: Tensor) -> Tensor:  # (N, C, ...) -> same
+        """Normalise by the global batch's mean and biased variance: each process's per-channel
+        sums of x and x² and its count, summed over the processes (gradients flow back through the
+        sum), then the moving statistics move towards them as Keras's do."""
+        from torch.distributed.nn.functional import all_reduce
+
+        axes = [0, *range(2, x.dim())]
+        values = x.float()
+        local = torch.cat(
+            [values.sum(axes), (values * values).sum(axes), values.new_full((1,), x.numel() / x.shape[1])]
+        )
+        total = all_reduce(local)
+        channels, count = x.shape[1], total[-1]
+        mean = total[:channels] / count
+        variance = (total[channels : 2 * channels] / count - mean * mean).clamp(min=0.0)
+        with torch.no_grad():
+            self.moving_mean.mul_(self.momentum).add_(mean.detach(), alpha=1.0 - self.momentum)
+            self.moving_variance.mul_(self.momentum).add_(variance.detach(), alpha=1.0 - self.momentum)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        y = (values - mean.view(shape)) * torch.rsqrt(variance.view(shape) + self.epsilon)
+        if self.gamma is not None:
+            y = y * self.gamma.view(shape)
+        y = y + self.beta.view(shape) if self.beta is not None else y
+        return y.to(x.dtype)
 
     def get_config(self) -> dict[str, Any]:
         return {
