@@ -608,25 +608,17 @@ class Trainer:
             running.step = step
             save_now = run.checkpoint is not None and bool(run.checkpoint_every) and step % run.checkpoint_every == 0
             nonfinite = (step % check_every == 0 or save_now) and not bool(torch.isfinite(loss))
-            if self._world.size > 1:  # a NaN in one process stops them all, at the same step
-                (nonfinite,) = self._world.any(nonfinite)
-            if nonfinite:  # never checkpoint a NaN
-                where = f"epoch {epoch + 1}, step {step}"
-                saved = (
-                    f" The last good checkpoint is {run.checkpoint}."
-                    if run.checkpoint is not None and run.checkpoint.exists()
-                    else ""
-                )
-                self.stop_reason = (
-                    f"Stopped: the loss became {float(loss.detach())} at {where}.{saved} Lower the learning rate, "
-                    f"or check the data for NaN and inf values."
-                )
-                self.stop_training = True
-                return None
+            if nonfinite and self._world.size == 1:  # never checkpoint a NaN
+                return self._stop_for_nonfinite(run, epoch, step, loss)
             run.callbacks.call("on_batch_end", step - 1, {})
             if run.progress.live:
                 run.progress.batch_end(step, self._logs(running))
-            self._agree_to_stop()
+            if self._world.size > 1:  # one collective a step: a NaN, a stop or a Ctrl-C in any process stops all
+                nonfinite, self._interrupt_requested, self.stop_training = self._world.any(
+                    nonfinite, self._interrupt_requested, self.stop_training
+                )
+                if nonfinite:
+                    return self._stop_for_nonfinite(run, epoch, step, loss)
             if save_now:
                 self._save(run, epoch, running)
             if self._interrupt_requested:  # Ctrl-C arrived during this step: stop at its end
@@ -636,6 +628,20 @@ class Trainer:
         logs = self._logs(running, over_processes=True)
         logs["_steps"], logs["_seconds"] = step, time.perf_counter() - start
         return logs
+
+    def _stop_for_nonfinite(self, run: _Run, epoch: int, step: int, loss: Tensor) -> None:
+        saved = (
+            f" The last good checkpoint is {run.checkpoint}."
+            if run.checkpoint is not None and run.checkpoint.exists()
+            else ""
+        )
+        value = float(loss.detach())
+        became = f"became {value}" if not math.isfinite(value) else "became NaN or inf in another process"
+        self.stop_reason = (
+            f"Stopped: the loss {became} at epoch {epoch + 1}, step {step}.{saved} Lower the learning rate, or check "
+            f"the data for NaN and inf values."
+        )
+        self.stop_training = True
 
     def _agree_to_stop(self) -> None:
         """On several processes, a stop or a Ctrl-C in any one of them stops them all at the same
