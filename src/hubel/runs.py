@@ -375,21 +375,23 @@ def _plan_budget(
     weights, optimizer and the random state stay as they were), then size the run in steps: what
     is left of the budget, less the measured cost of validating each epoch and of the test pass,
     the saving and the report at the end, is spent training. The epochs are whole passes over the
-    data but the last, which stops at the planned step."""
+    data but the last, which stops at the planned step. On several processes every one takes part
+    in the timed steps (they include the processes' communication) and process 0's plan is used."""
     if budget <= 0:
         raise ConfigError(f"expected a positive time budget. Received: {budget}")
+    global_batch = batch_size * processes
     if isinstance(train_data, ImageFolderDataset):
         batches = []
         for x, y in train_data:
             batches.append((x, y))
-            if len(batches) == 24:
+            if len(batches) == 8 * processes:
                 break
         x_probe, y_probe = np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
         train_data.set_epoch(0)
         validation_steps = math.ceil(len(validation) / processes) if validation is not None else 0
     else:
         x_all, y_all = train_data
-        x_probe, y_probe = x_all[: batch_size * 24], y_all[: batch_size * 24]
+        x_probe, y_probe = x_all[: global_batch * 8], y_all[: global_batch * 8]
         held_out = (
             len(validation[0]) if validation is not None else len(x_all) - int(len(x_all) * (1 - _VALIDATION_SPLIT))
         )
@@ -398,11 +400,13 @@ def _plan_budget(
     test_examples = len(test[0]) if isinstance(test, tuple) else len(getattr(test, "labels", test))
     random_state = torch.get_rng_state()
     probe = copy.deepcopy(network)
-    probe.fit(x_probe[:batch_size], y_probe[:batch_size], batch_size=batch_size, verbose=0)  # warm-up
-    x_timed, y_timed = x_probe[: batch_size * 6], y_probe[: batch_size * 6]  # a rough figure: _Replan re-times
-    timed_steps = math.ceil(len(x_timed) / batch_size)
+    distributed = processes > 1
+    probe.fit(x_probe[:global_batch], y_probe[:global_batch], batch_size=batch_size, verbose=0,
+              distributed=distributed)  # warm-up  # fmt: skip
+    x_timed, y_timed = x_probe[: global_batch * 6], y_probe[: global_batch * 6]  # a rough figure: _Replan re-times
+    timed_steps = math.ceil(len(x_timed) / global_batch)
     start = time.perf_counter()
-    probe.fit(x_timed, y_timed, batch_size=batch_size, verbose=0)
+    probe.fit(x_timed, y_timed, batch_size=batch_size, verbose=0, distributed=distributed)
     seconds_per_step = (time.perf_counter() - start) / timed_steps
     probe.trainer.use_precision(None)  # the test pass runs in float32, as the saved model predicts
     start = time.perf_counter()
@@ -581,9 +585,9 @@ def train(
     if budget is not None:
         if resume:
             raise ConfigError("--budget plans a new run; resume a budgeted run with --epochs.")
-        plan = world.broadcast(  # process 0 times the steps and plans for all
+        plan = world.broadcast(  # process 0's plan holds for all
             _plan_budget(network, train_data, loaded["validation"], loaded["test"], per_process, budget, started,
-                         world.size) if world.main else None
+                         world.size)
         )  # fmt: skip
         epochs = plan["epochs"]
         callbacks.append(EarlyStopping(monitor="val_accuracy", patience=epochs + 1, restore_best_weights=True))
