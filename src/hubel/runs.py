@@ -81,6 +81,8 @@ class RunResult:
 class _LogFile(Callback):
     """The epoch lines of the console, also in train.log."""
 
+    writes_files = True
+
     def __init__(self, path: Path, epochs: int) -> None:
         self.path, self.epochs = path, epochs
 
@@ -610,10 +612,10 @@ def train(
         callbacks += [limit, _Replan(limit, chosen.schedule, plan, fit_ends_at, world)]
     if not resume and world.main:
         (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    logs = [JSONLinesLogger(directory / "metrics.jsonl"), _LogFile(directory / "train.log", epochs)]
     fit_options: dict[str, Any] = {
         "epochs": epochs, "batch_size": per_process, "checkpoint_dir": directory / "checkpoints", "resume": resume,
-        "callbacks": [*(logs if world.main else []), *callbacks],
+        "callbacks": [JSONLinesLogger(directory / "metrics.jsonl"), _LogFile(directory / "train.log", epochs),
+                      *callbacks],  # the loggers write in process 0 alone
         "distributed": world.size > 1, "sync_batchnorm": sync_batchnorm,
     }  # fmt: skip
     fit_started = time.perf_counter()

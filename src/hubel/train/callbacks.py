@@ -42,9 +42,11 @@ class CallbackError(HubelError):
 
 
 class Callback:
-    """Base class: every hook is a no-op."""
+    """Base class: every hook is a no-op. In a distributed fit callbacks run in every process,
+    except those that write files (writes_files = True), which run in process 0 alone."""
 
     trainer: Trainer
+    writes_files = False
 
     def on_train_begin(self, logs: Logs) -> None:
         """Before the first epoch."""
@@ -68,12 +70,13 @@ class Callback:
 class CallbackList:
     """Calls a hook on every callback; a failure names the callback and the hook."""
 
-    def __init__(self, callbacks: Sequence[Callback], trainer: Trainer) -> None:
+    def __init__(self, callbacks: Sequence[Callback], trainer: Trainer, main: bool = True) -> None:
         for callback in callbacks:
             if not isinstance(callback, Callback):
                 raise ConfigError(f"expected hubel Callback objects in `callbacks`. Received: {callback!r}")
             callback.trainer = trainer
-        self.callbacks = list(callbacks)
+        # main: this process writes the run's files (the only one, or process 0 of several)
+        self.callbacks = [callback for callback in callbacks if main or not callback.writes_files]
 
     def call(self, hook: str, *args: Any) -> None:
         for callback in self.callbacks:
@@ -202,6 +205,8 @@ class ModelCheckpoint(_Monitor):
     modules as their state_dict.
     """
 
+    writes_files = True
+
     def __init__(
         self, filepath: str | Path, monitor: str = "val_loss", save_best_only: bool = False, mode: str = "auto"
     ) -> None:
@@ -281,6 +286,8 @@ class LearningRateScheduler(Callback):
 class CSVLogger(Callback):
     """Append one row per epoch (epoch and every log) to a CSV file, flushed each epoch."""
 
+    writes_files = True
+
     def __init__(self, filename: str | Path, separator: str = ",", append: bool = False) -> None:
         self.filename, self.separator, self.append = Path(filename), separator, append
         self.keys: list[str] | None = None
@@ -304,6 +311,8 @@ class CSVLogger(Callback):
 class JSONLinesLogger(Callback):
     """Append one JSON object per epoch ({"epoch": ..., "loss": ..., ...}) to a file, flushed and
     synced, so a crash loses at most the epoch in progress."""
+
+    writes_files = True
 
     def __init__(self, filename: str | Path) -> None:
         self.filename = Path(filename)

@@ -24,6 +24,7 @@ import os
 import signal
 import socket
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -199,6 +200,21 @@ def _quiet_torch_logs() -> Iterator[None]:
             logger.setLevel(level)
 
 
+@contextlib.contextmanager
+def _ctrl_c_is_for_the_processes() -> Iterator[None]:
+    """A Ctrl-C in the terminal reaches every process of the launch. The processes agree to stop
+    at the same step and save a checkpoint (as fit does on one process); the launcher itself
+    waits for them instead of killing them mid-step."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def launch(function: Callable[..., Any], nproc: int, *args: Any, port: int | None = None) -> Any:
     """Run `function(*args)` in `nproc` new processes on this machine, through torch's elastic
     launcher, and return process 0's result. `function` and `args` must be picklable (a
@@ -225,8 +241,13 @@ def launch(function: Callable[..., Any], nproc: int, *args: Any, port: int | Non
         rdzv_endpoint=f"127.0.0.1:{_free_port(port)}",
         max_restarts=0,  # a failed process ends the run; resume=True continues it
         monitor_interval=0.1,
+        signals_to_handle="SIGTERM,SIGHUP,SIGQUIT",  # Ctrl-C: see _ctrl_c_is_for_the_processes
     )
-    with tempfile.TemporaryDirectory(prefix="hubel-launch-") as errors_dir, _quiet_torch_logs():
+    with (
+        tempfile.TemporaryDirectory(prefix="hubel-launch-") as errors_dir,
+        _quiet_torch_logs(),
+        _ctrl_c_is_for_the_processes(),
+    ):
         try:
             results = elastic_launch(config, _worker)(function, errors_dir, args)
         except ChildFailedError as failed:

@@ -483,16 +483,15 @@ class Trainer:
         checkpoint = (
             Path(resume_from) if resume_from else (Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None)
         )
-        self._world = world
         if (resume or resume_from) and checkpoint is not None and (checkpoint_exists(checkpoint) or resume_from):
             state = world.broadcast(load_checkpoint(checkpoint) if world.main else None)  # read once, by process 0
-            seed, start_epoch, skip, history, running = self._restore(state)
+            seed, start_epoch, skip, history, running = self._restore(state, world)
         run = _Run(
             epochs=epochs,
             batches=_batches(x, y, batch_size, shuffle, seed, self.inputs, world),
             weights_for=self._class_weights(class_weight, y, x),
             progress=Progress(verbose if world.main else 0, muted=not world.main),
-            callbacks=CallbackList(list(callbacks), self),
+            callbacks=CallbackList(list(callbacks), self, main=world.main),
             checkpoint=checkpoint,
             checkpoint_every=checkpoint_every,
             seed=seed,
@@ -508,10 +507,10 @@ class Trainer:
             history.params["world_size"] = world.size
         self.stop_training, self.stop_reason = False, None
         self.model.train()
-        self._train_forward = self._data_parallel(world, sync_batchnorm)
         run.callbacks.call("on_train_begin", {})
         started = time.perf_counter()
         try:
+            self._world, self._train_forward = world, self._data_parallel(world, sync_batchnorm)
             with _interrupts_between_steps(self):
                 self._fit_epochs(run, start_epoch, skip, running, validation_data, batch_size)
         except KeyboardInterrupt as interrupt:
@@ -858,7 +857,7 @@ class Trainer:
             },
         )
 
-    def _restore(self, state: dict[str, Any]) -> tuple[int, int, int, History, _Running]:
+    def _restore(self, state: dict[str, Any], world: World) -> tuple[int, int, int, History, _Running]:
         try:
             self.model.load_state_dict(_same_architecture(state["model"], self.model.state_dict()))
             self.optimizer.load_state_dict(state["optimizer"])
@@ -868,7 +867,7 @@ class Trainer:
                 f"model that wrote it, or start without resume."
             ) from None
         own = state
-        saved_size, world = int(state.get("world_size", 1)), self._world
+        saved_size = int(state.get("world_size", 1))
         if saved_size != world.size and int(state["step"]):
             raise CheckpointError(
                 f"the checkpoint was written in the middle of an epoch by {saved_size} process(es); resume it with "
