@@ -141,6 +141,29 @@ def test_sync_batchnorm_normalises_over_the_global_batch(tmp_path):
     assert max(np.abs(local[name] - one[name]).max() for name in one) > 1e-3
 
 
+def test_an_image_folder_on_a_budget_over_two_processes(tmp_path):
+    for split, count in (("train", 24), ("validation", 8)):
+        for label, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
+            folder = tmp_path / "photos" / split / label
+            folder.mkdir(parents=True)
+            for index in range(count):
+                Image.new("RGB", (20, 16), tuple(min(255, c + index) for c in colour)).save(folder / f"{index}.jpg")
+    env = {**os.environ, "HUBEL_CACHE_DIR": str(tmp_path / "cache")}
+    command = [*HUBEL, "train", str(tmp_path / "photos"), "--model", "mnist_one_conv", "--image-size", "16,16",
+               "--batch-size", "8", "--budget", "20s", "--nproc", "2", "--out", str(tmp_path / "run")]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("Decoded 64 images into the cache") == 1  # process 0 alone reports
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    plan = result["budget"]
+    assert result["world_size"] == 2 and result["test_accuracy"] > 0.9  # red against blue
+    assert plan["steps_per_epoch"] == 6  # 48 images in global batches of 8 (4 per process)
+    # stopped where process 0's plan said, in both processes (or by the deadline guard, on a slow machine)
+    assert plan["stopped_by"] == "seconds" or plan["steps_taken"] == plan["total_steps"] > 6
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(result["epochs_trained"]))  # one line per epoch, from process 0 alone
+
+
 def test_two_nodes_meet_on_localhost_through_torchrun(tmp_path):
     port, run = free_port(), tmp_path / "run"
     command = [

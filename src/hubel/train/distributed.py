@@ -224,8 +224,9 @@ def launch(function: Callable[..., Any], nproc: int, *args: Any, port: int | Non
     memory), the launcher stops the others and this raises DistributedError naming it; a run
     that checkpoints can then continue with resume=True.
 
-    Example (in a script guarded by `if __name__ == "__main__":`):
-        >>> launch(hubel.runs.train, 2, "mnist")  # doctest: +SKIP
+    In a script, under `if __name__ == "__main__":` (each process imports the script's module):
+
+        result = launch(hubel.runs.train, 2, "mnist")
     """
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
