@@ -261,7 +261,11 @@ class _Running:
     seen: int = 0
     step: int = 0
     # each step's [loss, *metrics] of its own batch, on the device, and its learning rate
-    step_values: list[Tensor] = field(default_factory=list)
+    # (rows written, 1 + metrics), grown by doubling: one small tensor per step, kept until the
+    # epoch's end, would pin the allocator's heap between the steps' large activations (glibc then
+    # grew a CIFAR-10 run's memory by 0.5 MB a step; benchmarks/README.md)
+    step_table: Tensor | None = None
+    steps_written: int = 0
     step_rates: list[float] = field(default_factory=list)
     step_counts: list[int] = field(default_factory=list)  # examples each step counted (its weight over processes)
 
@@ -426,10 +430,21 @@ class Trainer:
         batch_values = [
             m.last_batch if count and m.last_batch is not None else loss.new_zeros(()) for m in self.metrics
         ]
-        running.step_values.append(torch.stack([loss.detach().float(), *batch_values]))
+        self._write_step_row(running, torch.stack([loss.detach().float(), *batch_values]))
         running.step_rates.append(self.optimizer.learning_rate)
         running.step_counts.append(count)
         return loss
+
+    @staticmethod
+    def _write_step_row(running: _Running, row: Tensor) -> None:
+        table = running.step_table
+        if table is None or running.steps_written == len(table):
+            grown = row.new_empty((max(256, 2 * running.steps_written), len(row)))
+            if table is not None:
+                grown[: running.steps_written] = table
+            running.step_table = table = grown
+        table[running.steps_written] = row
+        running.steps_written += 1
 
     # ----- fit ------------------------------------------------------------------------------
 
@@ -652,9 +667,9 @@ class Trainer:
 
     def _record_steps(self, run: _Run, epoch: int, first_step: int, running: _Running) -> None:
         """The epoch's per-step values into the History (one device-to-host copy per epoch)."""
-        if not running.step_values:
+        if not running.steps_written:
             return
-        values = torch.stack(running.step_values).cpu().double()  # (steps, 1 + metrics)
+        values = running.step_table[: running.steps_written].cpu().double()  # (steps, 1 + metrics)
         if self._world.size > 1:  # each step's value over the global batch: weighted by the examples counted
             counts = torch.tensor(running.step_counts, dtype=torch.float64)
             summed = self._world.sum(torch.cat([values * counts[:, None], counts[:, None]], dim=1))
