@@ -212,6 +212,28 @@ def test_hubel_train_nproc_killed_and_resumed_trains_the_run_of_one_process(tmp_
         torch.testing.assert_close(second[name], first[name], rtol=1e-4, atol=1e-5)
 
 
+def test_ctrl_c_stops_every_process_at_one_step_and_saves(tmp_path):
+    run = tmp_path / "run"
+    command = [*HUBEL, "train", "digits", "--epochs", "30", "--batch-size", "8", "--nproc", "2", "--out", str(run)]
+    # a session of its own: the signal goes to the whole group, as a terminal's Ctrl-C does
+    launcher = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    checkpoint, deadline = run / "checkpoints" / "last.ckpt", time.time() + 200
+    while time.time() < deadline and launcher.poll() is None:
+        if checkpoint.exists() and torch.load(checkpoint, weights_only=True)["epoch"] >= 1:
+            os.killpg(launcher.pid, signal.SIGINT)
+            break
+        time.sleep(0.05)
+    output, errors = launcher.communicate(timeout=120)
+    assert launcher.returncode == 0, errors[-3000:]
+    assert errors.count("Interrupted: saved") == 1 and "Traceback" not in errors  # process 0 speaks for both
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["world_size"] == 2 and len(state["ranks"]) == 2  # both processes' states, at one step
+    assert json.loads((run / "result.json").read_text())["epochs_trained"] < 30
+    assert "Test accuracy" in output
+
+
 def test_bad_distributed_input_gets_one_clear_line(tmp_path):
     with pytest.raises(ConfigError, match="positive number of processes"):
         train("digits", nproc=0, out=tmp_path / "zero")
