@@ -15,7 +15,6 @@ Run by hand:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 from hubel.models.zoo import create_model
-from hubel.train.distributed import init, launch
+from hubel.train.distributed import cores, init, launch
 
 CASES = [("fashion_cnn", (28, 28, 1), 32), ("fashion_cnn", (28, 28, 1), 128), ("cifar_convnet", (32, 32, 3), 128),
          ("fast_resnet", (32, 32, 3), 128)]  # fmt: skip
@@ -62,8 +61,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nproc", type=int, default=2)
     args = parser.parse_args()
-    cores = len(os.sched_getaffinity(0))
-    print(f"torch {torch.__version__}, {cores} cores, {args.examples} examples, Adam, float32")
+    print(f"torch {torch.__version__}, {cores()} cores, {args.examples} examples, Adam, float32")
     print(
         f"{'model':14} {'input':8} {'batch':>5} {'1 proc img/s':>13} {f'{args.nproc} procs img/s':>14} "
         f"{'efficiency':>10} {'agree/step':>10} {'launch s':>8}"

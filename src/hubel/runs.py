@@ -12,6 +12,7 @@ An existing run directory is never overwritten: resume it or choose another name
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 import json
 import math
@@ -44,7 +45,7 @@ from hubel.models.spec import model_from_spec
 from hubel.models.zoo import ZOO, Recipe, create_model
 from hubel.train.callbacks import Callback, EarlyStopping, JSONLinesLogger, TrainingBudget
 from hubel.train.checkpoint import checkpoint_exists
-from hubel.train.distributed import World, init, launch
+from hubel.train.distributed import World, cores, init, launch
 from hubel.train.history import STEP_CURVES_UP_TO
 from hubel.train.optimizers import OPTIMIZERS, Optimizer, get_optimizer
 from hubel.train.progress import format_logs
@@ -482,7 +483,8 @@ def train(
     if nproc > 1:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ConfigError("this process is already one of torchrun's: drop --nproc (--nproc-per-node sets it).")
-        options = {name: value for name, value in locals().items() if name in _TRAIN_OPTIONS}
+        given = locals()  # the arguments, as passed: each process runs train with them, on one process
+        options = {name: given[name] for name in inspect.signature(train).parameters if name not in _LAUNCH_ONLY}
         options.update(command=command or " ".join(sys.argv), nproc=1, _launched_at=time.time())
         return launch(_train_process, nproc, options, port=port)
     world = init()
@@ -627,7 +629,7 @@ def train(
     if world.size > 1:
         if not world.main:  # process 0 measures, reports and answers for the run
             return RunResult(directory, math.nan, math.nan, time.perf_counter() - started)
-        torch.set_num_threads(_cores())  # the others are done: process 0 finishes on every core
+        torch.set_num_threads(cores())  # the others are done: process 0 finishes on every core
     notes = [
         f"Trained with {config['optimizer_used']}, batch {batch_size}, in {config['precision']}"
         f"{' autocast (the test set is measured in float32)' if config['precision'] != 'float32' else ''}; "
@@ -652,8 +654,7 @@ def train(
     return _finish_run(directory, network, history, loaded, data, model_name, seed, notes, started, extra)
 
 
-_TRAIN_OPTIONS = ("data", "model", "epochs", "batch_size", "optimizer", "learning_rate", "image_size", "augment",
-                  "precision", "seed", "out", "resume", "budget", "fine_tune", "sync_batchnorm", "command")  # fmt: skip
+_LAUNCH_ONLY = ("nproc", "port", "_launched_at")  # train's arguments that its launched processes do not take
 
 
 def _train_process(options: dict[str, Any]) -> RunResult:
@@ -666,10 +667,6 @@ def _check_run_directory(directory: Path, resume: bool) -> None:
         raise ConfigError(f"{directory} exists already: resume it with --resume, or pick another name with --out.")
     if resume and not checkpoint_exists(directory / "checkpoints" / "last.ckpt"):
         raise ConfigError(f"{directory} has no checkpoint to resume from. Train without --resume.")
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _finish_run(

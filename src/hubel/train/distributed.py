@@ -38,7 +38,7 @@ from torch import Tensor
 from hubel import errors
 from hubel.errors import ConfigError, DistributedError, HubelError
 
-__all__ = ["World", "current_world", "init", "launch"]
+__all__ = ["World", "cores", "current_world", "init", "launch"]
 
 _JOIN_TIMEOUT = 300.0  # seconds a process waits for the others to join (HUBEL_JOIN_TIMEOUT overrides)
 
@@ -102,6 +102,11 @@ def _collective_device() -> torch.device:
     return torch.device("cpu")
 
 
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def current_world() -> World:
     """This process's World: the process group's when one is running, else a single process."""
     if not (dist.is_available() and dist.is_initialized()):
@@ -144,8 +149,7 @@ def init(timeout: float | None = None) -> World:
     if cuda:
         torch.cuda.set_device(local_rank)
     else:  # N processes on one machine share its cores: no more threads than cores in all
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        torch.set_num_threads(max(1, cores // local_size))
+        torch.set_num_threads(max(1, cores() // local_size))
     where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
     try:
         dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=timeout))

@@ -627,12 +627,8 @@ class Trainer:
             run.callbacks.call("on_batch_end", step - 1, {})
             if run.progress.live:
                 run.progress.batch_end(step, self._logs(running))
-            if self._world.size > 1:  # one collective a step: a NaN, a stop or a Ctrl-C in any process stops all
-                nonfinite, self._interrupt_requested, self.stop_training = self._world.any(
-                    nonfinite, self._interrupt_requested, self.stop_training
-                )
-                if nonfinite:
-                    return self._stop_for_nonfinite(run, epoch, step, loss)
+            if self._world.size > 1 and self._agree_to_stop(nonfinite):
+                return self._stop_for_nonfinite(run, epoch, step, loss)
             if save_now:
                 self._save(run, epoch, running)
             if self._interrupt_requested:  # Ctrl-C arrived during this step: stop at its end
@@ -657,13 +653,16 @@ class Trainer:
         )
         self.stop_training = True
 
-    def _agree_to_stop(self) -> None:
-        """On several processes, a stop or a Ctrl-C in any one of them stops them all at the same
-        step (one collective): a callback's clock or a signal can reach them apart."""
-        if self._world.size > 1:
-            self._interrupt_requested, self.stop_training = self._world.any(
-                self._interrupt_requested, self.stop_training
-            )
+    def _agree_to_stop(self, nonfinite: bool = False) -> bool:
+        """On several processes, a NaN, a stop or a Ctrl-C in any one of them stops them all at the
+        same step (one collective a step): a callback's clock or a signal can reach them apart.
+        Returns whether any process saw a non-finite loss."""
+        if self._world.size == 1:
+            return nonfinite
+        nonfinite, self._interrupt_requested, self.stop_training = self._world.any(
+            nonfinite, self._interrupt_requested, self.stop_training
+        )
+        return nonfinite
 
     def _record_steps(self, run: _Run, epoch: int, first_step: int, running: _Running) -> None:
         """The epoch's per-step values into the History (one device-to-host copy per epoch)."""
