@@ -34,7 +34,7 @@ from hubel.data.folders import ImageFolderDataset, image_folder
 from hubel.data.images import image_extensions
 from hubel.data.text import read_text_file, text_folder
 from hubel.errors import ConfigError, DataError
-from hubel.layers.augment import augmentation
+from hubel.layers.augment import RandomFlip, augmentation
 from hubel.layers.base import clear_session
 from hubel.layers.core import Input, Rescaling
 from hubel.layers.text import TextVectorization
@@ -56,10 +56,14 @@ __all__ = ["RunResult", "compare", "evaluate", "list_runs", "predict_files", "re
 
 _PRECISIONS = {"auto": "auto", "float32": None, "bf16": "bf16"}  # --precision -> compile(mixed_precision=)
 
-# The residual network trains to the best accuracy per CPU-second on 28x28 and 32x32
-# (benchmarks/README.md); digits' 8x8 images need no more than one convolution.
-_DEFAULT_MODEL = {"mnist": "fast_resnet", "fashion_mnist": "fast_resnet", "digits": "mnist_one_conv",
-                  "cifar10": "fast_resnet", "imdb": "ngram_bag"}  # fmt: skip
+# The residual networks train to the best accuracy per CPU-second; the narrowest takes 60% of
+# fast_resnet's time a step and reached 2-7 points more in runs of 1-3 minutes on two cores
+# (benchmarks/README.md). Digits' 8x8 images need no more than one convolution.
+_DEFAULT_MODEL = {"mnist": "fast_resnet_small", "fashion_mnist": "fast_resnet_small", "digits": "mnist_one_conv",
+                  "cifar10": "fast_resnet_small", "imdb": "ngram_bag"}  # fmt: skip
+# Built-in datasets whose classes look the same in a mirror (not digits, not Fashion-MNIST's
+# shoes, which all point left): --tta auto averages their predictions over the mirror image.
+_MIRRORED = ("cifar10",)
 _DEFAULT_TEXT_MODEL = "ngram_bag"  # bigrams averaged: 90% on IMDB in seconds per epoch (benchmarks/README.md)
 
 
@@ -80,16 +84,17 @@ class RunResult:
 
 
 class _LogFile(Callback):
-    """The epoch lines of the console, also in train.log."""
+    """The epoch lines of the console, also in train.log; out of `epochs`, or of fit's own epochs
+    (which a budget's re-plan moves)."""
 
     writes_files = True
 
-    def __init__(self, path: Path, epochs: int) -> None:
+    def __init__(self, path: Path, epochs: int | None = None) -> None:
         self.path, self.epochs = path, epochs
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         with open(self.path, "a") as file:
-            file.write(f"Epoch {epoch + 1}/{self.epochs} - {format_logs(logs)}\n")
+            file.write(f"Epoch {epoch + 1}/{self.epochs or self.params['epochs']} - {format_logs(logs)}\n")
 
 
 def _load_data(
@@ -185,6 +190,17 @@ def _build_model(name: str, shape: tuple[int, ...], num_classes: int, augment: s
             [Input(input_shape), *layers[:at], *augmentation(augment), *layers[at:]], name=network.name
         )
     return network, name
+
+
+def _test_time_augmentation(tta: str, network: Model, data: str) -> str | None:
+    """The model's test_time_augmentation for --tta: "flip", "none", or "auto" (flip for data
+    known to be mirror-symmetric, or when the network trains on flipped images)."""
+    if tta not in ("auto", "flip", "none"):
+        raise ConfigError(f"expected --tta 'auto', 'flip' or 'none'. Received: {tta!r}")
+    if tta == "auto":
+        flips = any(isinstance(layer, RandomFlip) and "horizontal" in layer.mode for layer in network.modules())
+        return "flip" if flips or data in _MIRRORED else None
+    return None if tta == "none" else "flip"
 
 
 def _optimizer(recipe: Recipe, optimizer: str | None, learning_rate: float | None) -> tuple[Optimizer, bool]:
@@ -306,10 +322,14 @@ class _Replan(Callback):
     """The budget's second look: every `measured` real steps (past the first `settle`, which are
     slow while the kernels are chosen), and at each epoch's end (when the cost of validating,
     logging and checkpointing an epoch is known), re-time the run and set the step limit and the
-    one-cycle schedule to what is left of the time, within the epochs fit was given. The probe
-    before training is short and on a copy, so this is where the plan gets its real speed. The
-    plan ends one step short of the deadline, so the schedule anneals fully and the deadline
-    stays a guard for a machine that slows down."""
+    one-cycle schedule to what is left of the time, and fit's epochs (params["epochs"]) to the
+    plan's. The probe before training is short and on a copy, so this is where the plan gets its
+    real speed: it re-times after 2, 4 and 8 steps, then every 16, and on the plan's last step
+    but one, so a plan made from a probe that another process slowed is corrected in time. When
+    the steps run more than 25% faster than the probe's, or slower at all, its estimates of
+    validation and of the test pass are scaled by as much. The plan ends one step short of the
+    deadline, so the schedule anneals fully and the deadline stays a guard for a machine that
+    slows down."""
 
     def __init__(
         self, limit: TrainingBudget, schedule: OneCycle, plan: dict[str, Any], fit_ends_at: float, world: World
@@ -317,6 +337,8 @@ class _Replan(Callback):
         self.limit, self.schedule, self.plan, self.fit_ends_at = limit, schedule, plan, fit_ends_at
         self.world = world  # on several processes, process 0's plan holds for all
         self.settle, self.measured, self.taken = 2, 16, 0
+        # the probe's end of training; the deadline moves as its figures are corrected
+        self.planned_end, self.planned_after = fit_ends_at, plan["fit_ends_after"]
         self.per_step, self.per_epoch_extra, self.epoch_started, self.epoch_steps = 0.0, 0.0, 0.0, 0
         self.window_started, self.window_steps = 0.0, 0  # steps timed in this epoch, past the settling ones
 
@@ -336,9 +358,10 @@ class _Replan(Callback):
             self.plan["settle_seconds"] = self.window_started - self.epoch_started
             return
         self.window_steps += 1
-        if self.window_steps % self.measured == 0:
+        early = self.window_steps in (2, 4, 8) or self.taken == self.limit.steps - 1
+        if early or self.window_steps % self.measured == 0:
             self.per_step = (time.perf_counter() - self.window_started) / self.window_steps
-            self._replan(max(self.per_epoch_extra, self.plan["validation_seconds_per_epoch"]))
+            self._replan(self.per_epoch_extra or self.plan["validation_seconds_per_epoch"] * self._probe_error())
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         # the epoch's time beyond its steps: validation (done by now) and the epoch's logging
@@ -348,20 +371,34 @@ class _Replan(Callback):
             self.per_epoch_extra = max(self.per_epoch_extra, spent - self.epoch_steps * self.per_step)
             self._replan(self.per_epoch_extra)
 
+    def _probe_error(self) -> float:
+        """How many times slower the steps run than the probe said: 1 within the probe's usual
+        error (its steps on a fresh copy run up to 10% slow), within 0.25-4 otherwise."""
+        ratio = self.per_step / self.plan["seconds_per_step"]
+        return 1.0 if 0.75 <= ratio <= 1.0 else min(4.0, max(0.25, ratio))
+
     def _replan(self, per_epoch_extra: float) -> None:
         """Called at the same steps in every process (so the broadcast meets); a run already
         stopped keeps its plan."""
-        plan, left = self.plan, self.fit_ends_at - time.perf_counter() - self.per_step  # a step short
+        plan = self.plan
+        # the test pass as the steps' speed says it will run; the report's cost is the report's
+        end = self.planned_end + plan["test_pass_seconds_planned"] * (1.0 - self._probe_error())
+        left = end - time.perf_counter() - self.per_step  # a step short
         total, _ = _steps_that_fit(left, self.per_step, per_epoch_extra, plan["steps_per_epoch"], done=self.taken)
-        total = max(self.taken + 1, min(total, plan["epochs"] * plan["steps_per_epoch"]))
-        decided = self.world.broadcast((self.limit.stopped_by is None, total, self.per_step))
+        total = max(self.taken + 1, min(total, _MAX_BUDGET_EPOCHS * plan["steps_per_epoch"]))
+        decided = self.world.broadcast((self.limit.stopped_by is None, total, self.per_step, end))
         if not decided[0]:
             return
-        total, self.per_step = decided[1], decided[2]
+        total, self.per_step, end = decided[1:]
         self.limit.steps = total
+        if self.limit.seconds is not None:
+            self.limit.seconds += end - self.fit_ends_at
+        self.fit_ends_at = end
         self.schedule.retarget(total)
         plan.update(seconds_per_step_in_training=self.per_step, total_steps=total,
-                    epochs=math.ceil(total / plan["steps_per_epoch"]))  # fmt: skip
+                    epochs=math.ceil(total / plan["steps_per_epoch"]),
+                    fit_ends_after=self.planned_after + end - self.planned_end)  # fmt: skip
+        self.params["epochs"] = plan["epochs"]  # fit ends, and counts, at the plan's epochs
 
 
 def _plan_budget(
@@ -417,7 +454,8 @@ def _plan_budget(
     seconds_per_example = (time.perf_counter() - start) / len(x_probe[:_INFERENCE_BATCH])  # PyTorch's
     torch.set_rng_state(random_state)
     validation_seconds = validation_steps * batch_size * seconds_per_example
-    finish_seconds = test_examples * seconds_per_example + _REPORT_SECONDS  # one test pass feeds both
+    test_pass_seconds = test_examples * seconds_per_example
+    finish_seconds = test_pass_seconds + _REPORT_SECONDS  # one test pass feeds both
     after_probe = budget - (time.perf_counter() - started)
     # 2% held back: the test pass ran up to 1 s over its estimate from a 256-example probe; a budget
     # too small for the report still trains for half of it
@@ -427,6 +465,7 @@ def _plan_budget(
     return {"seconds": budget, "seconds_per_step": seconds_per_step, "timed_steps": timed_steps,
             "steps_per_epoch": steps_per_epoch, "epochs": epochs, "total_steps": total_steps,
             "validation_seconds_per_epoch": validation_seconds, "finish_seconds_planned": finish_seconds,
+            "test_pass_seconds_planned": test_pass_seconds,
             "inference_seconds_per_example": seconds_per_example,
             "fit_ends_after": fit_ends_after}  # fmt: skip
 
@@ -441,6 +480,7 @@ def train(
     learning_rate: float | None = None,
     image_size: tuple[int, int] | None = None,
     augment: str | None = None,
+    tta: str = "auto",
     precision: str = "auto",
     seed: int = 0,
     out: str | Path | None = None,
@@ -460,6 +500,9 @@ def train(
     they take the zoo entry's recipe (the tutorials' own settings for their
     networks: Adam, batch 32; SGD with a one-cycle schedule for the residual networks).
     augment names augmentation layers to add ("flip,shift"; see layers.augment.augmentation).
+    tta sets the model's test_time_augmentation: "flip" (predictions, validation and the test set
+    average each image with its mirror image, for twice the inference), "none", or "auto": flip
+    on CIFAR-10 and when the network trains with flips (--augment flip).
     precision is "auto" (bf16 autocast where the hardware runs it fast), "float32" or "bf16".
     budget (seconds) replaces epochs: a few timed steps measure the throughput, the number of
     epochs and a one-cycle schedule are sized to fit, and the best epoch's weights are kept.
@@ -500,6 +543,7 @@ def train(
         model = model or (saved.get("model") if saved.get("model") in ZOO else None)
         epochs, batch_size = epochs or saved.get("epochs"), batch_size or saved.get("batch_size")
         augment = augment if augment is not None else saved.get("augment")
+        tta = tta if tta != "auto" else saved.get("tta", "auto")
         optimizer = optimizer or saved.get("optimizer")
         one_cycle_peak = saved.get("one_cycle_peak")
         if learning_rate is None and one_cycle_peak is None:
@@ -514,6 +558,11 @@ def train(
             f"cached): drop --nproc."
         )
     if name in BACKBONES:
+        if tta == "flip":
+            raise ConfigError(
+                f"--tta flip is for networks trained here from scratch; {name}'s head trains on cached features of "
+                f"the images as they are. Drop --tta."
+            )
         if text:
             raise ConfigError(f"{name} is pretrained on photos; {data!r} holds text. Use a text model: ngram_bag.")
         if budget is not None or resume:
@@ -549,6 +598,8 @@ def train(
     if loaded["kind"] == "text":
         if augment:
             raise ConfigError("--augment is for images; text models train on the words as they are.")
+        if tta == "flip":
+            raise ConfigError("--tta flip mirrors images; text models read the words as they are.")
         texts = loaded["train"][0]
         fitted = texts if loaded["validation"] is not None else texts[: int(len(texts) * (1 - _VALIDATION_SPLIT))]
         network, model_name = _text_model(name, fitted, len(loaded["class_names"])), name
@@ -567,6 +618,7 @@ def train(
                 f"{name!r} is a text model, and {data!r} holds images. Pick an image model (`hubel zoo`)."
             )
         network, model_name = _build_model(name, loaded["shape"], len(loaded["class_names"]), augment)
+        network.test_time_augmentation = _test_time_augmentation(tta, network, data)  # validation uses it too
     binary = network.output_shape[-1] == 1
     loss = "binary_crossentropy" if binary else "sparse_categorical_crossentropy"
     chosen, rate_chosen = _optimizer(recipe, optimizer, learning_rate)
@@ -577,7 +629,7 @@ def train(
         "command": command or " ".join(sys.argv),
         "data": data, "model": model_name, "epochs": epochs, "batch_size": batch_size,
         "optimizer": optimizer, "optimizer_used": repr(chosen), "learning_rate": chosen.learning_rate,
-        "augment": augment,
+        "augment": augment, "tta": tta, "test_time_augmentation": network.test_time_augmentation,
         "precision": network.trainer.precision, "seed": seed, "loss": loss,
         "class_names": loaded["class_names"], "input_shape": list(network.input_shape[1:]),
         "processes": world.size, "sync_batchnorm": sync_batchnorm,
@@ -594,7 +646,9 @@ def train(
                          world.size)
         )  # fmt: skip
         epochs = plan["epochs"]
-        callbacks.append(EarlyStopping(monitor="val_accuracy", patience=epochs + 1, restore_best_weights=True))
+        callbacks.append(
+            EarlyStopping(monitor="val_accuracy", patience=_MAX_BUDGET_EPOCHS, restore_best_weights=True)
+        )  # keeps the best epoch; the plan stops the run
         config.update({"epochs": epochs, "budget": plan})
     if budget is not None or one_cycle_peak is not None or recipe.one_cycle:
         steps_per_epoch = _steps_per_epoch(train_data, per_process, loaded["validation"], world.size)
@@ -616,7 +670,7 @@ def train(
         (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     fit_options: dict[str, Any] = {
         "epochs": epochs, "batch_size": per_process, "checkpoint_dir": directory / "checkpoints", "resume": resume,
-        "callbacks": [JSONLinesLogger(directory / "metrics.jsonl"), _LogFile(directory / "train.log", epochs),
+        "callbacks": [JSONLinesLogger(directory / "metrics.jsonl"), _LogFile(directory / "train.log"),
                       *callbacks],  # the loggers write in process 0 alone
         "distributed": world.size > 1, "sync_batchnorm": sync_batchnorm,
     }  # fmt: skip
@@ -634,6 +688,7 @@ def train(
         f"Trained with {config['optimizer_used']}, batch {batch_size}, in {config['precision']}"
         f"{' autocast (the test set is measured in float32)' if config['precision'] != 'float32' else ''}; "
         f"augmentation: {augment or 'none'}"
+        f"{'; predictions average each image with its mirror (--tta flip)' if network.test_time_augmentation else ''}"
         f"{f'; on {world.size} processes of {per_process} examples each' if world.size > 1 else ''}."
     ]
     if plan:

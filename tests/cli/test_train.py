@@ -96,6 +96,10 @@ def test_the_residual_network_trains_with_its_recipe_and_augmentation_and_resume
     # the data, so the test accuracy is about 0.5 (0.499 with Keras's biased variance, 0.501 before it)
     assert json.loads((run / "result.json").read_text())["test_accuracy"] > 0.3
     assert "Trained with SGD(learning_rate=0.1, momentum=0.9" in (run / "report.html").read_text()
+    # trained on flipped images, the model averages each image with its mirror (--tta auto)
+    assert config["tta"] == "auto" and config["test_time_augmentation"] == "flip"
+    assert hubel.load_model(run / "model.hubel").test_time_augmentation == "flip"
+    assert "average each image with its mirror" in (run / "report.html").read_text()
     # resuming with no options takes them from config.yaml: the same model, recipe and augmentation
     assert main(["train", "digits", "--epochs", "3", "--out", str(run), "--resume"]) == 0
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -131,6 +135,20 @@ def test_train_on_a_folder_then_predict_files_like_model_predict(tmp_path, capsy
     expected = ["blue", "red"][int(positive > 0.5)]
     assert result["top"][0]["class"] == expected
     assert result["top"][0]["probability"] == max(positive, 1 - positive)
+
+
+def test_tta_follows_the_data_unless_told(tmp_path, capsys):
+    from hubel import runs
+
+    plain = runs.train("digits", "mlp", epochs=1, out=tmp_path / "digits")  # digits are not mirror images
+    assert hubel.load_model(plain.directory / "model.hubel").test_time_augmentation is None
+    told = runs.train("digits", "mlp", epochs=1, tta="flip", out=tmp_path / "told")
+    assert hubel.load_model(told.directory / "model.hubel").test_time_augmentation == "flip"
+    network = hubel.models.zoo.create_model("mlp", input_shape=(32, 32, 3))
+    assert runs._test_time_augmentation("auto", network, "cifar10") == "flip"
+    assert runs._test_time_augmentation("none", network, "cifar10") is None
+    assert main(["train", "digits", "--model", "mobilenet_v2", "--tta", "flip", "--out", str(tmp_path / "t")]) == 2
+    assert "--tta flip is for networks trained here from scratch" in capsys.readouterr().err
 
 
 def test_train_and_predict_errors_are_one_line(tmp_path, capsys):
@@ -216,6 +234,33 @@ def test_a_time_budget_sizes_the_epochs_and_schedule_and_keeps_the_best_epoch(tm
     with pytest.raises(SystemExit) as stop:  # argparse rejects it before anything runs
         main(["train", "digits", "--budget", "soon", "--out", str(tmp_path / "x")])
     assert stop.value.code == 2 and not (tmp_path / "x").exists()
+
+
+def test_a_budget_whose_probe_was_slowed_is_corrected_during_the_run(tmp_path, monkeypatch):
+    # Another process slowed the probe 20-fold: it planned 1/20 of the steps in one epoch. The run
+    # re-times itself after a few steps and fills the budget with more steps and epochs.
+    from hubel import runs
+
+    probe = runs._plan_budget
+
+    def slowed(*args, **kwargs):
+        plan = probe(*args, **kwargs)
+        plan["seconds_per_step"] *= 20
+        plan["total_steps"], plan["epochs"] = max(1, plan["total_steps"] // 20), 1
+        return plan
+
+    monkeypatch.setattr(runs, "_plan_budget", slowed)
+    run = tmp_path / "slowed"
+    runs.train("digits", budget=6, out=run)
+    result = json.loads((run / "result.json").read_text())
+    first = yaml.safe_load((run / "config.yaml").read_text())["budget"]  # the plan as the probe made it
+    plan = result["budget"]
+    assert first["epochs"] == 1 and plan["steps_taken"] > 3 * first["total_steps"] and result["epochs_trained"] >= 2
+    if plan["stopped_by"] == "steps":  # not by the deadline, which slow machines can reach first
+        last = result["epochs_trained"]  # the last epoch is counted out of the plan that ended the run
+        assert plan["epochs"] == last and (run / "train.log").read_text().splitlines()[-1].startswith(
+            f"Epoch {last}/{last} "
+        )
 
 
 def test_a_killed_hubel_train_resumes_and_logs_every_epoch_once(tmp_path):

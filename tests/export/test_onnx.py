@@ -8,6 +8,7 @@ import pytest
 import hubel
 from hubel import layers as L
 from hubel.cli.main import main
+from hubel.errors import ConfigError
 from hubel.export import ExportError, export_onnx
 
 
@@ -36,6 +37,29 @@ def test_the_graph_takes_raw_pixels_and_gives_predict_outputs(digits_model, tmp_
     metadata = {entry.key: entry.value for entry in onnx.load(str(result.path)).metadata_props}
     assert json.loads(metadata["class_names"]) == model.metadata["class_names"]
     assert json.loads(metadata["input_shape"]) == [8, 8, 1] and metadata["input_dtype"] == "float32"
+
+
+def test_test_time_flips_are_in_the_graph_and_in_predict_and_evaluate(digits_model, tmp_path):
+    model, x_test = digits_model
+    x = x_test[:64]
+    y = hubel.datasets.load("digits")[1][1][:64]
+    alone, mirrored = model.predict(x), model.predict(x[:, :, ::-1])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    try:
+        model.test_time_augmentation = "flip"
+        averaged = model.predict(x)
+        np.testing.assert_allclose(averaged, (alone + mirrored) / 2, atol=1e-6)
+        assert np.abs(averaged - alone).max() > 1e-3  # the digits are not symmetric: the mean differs
+        accuracy = model.evaluate(x, y, verbose=0)[1]
+        assert accuracy == pytest.approx(np.mean(averaged.argmax(1) == y))
+        result = model.export(tmp_path / "flips.onnx", sample=x[:16])
+        session = onnxruntime.InferenceSession(str(result.path))
+        produced = session.run(None, {"input": x[:, :, :, None].astype(np.float32)})[0]
+        np.testing.assert_allclose(produced, averaged, atol=1e-5)
+    finally:
+        model.test_time_augmentation = None
+    with pytest.raises(ConfigError, match="Received: 'rotate'"):
+        model.test_time_augmentation = "rotate"
 
 
 def test_uint8_pixels_are_cast_inside_the_graph(digits_model, tmp_path):

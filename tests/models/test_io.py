@@ -46,6 +46,17 @@ def test_round_trip_gives_bit_identical_outputs(tmp_path):
         assert torch.equal(loaded.state_dict()[key], value), key
 
 
+def test_test_time_augmentation_travels_with_the_model(tmp_path):
+    model = hubel.Sequential([L.Input((6, 6, 3)), L.Conv2D(2, 3), L.Flatten(), L.Dense(3, activation="softmax")])
+    model.test_time_augmentation = "flip"
+    x = np.random.default_rng(1).integers(0, 256, (5, 6, 6, 3)).astype(np.uint8)
+    loaded = hubel.load_model(model.save(tmp_path / "flip.hubel"))
+    assert loaded.test_time_augmentation == "flip"
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    model.test_time_augmentation = None
+    assert hubel.load_model(model.save(tmp_path / "plain.hubel")).test_time_augmentation is None
+
+
 def test_file_is_a_zip_of_json_and_safetensors_with_versions(tmp_path):
     path = trained_model().save(tmp_path / "net.hubel")
     with zipfile.ZipFile(path) as archive:

@@ -154,6 +154,29 @@ def test_a_training_budget_stops_inside_an_epoch_and_that_epoch_still_validates(
     assert len(history.history["val_loss"]) == 2  # as in Keras, the stopped epoch still validates
 
 
+def test_a_callback_moves_the_end_of_fit_through_params_and_the_progress_counts_to_it(capsys):
+    (x, y), _ = hubel.datasets.load("digits")
+    model = hubel.Sequential([L.Input((8, 8, 1)), L.Flatten(), L.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    seen = []
+
+    class Replan(hubel.callbacks.Callback):
+        def __init__(self, ends):
+            self.ends = ends
+
+        def on_epoch_end(self, epoch, logs):
+            seen.append(dict(self.params))
+            self.params["epochs"] = self.ends[epoch]
+
+    history = model.fit(x[:64], y[:64], epochs=2, batch_size=32, callbacks=[Replan([4, 4, 3])], verbose=2)
+    assert history.epoch == [0, 1, 2]  # given 2 epochs, moved to 4, then to 3 after the third
+    assert seen[0] == {"epochs": 2, "steps": 2, "batch_size": 32} and history.params["epochs"] == 3
+    lines = [line.split(" - ")[0] for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch")]
+    assert lines == ["Epoch 1/2", "Epoch 2/4", "Epoch 3/4"]
+    history = model.fit(x[:64], y[:64], epochs=5, batch_size=32, callbacks=[Replan([1])], verbose=0)
+    assert history.epoch == [0]  # lowered below the epochs done: fit ends after this one
+
+
 def test_a_training_budget_in_seconds_and_its_checks():
     (x, y), _ = hubel.datasets.load("digits")
     model = hubel.Sequential([L.Input((8, 8, 1)), L.Flatten(), L.Dense(10, activation="softmax")])

@@ -107,6 +107,7 @@ def _train(args: argparse.Namespace) -> None:
         learning_rate=args.lr,
         image_size=args.image_size[:2] if args.image_size else None,
         augment=args.augment,
+        tta=args.tta,
         precision=args.precision,
         seed=args.seed,
         out=args.out,
@@ -290,6 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
         const="flip,shift",
         metavar="NAMES",
         help="add augmentation layers: flip, shift, rotate, zoom, contrast (comma-separated; alone: flip,shift)",
+    )
+    train.add_argument(
+        "--tta",
+        choices=("auto", "flip", "none"),
+        default="auto",
+        help="test-time augmentation of the model: flip averages each image with its mirror image (twice the "
+        "inference); auto: flip on CIFAR-10 and with --augment flip",
     )
     train.add_argument(
         "--precision",

@@ -27,6 +27,7 @@ from torch import nn
 from hubel import __version__
 from hubel.errors import ConfigError, HubelError
 from hubel.models.model import Model
+from hubel.train.trainer import test_time_forward
 
 __all__ = ["DEFAULT_TOLERANCE", "ExportError", "ExportResult", "export_onnx"]
 
@@ -52,8 +53,8 @@ class _Graph(nn.Module):
         super().__init__()
         self.model, self.cast = model, cast
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.float() if self.cast else x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # with the model's test-time augmentation, as predict
+        return test_time_forward(self.model, self.model, x.float() if self.cast else x)
 
 
 def _input_spec(model: Model, input_dtype: str) -> tuple[tuple[int, ...], Any, Any]:

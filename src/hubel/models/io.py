@@ -13,7 +13,7 @@ from typing import Any
 import safetensors.torch
 import torch
 
-from hubel.errors import HubelError, ModelFileError
+from hubel.errors import ConfigError, HubelError, ModelFileError
 from hubel.files import atomic_write
 from hubel.models.model import Model
 from hubel.models.sequential import Sequential
@@ -43,6 +43,7 @@ def save_model(model: Model, path: str | Path, metadata: dict[str, Any] | None =
         "layer_names": [layer.name for layer in model.layers],
         "versions": {"hubel": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "metadata": model.metadata,
+        "test_time_augmentation": model.test_time_augmentation,
     }
     try:
         spec = json.dumps(document, indent=2, allow_nan=False)
@@ -128,4 +129,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Model:
         )
     model.load_state_dict(weights)
     model.metadata = dict(document.get("metadata") or {})
+    try:
+        model.test_time_augmentation = document.get("test_time_augmentation")
+    except ConfigError as error:
+        raise ModelFileError(f"{path}: {error} Upgrade hubel, or the file was edited.") from None
     return model.to(device).eval()

@@ -74,9 +74,38 @@ class Model(Layer):
         super().__init__(name=name or unique_name(self.kind.lower()), trainable=trainable)
         #: free-form facts saved with the model (class names, preprocessing, training metrics)
         self.metadata: dict[str, Any] = {}
+        self._test_time_augmentation: str | None = None
         self._graph_layers: list[Layer] = []
         if type(self) is Model or inputs is not None or outputs is not None:
             self._build_graph(inputs, outputs)
+
+    @property
+    def test_time_augmentation(self) -> str | None:
+        """ "flip": predict, evaluate, export and serving give the mean of the outputs for each
+        image and its mirror image (left-right), which is worth 1-2 points of accuracy on
+        CIFAR-10 for twice the inference; None (the default): the image alone. Training and the
+        inspection tools (feature maps, Grad-CAM) see one view. Saved with the model."""
+        return self._test_time_augmentation
+
+    @test_time_augmentation.setter
+    def test_time_augmentation(self, value: str | None) -> None:
+        if value not in (None, "flip"):
+            raise ConfigError(
+                f"expected test_time_augmentation 'flip' (average each image with its mirror image) or None. "
+                f"Received: {value!r}"
+            )
+        try:
+            shapes = self.input_shape
+        except ShapeError:  # not built yet: nothing to check against
+            shapes = None
+        if value is not None and shapes is not None:
+            for shape in shapes if isinstance(shapes, list) else [shapes]:
+                if len(shape) != 4:
+                    raise ConfigError(
+                        f"test_time_augmentation={value!r} mirrors images; {self.name!r} takes inputs shaped "
+                        f"{shape}, not images (None, height, width, channels)."
+                    )
+        self._test_time_augmentation = value
 
     # ----- the graph --------------------------------------------------------------------
 

@@ -3,6 +3,8 @@
 A callback overrides the hooks it needs; the engine calls them with `logs` (a dict of the
 numbers so far). `callback.trainer` is set before training starts, so a callback can read or
 change `trainer.model`, `trainer.optimizer.learning_rate` or set `trainer.stop_training`.
+`callback.params` holds fit's "epochs", "steps" (per epoch) and "batch_size", as in Keras; a
+callback that changes params["epochs"] moves the end of fit (and the progress bar's count).
 An exception in a hook is re-raised naming the callback and the hook.
 """
 
@@ -46,6 +48,7 @@ class Callback:
     except those that write files (writes_files = True), which run in process 0 alone."""
 
     trainer: Trainer
+    params: dict[str, Any]  # fit's epochs, steps per epoch and batch size (set with trainer)
     writes_files = False
 
     def on_train_begin(self, logs: Logs) -> None:
@@ -70,11 +73,13 @@ class Callback:
 class CallbackList:
     """Calls a hook on every callback; a failure names the callback and the hook."""
 
-    def __init__(self, callbacks: Sequence[Callback], trainer: Trainer, main: bool = True) -> None:
+    def __init__(
+        self, callbacks: Sequence[Callback], trainer: Trainer, main: bool = True, params: dict[str, Any] | None = None
+    ) -> None:
         for callback in callbacks:
             if not isinstance(callback, Callback):
                 raise ConfigError(f"expected hubel Callback objects in `callbacks`. Received: {callback!r}")
-            callback.trainer = trainer
+            callback.trainer, callback.params = trainer, params if params is not None else {}
         # main: this process writes the run's files (the only one, or process 0 of several)
         self.callbacks = [callback for callback in callbacks if main or not callback.writes_files]
 

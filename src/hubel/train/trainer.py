@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from hubel.train.metrics import Metric, get_metric
 from hubel.train.optimizers import Optimizer, get_optimizer
 from hubel.train.progress import Progress, format_logs
 
-__all__ = ["Trainer", "fast_bfloat16", "resolve_device", "set_seed"]
+__all__ = ["Trainer", "fast_bfloat16", "resolve_device", "set_seed", "test_time_forward"]
 
 CHECKPOINT_NAME = "last.ckpt"
 _LARGE_EXAMPLE = 100_000  # input values per example above which CPU inference runs in chunks of 8
@@ -83,6 +83,23 @@ def _float32(output: Tensor) -> Tensor:
     if logits is not None:
         converted._hubel_logits = logits.float()  # type: ignore[attr-defined]
     return converted
+
+
+def test_time_forward(forward: Callable[[Any], Any], model: nn.Module, x: Any) -> Any:
+    """forward(x), or with the model's test_time_augmentation "flip" the mean of the outputs for
+    the images and their mirror images: images come as a model takes them, (N, H, W, C) or
+    grayscale (N, H, W), so the width is axis 2 (the model checks that it takes images)."""
+    output = forward(x)
+    if getattr(model, "test_time_augmentation", None) != "flip":
+        return output
+
+    def mirror(tensor: Any) -> Any:
+        return tensor.flip(2) if isinstance(tensor, Tensor) and tensor.dim() >= 3 else tensor
+
+    mirrored = forward([mirror(part) for part in x] if isinstance(x, (list, tuple)) else mirror(x))
+    if isinstance(output, (list, tuple)):
+        return [(a + b) / 2 for a, b in zip(output, mirrored)]
+    return (output + mirrored) / 2  # the probabilities' mean (a loss on it reads them, clipped)
 
 
 def fast_bfloat16(device: torch.device) -> bool:
@@ -274,7 +291,6 @@ class _Running:
 class _Run:
     """What one fit() call works with."""
 
-    epochs: int
     batches: _Batches
     weights_for: Any  # labels -> per-example weights, or None
     progress: Progress
@@ -501,12 +517,12 @@ class Trainer:
         if (resume or resume_from) and checkpoint is not None and (checkpoint_exists(checkpoint) or resume_from):
             state = world.broadcast(load_checkpoint(checkpoint) if world.main else None)  # read once, by process 0
             seed, start_epoch, skip, history, running = self._restore(state, world)
+        history.params = {"epochs": epochs}  # callbacks may change the epochs while fit runs (callback.params)
         run = _Run(
-            epochs=epochs,
             batches=_batches(x, y, batch_size, shuffle, seed, self.inputs, world),
             weights_for=self._class_weights(class_weight, y, x),
             progress=Progress(verbose if world.main else 0, muted=not world.main),
-            callbacks=CallbackList(list(callbacks), self, main=world.main),
+            callbacks=CallbackList(list(callbacks), self, main=world.main, params=history.params),
             checkpoint=checkpoint,
             checkpoint_every=checkpoint_every,
             seed=seed,
@@ -517,7 +533,7 @@ class Trainer:
                 f"{world.size} processes but {run.batches.count} training examples: each process needs one at "
                 f"least. Use at most {run.batches.count} processes."
             )
-        history.params = {"epochs": epochs, "steps": run.batches.steps, "batch_size": batch_size}
+        history.params.update(steps=run.batches.steps, batch_size=batch_size)
         if world.size > 1:
             history.params["world_size"] = world.size
         self.stop_training, self.stop_reason = False, None
@@ -578,7 +594,8 @@ class Trainer:
     def _fit_epochs(
         self, run: _Run, start_epoch: int, skip: int, running: _Running, validation_data: Any, batch_size: int
     ) -> None:
-        for epoch in range(start_epoch, run.epochs):
+        epoch = start_epoch
+        while epoch < run.history.params["epochs"]:  # a callback may move the end (params["epochs"])
             run.callbacks.call("on_epoch_begin", epoch, {})
             logs = self._run_epoch(run, epoch, skip, running)
             self._record_steps(run, epoch, skip, running)
@@ -599,6 +616,7 @@ class Trainer:
                 raise _StopBetweenSteps
             if self.stop_training:
                 return
+            epoch += 1
 
     def _run_epoch(self, run: _Run, epoch: int, skip: int, running: _Running) -> dict[str, float] | None:
         """One epoch of training steps (from step `skip` when resuming); None if it had to stop."""
@@ -606,7 +624,7 @@ class Trainer:
             for metric in self.metrics:
                 metric.reset()
         self._epoch, self._running = epoch, running
-        run.progress.epoch_begin(epoch, run.epochs, run.batches.steps)
+        run.progress.epoch_begin(epoch, run.history.params["epochs"], run.batches.steps)
         start = time.perf_counter()
         step = skip
         # a host read costs nothing on the CPU; on several processes they agree on it every step
@@ -769,7 +787,7 @@ class Trainer:
                 continue
             for x_part, y_part in self._inference_chunks(self._to_device(x_batch), self._to_device(y_batch)):
                 with self._autocast():
-                    output = _float32(self.forward(x_part))
+                    output = _float32(test_time_forward(self.forward, self.model, x_part))
                 self._tally(running, output, y_part)
         self.model.train(was_training)
         return self._logs(running, over_processes=True)
@@ -828,7 +846,7 @@ class Trainer:
         self.model.eval()
         with self._autocast():
             outputs = [
-                self.forward(x_part).float().cpu()
+                test_time_forward(self.forward, self.model, x_part).float().cpu()
                 for x_batch, _, _ in _batches(x, None, batch_size, False, 0, self.inputs).epoch(0)
                 for x_part, _ in self._inference_chunks(self._to_device(x_batch), None)
             ]
