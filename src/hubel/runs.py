@@ -325,20 +325,20 @@ class _Replan(Callback):
     one-cycle schedule to what is left of the time, and fit's epochs (params["epochs"]) to the
     plan's. The probe before training is short and on a copy, so this is where the plan gets its
     real speed: it re-times after 2, 4 and 8 steps, then every 16, and on the plan's last step
-    but one, so a plan made from a probe that another process slowed is corrected in time. When
-    the steps run more than 25% faster than the probe's, or slower at all, its estimates of
-    validation and of the test pass are scaled by as much. The plan ends one step short of the
-    deadline, so the schedule anneals fully and the deadline stays a guard for a machine that
-    slows down."""
+    but one, so a plan made from a probe that another process slowed is corrected in time; once
+    an epoch has ended, what it cost beyond its steps replaces the probe's estimate of validation.
+    (The test pass keeps the probe's estimate: scaled by the steps' speed it overran when the
+    steps' probe was slowed and the inference probe was not.) The plan ends one step short of
+    the deadline, so the schedule anneals fully and the deadline stays a guard for a machine
+    that slows down."""
 
     def __init__(
         self, limit: TrainingBudget, schedule: OneCycle, plan: dict[str, Any], fit_ends_at: float, world: World
     ) -> None:
-        self.limit, self.schedule, self.plan, self.fit_ends_at = limit, schedule, plan, fit_ends_at
+        self.limit, self.schedule, self.plan = limit, schedule, plan
         self.world = world  # on several processes, process 0's plan holds for all
         self.settle, self.measured, self.taken = 2, 16, 0
-        # the probe's end of training; the deadline moves as its figures are corrected
-        self.planned_end, self.planned_after = fit_ends_at, plan["fit_ends_after"]
+        self.fit_ends_at = fit_ends_at
         self.per_step, self.per_epoch_extra, self.epoch_started, self.epoch_steps = 0.0, 0.0, 0.0, 0
         self.window_started, self.window_steps = 0.0, 0  # steps timed in this epoch, past the settling ones
 
@@ -361,7 +361,7 @@ class _Replan(Callback):
         early = self.window_steps in (2, 4, 8) or self.taken == self.limit.steps - 1
         if early or self.window_steps % self.measured == 0:
             self.per_step = (time.perf_counter() - self.window_started) / self.window_steps
-            self._replan(self.per_epoch_extra or self.plan["validation_seconds_per_epoch"] * self._probe_error())
+            self._replan(self.per_epoch_extra or self.plan["validation_seconds_per_epoch"])
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         # the epoch's time beyond its steps: validation (done by now) and the epoch's logging
@@ -371,33 +371,22 @@ class _Replan(Callback):
             self.per_epoch_extra = max(self.per_epoch_extra, spent - self.epoch_steps * self.per_step)
             self._replan(self.per_epoch_extra)
 
-    def _probe_error(self) -> float:
-        """How many times slower the steps run than the probe said: 1 within the probe's usual
-        error (its steps on a fresh copy run up to 10% slow), within 0.25-4 otherwise."""
-        ratio = self.per_step / self.plan["seconds_per_step"]
-        return 1.0 if 0.75 <= ratio <= 1.0 else min(4.0, max(0.25, ratio))
-
     def _replan(self, per_epoch_extra: float) -> None:
         """Called at the same steps in every process (so the broadcast meets); a run already
         stopped keeps its plan."""
-        plan = self.plan
-        # the test pass as the steps' speed says it will run; the report's cost is the report's
-        end = self.planned_end + plan["test_pass_seconds_planned"] * (1.0 - self._probe_error())
-        left = end - time.perf_counter() - self.per_step  # a step short
+        plan, left = self.plan, self.fit_ends_at - time.perf_counter() - self.per_step  # a step short
         total, _ = _steps_that_fit(left, self.per_step, per_epoch_extra, plan["steps_per_epoch"], done=self.taken)
         total = max(self.taken + 1, min(total, _MAX_BUDGET_EPOCHS * plan["steps_per_epoch"]))
-        decided = self.world.broadcast((self.limit.stopped_by is None, total, self.per_step, end))
+        decided = self.world.broadcast((self.limit.stopped_by is None, total, self.per_step, per_epoch_extra))
         if not decided[0]:
             return
-        total, self.per_step, end = decided[1:]
+        total, self.per_step, per_epoch_extra = decided[1:]
         self.limit.steps = total
-        if self.limit.seconds is not None:
-            self.limit.seconds += end - self.fit_ends_at
-        self.fit_ends_at = end
+        if self.limit.seconds is not None:  # the guard: the end, less the last validation as now estimated
+            self.limit.seconds = max(1.0, self.fit_ends_at - per_epoch_extra - self.train_started)
         self.schedule.retarget(total)
         plan.update(seconds_per_step_in_training=self.per_step, total_steps=total,
-                    epochs=math.ceil(total / plan["steps_per_epoch"]),
-                    fit_ends_after=self.planned_after + end - self.planned_end)  # fmt: skip
+                    epochs=math.ceil(total / plan["steps_per_epoch"]))  # fmt: skip
         self.params["epochs"] = plan["epochs"]  # fit ends, and counts, at the plan's epochs
 
 
@@ -454,8 +443,7 @@ def _plan_budget(
     seconds_per_example = (time.perf_counter() - start) / len(x_probe[:_INFERENCE_BATCH])  # PyTorch's
     torch.set_rng_state(random_state)
     validation_seconds = validation_steps * batch_size * seconds_per_example
-    test_pass_seconds = test_examples * seconds_per_example
-    finish_seconds = test_pass_seconds + _REPORT_SECONDS  # one test pass feeds both
+    finish_seconds = test_examples * seconds_per_example + _REPORT_SECONDS  # one test pass feeds both
     after_probe = budget - (time.perf_counter() - started)
     # 2% held back: the test pass ran up to 1 s over its estimate from a 256-example probe; a budget
     # too small for the report still trains for half of it
@@ -465,7 +453,6 @@ def _plan_budget(
     return {"seconds": budget, "seconds_per_step": seconds_per_step, "timed_steps": timed_steps,
             "steps_per_epoch": steps_per_epoch, "epochs": epochs, "total_steps": total_steps,
             "validation_seconds_per_epoch": validation_seconds, "finish_seconds_planned": finish_seconds,
-            "test_pass_seconds_planned": test_pass_seconds,
             "inference_seconds_per_example": seconds_per_example,
             "fit_ends_after": fit_ends_after}  # fmt: skip
 
@@ -688,7 +675,7 @@ def train(
         f"Trained with {config['optimizer_used']}, batch {batch_size}, in {config['precision']}"
         f"{' autocast (the test set is measured in float32)' if config['precision'] != 'float32' else ''}; "
         f"augmentation: {augment or 'none'}"
-        f"{'; predictions average each image with its mirror (--tta flip)' if network.test_time_augmentation else ''}"
+        f"{'; predictions average each image with its mirror image' if network.test_time_augmentation else ''}"
         f"{f'; on {world.size} processes of {per_process} examples each' if world.size > 1 else ''}."
     ]
     if plan:
