@@ -144,7 +144,10 @@ def _headline(
     stats = [
         (f"{accuracy:.2%}", f"test accuracy on {count:,} {noun}"),
         (f"{loss:.4f}", "test loss (cross-entropy)"),
-        (f"{seconds:.0f} s" if seconds else "–", f"training time, {epochs} epochs" if epochs else "training time"),
+        (
+            f"{seconds:.0f} s" if seconds else "–",
+            f"training time, {epochs} epoch{'s' if epochs != 1 else ''}" if epochs else "training time",
+        ),
         (f"{model.count_params():,}", "parameters"),
     ]
     cards = "".join(f'<div class="stat"><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>' for v, k in stats)
