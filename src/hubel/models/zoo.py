@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from hubel import layers as L
@@ -204,7 +205,7 @@ def _conv_bn(filters: int) -> list[Layer]:
     ]
 
 
-def _fast_resnet(num_classes: int, stem: int, widths: tuple[int, ...]) -> list[Layer]:
+def _fast_resnet(num_classes: int, shape: Shape, stem: int, widths: tuple[int, ...]) -> list[Layer]:
     layers = _conv_bn(stem)
     for filters in widths:
         layers += [
@@ -217,34 +218,15 @@ def _fast_resnet(num_classes: int, stem: int, widths: tuple[int, ...]) -> list[L
     return [*layers, L.GlobalMaxPooling2D(), _head(num_classes)]
 
 
-@register(
-    "fast_resnet",
-    (32, 32, 3),
-    "residual, batch norm, 32-64-128 filters: the most accuracy per CPU-second at 28x28 and 32x32",
-    _RESNET_RECIPE,
-)
-def _fast_resnet_small(num_classes: int, shape: Shape) -> list[Layer]:
-    return _fast_resnet(num_classes, 24, (32, 64, 128))
-
-
-@register(
-    "fast_resnet_small",
-    (28, 28, 1),
-    "fast_resnet with 16-24-48-96 filters, 1.7x its steps a second: the most accuracy in minutes on 2 cores",
-    _RESNET_RECIPE,
-)
-def _fast_resnet_small_widths(num_classes: int, shape: Shape) -> list[Layer]:
-    return _fast_resnet(num_classes, 16, (24, 48, 96))
-
-
-@register(
-    "fast_resnet_wide",
-    (32, 32, 3),
-    "fast_resnet with 64-256-256 filters (airbench's widths), for runs of 10 minutes or more",
-    _RESNET_RECIPE,
-)
-def _fast_resnet_wide(num_classes: int, shape: Shape) -> list[Layer]:
-    return _fast_resnet(num_classes, 32, (64, 256, 256))
+for _name, _shape, _stem, _widths, _description in (
+    ("fast_resnet", (32, 32, 3), 24, (32, 64, 128),
+     "residual, batch norm, 24-32-64-128 filters, built as the fast CIFAR-10 trainers build theirs"),
+    ("fast_resnet_small", (28, 28, 1), 16, (24, 48, 96),
+     "fast_resnet at 16-24-48-96 filters, 1.7x its steps a second: the default for short runs"),
+    ("fast_resnet_wide", (32, 32, 3), 32, (64, 256, 256),
+     "fast_resnet with 64-256-256 filters (airbench's widths), for runs of an hour or more"),
+):  # fmt: skip
+    register(_name, _shape, _description, _RESNET_RECIPE)(partial(_fast_resnet, stem=_stem, widths=_widths))
 
 
 # ----- text ---------------------------------------------------------------------------------------
