@@ -195,8 +195,6 @@ def _build_model(name: str, shape: tuple[int, ...], num_classes: int, augment: s
 def _test_time_augmentation(tta: str, network: Model, data: str) -> str | None:
     """The model's test_time_augmentation for --tta: "flip", "none", or "auto" (flip for data
     known to be mirror-symmetric, or when the network trains on flipped images)."""
-    if tta not in ("auto", "flip", "none"):
-        raise ConfigError(f"expected --tta 'auto', 'flip' or 'none'. Received: {tta!r}")
     if tta == "auto":
         flips = any(isinstance(layer, RandomFlip) and "horizontal" in layer.mode for layer in network.modules())
         return "flip" if flips or data in _MIRRORED else None
@@ -326,19 +324,17 @@ class _Replan(Callback):
     plan's. The probe before training is short and on a copy, so this is where the plan gets its
     real speed: it re-times after 2, 4 and 8 steps, then every 16, and on the plan's last step
     but one, so a plan made from a probe that another process slowed is corrected in time; once
-    an epoch has ended, what it cost beyond its steps replaces the probe's estimate of validation.
-    (The test pass keeps the probe's estimate: scaled by the steps' speed it overran when the
-    steps' probe was slowed and the inference probe was not.) The plan ends one step short of
-    the deadline, so the schedule anneals fully and the deadline stays a guard for a machine
-    that slows down."""
+    an epoch has ended, what it cost beyond its steps replaces the probe's estimate of validation
+    (the test pass keeps the probe's: benchmarks/README.md, time_to_accuracy.py). The plan ends
+    one step short of the deadline, so the schedule anneals fully and the deadline stays a guard
+    for a machine that slows down."""
 
     def __init__(
         self, limit: TrainingBudget, schedule: OneCycle, plan: dict[str, Any], fit_ends_at: float, world: World
     ) -> None:
-        self.limit, self.schedule, self.plan = limit, schedule, plan
+        self.limit, self.schedule, self.plan, self.fit_ends_at = limit, schedule, plan, fit_ends_at
         self.world = world  # on several processes, process 0's plan holds for all
         self.settle, self.measured, self.taken = 2, 16, 0
-        self.fit_ends_at = fit_ends_at
         self.per_step, self.per_epoch_extra, self.epoch_started, self.epoch_steps = 0.0, 0.0, 0.0, 0
         self.window_started, self.window_steps = 0.0, 0  # steps timed in this epoch, past the settling ones
 
@@ -510,6 +506,8 @@ def train(
     _check_run_directory(directory, resume)
     if precision not in _PRECISIONS:
         raise ConfigError(f"expected precision {', '.join(map(repr, _PRECISIONS))}. Received: {precision!r}")
+    if tta not in ("auto", "flip", "none"):
+        raise ConfigError(f"expected --tta 'auto', 'flip' or 'none'. Received: {tta!r}")
     if nproc > 1:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ConfigError("this process is already one of torchrun's: drop --nproc (--nproc-per-node sets it).")

@@ -149,6 +149,9 @@ def test_tta_follows_the_data_unless_told(tmp_path, capsys):
     assert runs._test_time_augmentation("none", network, "cifar10") is None
     assert main(["train", "digits", "--model", "mobilenet_v2", "--tta", "flip", "--out", str(tmp_path / "t")]) == 2
     assert "--tta flip is for networks trained here from scratch" in capsys.readouterr().err
+    with pytest.raises(hubel.errors.ConfigError, match="expected --tta"):  # before any data is read
+        runs.train("imdb", tta="rotate", out=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_train_and_predict_errors_are_one_line(tmp_path, capsys):
