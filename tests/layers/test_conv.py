@@ -89,6 +89,40 @@ def test_conv2d_activation_is_applied():
     assert (y >= 0).all()
 
 
+@pytest.mark.parametrize("activation", ["relu", "relu6"])
+@pytest.mark.parametrize("make", [lambda a: L.Conv2D(4, 3, activation=a), lambda a: L.Dense(5, activation=a)])
+def test_activation_in_place_on_a_fresh_output_gives_torchs_values_and_gradients(make, activation):
+    """Conv and Dense apply relu/relu6 in place on their own output; forward and backward must
+    equal the out-of-place functional form, with and without autograd."""
+    torch.manual_seed(0)
+    layer = make(activation)
+    shape = (5, 5, 2) if isinstance(layer, L.Conv2D) else (6,)
+    layer.build(shape)
+    x = torch.randn(3, *(shape[-1:] + shape[:-1]), requires_grad=True)  # internal layout (N, C, ...)
+    if isinstance(layer, L.Conv2D):
+        reference_pre = F.conv2d(x, layer.kernel, layer.bias)
+    else:
+        reference_pre = F.linear(x, layer.kernel, layer.bias)
+    reference = F.relu(reference_pre) if activation == "relu" else F.relu6(reference_pre)
+    y = layer(x)
+    torch.testing.assert_close(y, reference)
+    assert (y > 0).any() and (y == 0).any()  # both sides of the kink are exercised
+    weights = [x, layer.kernel, layer.bias]
+    got = torch.autograd.grad((y * y).sum(), weights)
+    expected = torch.autograd.grad((reference * reference).sum(), weights)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x.detach()), reference.detach())
+
+
+def test_the_activation_layer_leaves_its_input_alone():
+    x = torch.randn(2, 3, 4, 4)
+    before = x.clone()
+    assert (L.Activation("relu")(x) >= 0).all()
+    torch.testing.assert_close(x, before)
+
+
 @pytest.mark.parametrize(("size", "pads"), [(7, (1, 1)), (8, (0, 1))])
 def test_depthwise_conv2d_matches_per_channel_convolution(size, pads):
     layer = L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2)

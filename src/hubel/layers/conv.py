@@ -55,7 +55,7 @@ class _Conv(Layer):
                 f"{owner}: strides > 1 cannot be combined with dilation_rate > 1 (as in Keras). "
                 f"Received: strides={strides!r}, dilation_rate={dilation_rate!r}"
             )
-        self.activation, self._activation_fn = get_activation(activation)
+        self.activation, self._activation_fn = get_activation(activation, in_place=True)  # on its fresh output
         self.use_bias = bool(use_bias)
         INITIALIZERS.get(bias_initializer)
         self.bias_initializer = bias_initializer

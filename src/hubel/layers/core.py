@@ -104,7 +104,7 @@ class Dense(Layer):
     ) -> None:
         super().__init__(**kwargs)
         self.units = positive_int("Dense", "units", units)
-        self.activation, self._activation_fn = get_activation(activation)
+        self.activation, self._activation_fn = get_activation(activation, in_place=True)  # on its fresh output
         self.use_bias = bool(use_bias)
         INITIALIZERS.get(kernel_initializer)
         INITIALIZERS.get(bias_initializer)

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from hubel.data.shards import ShardBatch, shard
 from hubel.errors import ConfigError, DataError
 from hubel.layers.base import tensor_view
+from hubel.train.allocator import keep_freed_blocks
 from hubel.train.callbacks import Callback, CallbackList
 from hubel.train.checkpoint import (
     CheckpointError,
@@ -344,6 +345,8 @@ class Trainer:
     def _place(self) -> None:
         if self._placed:
             return
+        if self.device.type == "cpu":
+            keep_freed_blocks()  # the activations of one step are reused by the next (train/allocator.py)
         self.model.to(self.device)  # weights keep their layout: NHWC data already runs convs channels-last
         self._placed = True
 
