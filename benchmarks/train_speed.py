@@ -9,6 +9,11 @@ user writes: softmax output, "sparse_categorical_crossentropy", metrics=["accura
 float32 numpy data. --precision bf16 runs hubel with compile(mixed_precision="bf16"), the
 PyTorch loop under CPU autocast to bfloat16, and Keras with its "mixed_bfloat16" policy.
 
+hubel sets glibc's allocator to keep freed blocks (hubel/train/allocator.py) when it places a
+model, for the whole process; so that the in-process PyTorch loop runs under the same allocator,
+the script sets it first. The column "PyTorch, glibc" is the same loop in a process of its own
+with glibc's defaults, once per round: what a user's own loop gets.
+
 Keras joins the table with --keras-python: the python of an environment holding keras and
 tensorflow-cpu (keras_speed.py says how to make it); each backend of --keras-backends runs in
 a process of its own, once per round, between the rounds of the others.
@@ -25,6 +30,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +41,7 @@ from torch import nn
 
 import hubel
 from hubel import layers as L
+from hubel.train.allocator import keep_freed_blocks
 
 
 def fashion_layers():
@@ -127,6 +134,16 @@ def keras_round(python: str, backend: str, examples: int, precision: str) -> dic
     return {(row["network"], row["batch"]): row["images_per_second"] for row in rows}
 
 
+def pytorch_round(examples: int, precision: str) -> dict[tuple[str, int], float]:
+    """{(network, batch): images/s} of the PyTorch loop in a process of its own, glibc's defaults."""
+    command = [sys.executable, __file__, "--pytorch-only", "--examples", str(examples), "--precision", precision]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"the PyTorch loop's own process failed:\n{result.stderr[-2000:]}")
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return {(row["network"], row["batch"]): row["images_per_second"] for row in rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=4096)
@@ -134,6 +151,7 @@ def main() -> None:
     parser.add_argument("--keras-python", help="python of the Keras environment (see keras_speed.py)")
     parser.add_argument("--keras-backends", default="tensorflow", help="comma-separated: tensorflow,torch,jax")
     parser.add_argument("--precision", choices=("float32", "bf16"), default="float32")
+    parser.add_argument("--pytorch-only", action="store_true", help=argparse.SUPPRESS)  # pytorch_round's process
     args = parser.parse_args()
     bf16 = args.precision == "bf16"
     backends = [b for b in args.keras_backends.split(",") if b] if args.keras_python else []
@@ -148,11 +166,20 @@ def main() -> None:
     for name, (_, _, shape) in networks.items():
         data[name] = (rng.random((args.examples, *shape), dtype=np.float32),
                       rng.integers(0, 10, args.examples).astype(np.int64))  # fmt: skip
+    if args.pytorch_only:
+        for name, (_, make, _) in networks.items():
+            for batch in (32, 128):
+                speed = plain_pytorch(make, *data[name], batch, bf16)
+                print(json.dumps({"network": name, "batch": batch, "images_per_second": speed}), flush=True)
+        return
+    keep_freed_blocks()
     speeds: dict[tuple[str, str, int], list[float]] = {}
     for _ in range(args.repeats):  # interleaved rounds, so drift hits every contender alike
         for backend in backends:
             for (name, batch), value in keras_round(args.keras_python, backend, args.examples, args.precision).items():
                 speeds.setdefault((f"Keras-{backend}", name, batch), []).append(value)
+        for (name, batch), value in pytorch_round(args.examples, args.precision).items():
+            speeds.setdefault(("PyTorch, glibc", name, batch), []).append(value)
         for name, (layers, make, _) in networks.items():
             x, y = data[name]
             for batch in (32, 128):
@@ -160,16 +187,16 @@ def main() -> None:
                 speeds.setdefault(("hubel", name, batch), []).append(hubel_fit(layers, x, y, batch, bf16))
     median = {key: statistics.median(values) for key, values in speeds.items()}
     keras_columns = [f"Keras-{backend}" for backend in backends]
-    header = ["network", "batch", "PyTorch loop", "hubel", *keras_columns, "hubel / PyTorch"]
-    header += [f"hubel / {column}" for column in keras_columns]
+    header = ["network", "batch", "PyTorch loop", "PyTorch, glibc", "hubel", *keras_columns, "hubel / PyTorch"]
+    header += ["hubel / PyTorch, glibc", *(f"hubel / {column}" for column in keras_columns)]
     print("| " + " | ".join(header) + " |")
     print("|---|" + "---:|" * (len(header) - 1))
     for name in networks:
         for batch in (32, 128):
             plain, ours = median[("PyTorch", name, batch)], median[("hubel", name, batch)]
-            others = [median[(column, name, batch)] for column in keras_columns]
-            cells = [name, str(batch), f"{plain:,.0f}", f"{ours:,.0f}", *(f"{v:,.0f}" for v in others)]
-            cells += [f"{ours / plain:.2f}x", *(f"{ours / v:.2f}x" for v in others)]
+            others = [median[(column, name, batch)] for column in ["PyTorch, glibc", *keras_columns]]
+            cells = [name, str(batch), f"{plain:,.0f}", f"{others[0]:,.0f}", f"{ours:,.0f}"]
+            cells += [*(f"{v:,.0f}" for v in others[1:]), f"{ours / plain:.2f}x", *(f"{ours / v:.2f}x" for v in others)]
             print("| " + " | ".join(cells) + " |", flush=True)
 
 

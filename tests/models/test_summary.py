@@ -41,6 +41,16 @@ def test_summary_prints_keras_table_and_footer_one_line_at_a_time():
         " Parameter memory: 0.93 MB",
     ):
         assert expected in text, expected
+    assert "Test-time augmentation" not in text  # Keras's footer, unless the model has hubel's flips
+
+
+def test_summary_says_when_predict_averages_mirror_images():
+    model = hubel.Sequential([L.Conv2D(4, 3, input_shape=(8, 8, 3)), L.Flatten(), L.Dense(2)])
+    model.test_time_augmentation = "flip"
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert lines[-1] == " Test-time augmentation: flip (predict and evaluate average each image with its mirror image)"
+    assert summarize(model).to_dict()["test_time_augmentation"] == "flip"
 
 
 def test_summary_counts_frozen_and_batchnorm_weights_as_non_trainable():

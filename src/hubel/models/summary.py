@@ -46,6 +46,7 @@ class ModelSummary:
     param_bytes: int
     activation_bytes: int
     show_connections: bool = False  # a graph that is not a chain
+    test_time_augmentation: str | None = None  # predict's views of each input ("flip"), hubel's own
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +86,7 @@ def summarize(model: Model) -> ModelSummary:
         param_bytes=sum(t.numel() * t.element_size() for t in tensors),
         activation_bytes=sum(row.output_bytes for row in rows),
         show_connections=bool(connections) and not _is_chain(model),
+        test_time_augmentation=model.test_time_augmentation,
     )
 
 
@@ -187,4 +189,6 @@ def render_summary(summary: ModelSummary) -> str:
         f" Activation memory per example: {readable_bytes(summary.activation_bytes)}",
         f" Parameter memory: {summary.param_bytes / 2**20:.2f} MB",
     ]
+    if summary.test_time_augmentation == "flip":
+        footer.append(" Test-time augmentation: flip (predict and evaluate average each image with its mirror image)")
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n" + "\n".join(footer)
