@@ -68,14 +68,25 @@ def test_feature_maps_and_filters_have_the_layer_shapes(square_model, tmp_path):
     maps = inspect.feature_maps(model, image, "conv2d_1")
     assert maps.shape == (16, 16, 8) and maps.min() >= 0  # after ReLU
     assert all(not layer._forward_hooks for layer in model.layers)
+    # one mosaic: six 16x16 maps in rows of three, 4-pixel gaps (a quarter tile) left empty
     figure = inspect.show_feature_maps(model, image, max_maps=6, path=tmp_path / "maps.png")
-    assert sum(1 for axis in figure.axes if axis.images) == 6  # six maps (the colour bar draws no image)
+    axis = next(axis for axis in figure.axes if axis.images)
+    mosaic = np.ma.filled(axis.images[0].get_array().astype(float), np.nan)
+    first_maps = inspect.feature_maps(model, image)
+    assert mosaic.shape == (2 * 20 - 4, 3 * 20 - 4)
+    np.testing.assert_allclose(mosaic[20:36, 20:36], first_maps[..., 4], rtol=1e-6)
+    assert np.isnan(mosaic[16:20]).all() and np.isnan(mosaic[:, 16:20]).all()
+    assert [text.get_text() for text in axis.texts] == [str(index) for index in range(6)]
     figure = inspect.show_filters(model, path=tmp_path / "filters.png")
-    assert sum(1 for axis in figure.axes if axis.images) == 8
+    mosaic = np.ma.filled(next(a for a in figure.axes if a.images).images[0].get_array().astype(float), np.nan)
+    kernel = model.layers[1].kernel.detach().numpy()[7].mean(axis=0)  # (3, 3), filter 7: third row, second column
+    expected = (kernel - kernel.min()) / (kernel.max() - kernel.min())
+    np.testing.assert_allclose(mosaic[8:11, 4:7], expected, rtol=1e-5, atol=1e-6)
     assert (tmp_path / "maps.png").stat().st_size > 1000 and (tmp_path / "filters.png").exists()
     rgb = hubel.Sequential([L.Input((8, 8, 3)), L.Conv2D(4, 3)])
-    first = next(axis for axis in inspect.show_filters(rgb).axes if axis.images)
-    assert first.images[0].get_array().shape == (3, 3, 3)  # RGB kernels drawn in colour
+    picture = next(axis for axis in inspect.show_filters(rgb).axes if axis.images).images[0].get_array()
+    assert picture.shape == (2 * 4 - 1, 2 * 4 - 1, 4)  # RGB kernels drawn in colour, gaps transparent
+    assert (picture[:3, :3, 3] == 1).all() and (picture[3, :, 3] == 0).all()
     with pytest.raises(ConfigError, match="no Conv2D or DepthwiseConv2D layer"):
         inspect.show_filters(hubel.Sequential([L.Input((4,)), L.Dense(2)]))
 
