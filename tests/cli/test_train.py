@@ -54,7 +54,8 @@ def test_train_writes_a_complete_run_directory_and_resumes(tmp_path, capsys):
 
 
 def test_the_test_pass_and_evaluate_take_onnx_runtime_when_it_repays_its_start_and_agree_with_pytorch(tmp_path, capsys):
-    from hubel.runs import _test_outputs, evaluate
+    from hubel.runs import evaluate
+    from hubel.runs.inference import _test_outputs
 
     run = tmp_path / "digits"
     assert main(["train", "digits", "--epochs", "1", "--out", str(run)]) == 0
@@ -145,8 +146,8 @@ def test_tta_follows_the_data_unless_told(tmp_path, capsys):
     told = runs.train("digits", "mlp", epochs=1, tta="flip", out=tmp_path / "told")
     assert hubel.load_model(told.directory / "model.hubel").test_time_augmentation == "flip"
     network = hubel.models.zoo.create_model("mlp", input_shape=(32, 32, 3))
-    assert runs._test_time_augmentation("auto", network, "cifar10") == "flip"
-    assert runs._test_time_augmentation("none", network, "cifar10") is None
+    assert runs.setup._test_time_augmentation("auto", network, "cifar10") == "flip"
+    assert runs.setup._test_time_augmentation("none", network, "cifar10") is None
     assert main(["train", "digits", "--model", "mobilenet_v2", "--tta", "flip", "--out", str(tmp_path / "t")]) == 2
     assert "--tta flip is for networks trained here from scratch" in capsys.readouterr().err
     with pytest.raises(hubel.errors.ConfigError, match="expected --tta"):  # before any data is read
@@ -244,7 +245,7 @@ def test_a_budget_whose_probe_was_slowed_is_corrected_during_the_run(tmp_path, m
     # re-times itself after a few steps and fills the budget with more steps and epochs.
     from hubel import runs
 
-    probe = runs._plan_budget
+    probe = runs.training._plan_budget  # as train looks it up
 
     def slowed(*args, **kwargs):
         plan = probe(*args, **kwargs)
@@ -252,7 +253,7 @@ def test_a_budget_whose_probe_was_slowed_is_corrected_during_the_run(tmp_path, m
         plan["total_steps"], plan["epochs"] = max(1, plan["total_steps"] // 20), 1
         return plan
 
-    monkeypatch.setattr(runs, "_plan_budget", slowed)
+    monkeypatch.setattr(runs.training, "_plan_budget", slowed)
     run = tmp_path / "slowed"
     runs.train("digits", budget=6, out=run)
     result = json.loads((run / "result.json").read_text())

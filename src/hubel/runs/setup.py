@@ -1,0 +1,155 @@
+"""What a run is made of: its data (a built-in dataset or a folder of images or texts), its
+network (a zoo name or a spec file, with augmentation), its optimizer and its test-time flips."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+from hubel.data import datasets, imdb
+from hubel.data.folders import image_folder
+from hubel.data.images import image_extensions
+from hubel.data.text import text_folder
+from hubel.errors import ConfigError, DataError
+from hubel.layers.augment import RandomFlip, augmentation
+from hubel.layers.core import Input, Rescaling
+from hubel.layers.text import TextVectorization
+from hubel.models.model import Model
+from hubel.models.sequential import Sequential
+from hubel.models.spec import model_from_spec
+from hubel.models.zoo import ZOO, Recipe, create_model
+from hubel.train.optimizers import OPTIMIZERS, Optimizer, get_optimizer
+
+_VALIDATION_SPLIT = 0.1  # of a built-in training set, held out by fit for validation
+_PRECISIONS = {"auto": "auto", "float32": None, "bf16": "bf16"}  # --precision -> compile(mixed_precision=)
+
+# The residual networks train to the best accuracy per CPU-second; the narrowest takes 60% of
+# fast_resnet's time a step and reached 2-7 points more in runs of 1-3 minutes on two cores
+# (benchmarks/README.md). Digits' 8x8 images need no more than one convolution.
+_DEFAULT_MODEL = {"mnist": "fast_resnet_small", "fashion_mnist": "fast_resnet_small", "digits": "mnist_one_conv",
+                  "cifar10": "fast_resnet_small", "imdb": "ngram_bag"}  # fmt: skip
+# Built-in datasets whose classes look the same in a mirror (not digits, not Fashion-MNIST's
+# shoes, which all point left): --tta auto averages their predictions over the mirror image.
+_MIRRORED = ("cifar10",)
+_DEFAULT_TEXT_MODEL = "ngram_bag"  # bigrams averaged: 90% on IMDB in seconds per epoch (benchmarks/README.md)
+
+
+def _load_data(
+    data: str, image_size: tuple[int, int] | None, batch_size: int, seed: int, verbose: bool = True
+) -> dict[str, Any]:
+    """Training, validation and test data for a built-in name or a folder (of images or of text
+    files: then "kind" is "text" and x holds strings)."""
+    if data in datasets.list_datasets():
+        info = datasets.info(data)
+        if info.kind == "text":
+            (x_train, y_train), (x_test, y_test) = imdb.load_texts()
+            return {"train": (x_train, y_train), "validation": None, "test": (x_test, y_test),
+                    "class_names": list(info.class_names), "shape": None, "kind": "text"}  # fmt: skip
+        (x_train, y_train), (x_test, y_test) = datasets.load(data)
+        return {"train": (x_train, y_train), "validation": None, "test": (x_test, y_test),
+                "class_names": list(info.class_names), "shape": x_train.shape[1:], "kind": "image"}  # fmt: skip
+    root = Path(data)
+    if not root.is_dir():
+        close = [name for name in datasets.list_datasets() if name[:3] == data[:3]]
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise DataError(
+            f"{data!r} is neither a built-in dataset ({', '.join(datasets.list_datasets())}) nor a folder.{hint}"
+        )
+    if _holds_text(root):
+        train, validation = text_folder(root, validation_split=0.2, subset="both", seed=seed)
+        try:
+            test = text_folder(root, subset="test", verbose=False)
+        except ConfigError:
+            test = validation  # no test/ folder: report on the validation texts
+        return {"train": train.numpy(), "validation": validation.numpy(), "test": test.numpy(),
+                "class_names": train.class_names, "shape": None, "kind": "text"}  # fmt: skip
+    size = image_size or (160, 160)
+    train, validation = image_folder(
+        root, size, batch_size, validation_split=0.2, subset="both", seed=seed, verbose=verbose
+    )
+    try:
+        test: Any = image_folder(root, size, batch_size, subset="test", verbose=False)
+    except ConfigError:
+        test = validation  # no test/ folder: report on the validation images
+    return {"train": train, "validation": validation, "test": test, "class_names": train.class_names,
+            "shape": (*size, 3), "kind": "image"}  # fmt: skip
+
+
+def _data_kind(data: str) -> str:
+    """ "text" for a text dataset or a folder of text files, else "image"."""
+    if data in datasets.list_datasets():
+        return datasets.info(data).kind
+    return "text" if Path(data).is_dir() and _holds_text(Path(data)) else "image"
+
+
+def _holds_text(root: Path) -> bool:
+    """Whether a folder of class folders holds text files rather than images (by the first files found)."""
+    images = image_extensions()
+    counts = {"text": 0, "image": 0}
+    for path in itertools.islice((p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")), 200):
+        suffix = path.suffix.lower()
+        if suffix == ".txt":
+            counts["text"] += 1
+        elif suffix in images:
+            counts["image"] += 1
+    return counts["text"] > counts["image"]
+
+
+def _text_model(name: str, texts: Any, num_classes: int) -> Sequential:
+    """A zoo text model with a TextVectorization in front, adapted on the training texts: the
+    model (and its file) then takes raw strings."""
+    entry = ZOO.get(name) if name in ZOO else None
+    if entry is None or entry.text is None:
+        text_models = [known for known in ZOO.names() if ZOO.get(known).text is not None]
+        raise ConfigError(
+            f"{name!r} is not a text model; the data is text. Use one of {', '.join(text_models)} (`hubel zoo`)."
+        )
+    network = create_model(name, num_classes=num_classes)
+    vectorizer = TextVectorization(
+        max_tokens=entry.text.max_tokens, ngrams=entry.text.ngrams, output_sequence_length=entry.input_shape[0]
+    )
+    vectorizer.adapt(texts)
+    return Sequential([vectorizer, *network.layers], name=network.name)
+
+
+def _build_model(name: str, shape: tuple[int, ...], num_classes: int, augment: str | None) -> tuple[Sequential, str]:
+    """The network for a zoo name or spec file, and its name; augmentation layers, if asked
+    for, go right after the zoo's Rescaling."""
+    input_shape = (*shape, 1) if len(shape) == 2 else tuple(shape)
+    if name in ZOO or not Path(name).exists():
+        network = create_model(name, num_classes=num_classes, input_shape=input_shape)
+    else:
+        network, name = model_from_spec(name, input_shape=input_shape), Path(name).stem
+    if augment:
+        layers = network.layers
+        at = 1 if layers and isinstance(layers[0], Rescaling) else 0
+        network = Sequential(
+            [Input(input_shape), *layers[:at], *augmentation(augment), *layers[at:]], name=network.name
+        )
+    return network, name
+
+
+def _test_time_augmentation(tta: str, network: Model, data: str) -> str | None:
+    """The model's test_time_augmentation for --tta: "flip", "none", or "auto" (flip for data
+    known to be mirror-symmetric, or when the network trains on flipped images)."""
+    if tta == "auto":
+        flips = any(isinstance(layer, RandomFlip) and "horizontal" in layer.mode for layer in network.modules())
+        return "flip" if flips or data in _MIRRORED else None
+    return None if tta == "none" else "flip"
+
+
+def _optimizer(recipe: Recipe, optimizer: str | None, learning_rate: float | None) -> tuple[Optimizer, bool]:
+    """The optimizer the options name (at Keras's defaults), else the recipe's; the rate given,
+    else the recipe's, else the optimizer's default. Also whether a rate was chosen (by the
+    user or the recipe), which a one-cycle schedule then takes as its peak."""
+    if optimizer is not None:
+        chosen = get_optimizer(optimizer)
+        rate = learning_rate
+    else:
+        chosen = OPTIMIZERS.get(recipe.optimizer)(**recipe.optimizer_settings)
+        rate = learning_rate if learning_rate is not None else recipe.learning_rate
+    if rate is not None:
+        chosen.learning_rate = rate
+    return chosen, rate is not None
+

@@ -1,0 +1,467 @@
+"""`hubel train`: a run from data to a run directory, from scratch (with a budget, on several
+processes, resumed) or by transfer learning from a pretrained backbone."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from hubel import __version__
+from hubel.data import datasets
+from hubel.data.folders import ImageFolderDataset
+from hubel.errors import ConfigError
+from hubel.layers.augment import augmentation
+from hubel.layers.base import clear_session
+from hubel.models.applications.backbones import BACKBONES
+from hubel.models.model import Model
+from hubel.models.zoo import ZOO, Recipe
+from hubel.runs.budget import _MAX_BUDGET_EPOCHS, _plan_budget, _Replan, _steps_per_epoch
+from hubel.runs.inference import _test_outputs
+from hubel.runs.setup import (
+    _DEFAULT_MODEL,
+    _DEFAULT_TEXT_MODEL,
+    _PRECISIONS,
+    _VALIDATION_SPLIT,
+    _build_model,
+    _data_kind,
+    _load_data,
+    _optimizer,
+    _test_time_augmentation,
+    _text_model,
+)
+from hubel.train.callbacks import Callback, EarlyStopping, JSONLinesLogger, TrainingBudget
+from hubel.train.checkpoint import checkpoint_exists
+from hubel.train.distributed import cores, init, launch
+from hubel.train.history import STEP_CURVES_UP_TO
+from hubel.train.progress import format_logs
+from hubel.train.schedules import OneCycle
+from hubel.train.trainer import set_seed
+
+
+@dataclass(frozen=True)
+class RunResult:
+    directory: Path
+    test_accuracy: float
+    test_loss: float
+    seconds: float
+
+    @property
+    def model_path(self) -> Path:
+        return self.directory / "model.hubel"
+
+    @property
+    def report_path(self) -> Path:
+        return self.directory / "report.html"
+
+
+class _LogFile(Callback):
+    """The epoch lines of the console, also in train.log; out of `epochs`, or of fit's own epochs
+    (which a budget's re-plan moves)."""
+
+    writes_files = True
+
+    def __init__(self, path: Path, epochs: int | None = None) -> None:
+        self.path, self.epochs = path, epochs
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        with open(self.path, "a") as file:
+            file.write(f"Epoch {epoch + 1}/{self.epochs or self.params['epochs']} - {format_logs(logs)}\n")
+
+
+def _forget_epochs_after_checkpoint(directory: Path) -> None:
+    """A run killed after an epoch's log lines but before its checkpoint redoes that epoch on
+    resume: drop its lines from metrics.jsonl and train.log first, so every epoch is logged once."""
+    from hubel.train.checkpoint import load_checkpoint
+
+    done = int(load_checkpoint(directory / "checkpoints" / "last.ckpt", warn=False)["epoch"])
+    metrics = directory / "metrics.jsonl"
+    if metrics.exists():
+        kept = [line for line in metrics.read_text().splitlines() if line and json.loads(line)["epoch"] < done]
+        metrics.write_text("".join(line + "\n" for line in kept))
+    log = directory / "train.log"
+    if log.exists():
+        kept = [line for line in log.read_text().splitlines() if int(line.split()[1].split("/")[0]) <= done]
+        log.write_text("".join(line + "\n" for line in kept))
+
+
+# Transfer learning, chosen on the cats-vs-dogs photos (benchmarks/transfer.py)
+_TRANSFER_HEAD_EPOCHS = 20
+_TRANSFER_FINE_TUNE_BLOCKS = 3
+_TRANSFER_FINE_TUNE_EPOCHS = 3
+
+
+def train(
+    data: str,
+    model: str | None = None,
+    *,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    optimizer: str | None = None,
+    learning_rate: float | None = None,
+    image_size: tuple[int, int] | None = None,
+    augment: str | None = None,
+    tta: str = "auto",
+    precision: str = "auto",
+    seed: int = 0,
+    out: str | Path | None = None,
+    resume: bool = False,
+    budget: float | None = None,
+    fine_tune: bool = False,
+    nproc: int = 1,
+    sync_batchnorm: bool = False,
+    port: int | None = None,
+    command: str | None = None,
+    _launched_at: float | None = None,
+) -> RunResult:
+    """Train `model` (a zoo name or a spec file; a sensible default otherwise) on `data` (a
+    built-in dataset or a folder of images) into a run directory; see the module docstring.
+
+    epochs defaults to 5. Resuming, options left as None take the run's config.yaml; otherwise
+    they take the zoo entry's recipe (the tutorials' own settings for their
+    networks: Adam, batch 32; SGD with a one-cycle schedule for the residual networks).
+    augment names augmentation layers to add ("flip,shift"; see layers.augment.augmentation).
+    tta sets the model's test_time_augmentation: "flip" (predictions, validation and the test set
+    average each image with its mirror image, for twice the inference), "none", or "auto": flip
+    on CIFAR-10 and when the network trains with flips (--augment flip).
+    precision is "auto" (bf16 autocast where the hardware runs it fast), "float32" or "bf16".
+    budget (seconds) replaces epochs: a few timed steps measure the throughput, the number of
+    epochs and a one-cycle schedule are sized to fit, and the best epoch's weights are kept.
+
+    A pretrained backbone as the model (`hubel.applications.list_backbones()`, e.g. "mobilenet_v2")
+    does transfer learning (see _train_transfer): epochs are the head's (default 20), and
+    fine_tune=True then trains the backbone's top blocks too.
+
+    nproc > 1 trains on that many processes of this machine (hubel.train.distributed.launch, on
+    `port` or a free one); started by torchrun, the processes are torchrun's (leave nproc at 1).
+    batch_size stays the run's batch, split evenly over the processes, so the training is the
+    same, only spread out. Process 0 writes the run directory and returns the result.
+    sync_batchnorm: batch statistics over the whole batch instead of each process's part."""
+    started = time.perf_counter() - (time.time() - _launched_at if _launched_at else 0.0)  # a launch counts
+    directory = Path(out) if out else Path("runs") / f"{Path(data).name}-{model or 'default'}"
+    if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
+        raise ConfigError(f"expected --nproc to be a positive number of processes. Received: {nproc!r}")
+    _check_run_directory(directory, resume)
+    if precision not in _PRECISIONS:
+        raise ConfigError(f"expected precision {', '.join(map(repr, _PRECISIONS))}. Received: {precision!r}")
+    if tta not in ("auto", "flip", "none"):
+        raise ConfigError(f"expected --tta 'auto', 'flip' or 'none'. Received: {tta!r}")
+    if nproc > 1:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError("this process is already one of torchrun's: drop --nproc (--nproc-per-node sets it).")
+        given = locals()  # the arguments, as passed: each process runs train with them, on one process
+        options = {name: given[name] for name in inspect.signature(train).parameters if name not in _LAUNCH_ONLY}
+        options.update(command=command or " ".join(sys.argv), nproc=1, _launched_at=time.time())
+        return launch(_train_process, nproc, options, port=port)
+    world = init()
+    if sync_batchnorm and world.size == 1:
+        raise ConfigError("--sync-bn shares batch statistics between processes: use it with --nproc N or torchrun.")
+    world.barrier()  # every process has checked the directory before process 0 writes to it
+    one_cycle_peak: float | None = None
+    if resume:
+        if world.main:
+            _forget_epochs_after_checkpoint(directory)
+        world.barrier()
+        saved = yaml.safe_load((directory / "config.yaml").read_text()) if (directory / "config.yaml").exists() else {}
+        model = model or (saved.get("model") if saved.get("model") in ZOO else None)
+        epochs, batch_size = epochs or saved.get("epochs"), batch_size or saved.get("batch_size")
+        augment = augment if augment is not None else saved.get("augment")
+        tta = tta if tta != "auto" else saved.get("tta", "auto")
+        optimizer = optimizer or saved.get("optimizer")
+        one_cycle_peak = saved.get("one_cycle_peak")
+        if learning_rate is None and one_cycle_peak is None:
+            learning_rate = saved.get("learning_rate")
+    set_seed(seed)
+    clear_session()  # layer names start from conv2d again, as in a fresh process
+    text = _data_kind(data) == "text"
+    name = model or _DEFAULT_MODEL.get(data, _DEFAULT_TEXT_MODEL if text else "snacks_convnet")
+    if name in BACKBONES and world.size > 1:
+        raise ConfigError(
+            f"transfer learning from {name} runs in one process (its backbone's features are computed once and "
+            f"cached): drop --nproc."
+        )
+    if name in BACKBONES:
+        if tta == "flip":
+            raise ConfigError(
+                f"--tta flip is for networks trained here from scratch; {name}'s head trains on cached features of "
+                f"the images as they are. Drop --tta."
+            )
+        if text:
+            raise ConfigError(f"{name} is pretrained on photos; {data!r} holds text. Use a text model: ngram_bag.")
+        if budget is not None or resume:
+            raise ConfigError(
+                f"--{'budget' if budget is not None else 'resume'} is for training from scratch; transfer learning "
+                f"from {name} takes a minute or two and keeps its features in a cache: run it again without it."
+            )
+        if data in datasets.list_datasets():
+            raise ConfigError(
+                f"{name} is pretrained on ImageNet photos and learns from a folder of photos (ROOT/<class>/*.jpg); "
+                f"for the built-in {data!r} use a zoo model such as fast_resnet (`hubel zoo`)."
+            )
+        shape = BACKBONES.get(name).input_shape
+        loaded = _load_data(data, image_size or shape[:2], 32, seed)  # photos are decoded as RGB
+        return _train_transfer(name, data, directory, loaded, epochs=epochs, fine_tune=fine_tune, augment=augment,
+                               seed=seed, command=command, started=started)  # fmt: skip
+    if fine_tune:
+        raise ConfigError(f"--fine-tune is for pretrained backbones ({', '.join(BACKBONES.names())}); {name!r} is not.")
+    epochs = epochs or 5
+    recipe = ZOO.get(name).recipe if name in ZOO else Recipe()
+    batch_size = batch_size or recipe.batch_size
+    if batch_size % world.size:
+        raise ConfigError(
+            f"a batch of {batch_size} does not split evenly over {world.size} processes: give --batch-size a "
+            f"multiple of {world.size}."
+        )
+    per_process = batch_size // world.size  # the batch is the run's, whatever the processes: same training
+    if world.rank:
+        world.barrier()  # process 0 decodes an image folder into its cache first; the others then read it
+    loaded = _load_data(data, image_size, per_process, seed, verbose=world.main)
+    if world.main:
+        world.barrier()
+    if loaded["kind"] == "text":
+        if augment:
+            raise ConfigError("--augment is for images; text models train on the words as they are.")
+        if tta == "flip":
+            raise ConfigError("--tta flip mirrors images; text models read the words as they are.")
+        texts = loaded["train"][0]
+        fitted = texts if loaded["validation"] is not None else texts[: int(len(texts) * (1 - _VALIDATION_SPLIT))]
+        network, model_name = _text_model(name, fitted, len(loaded["class_names"])), name
+        vectorizer = network.layers[0]  # the texts become ids once, here, not once per fit and evaluate
+        loaded = {
+            **loaded,
+            "report_data": loaded["test"],  # the report shows and explains the texts themselves
+            **{
+                part: None if loaded[part] is None else (vectorizer(loaded[part][0]), loaded[part][1])
+                for part in ("train", "validation", "test")
+            },
+        }
+    else:
+        if name in ZOO and ZOO.get(name).text is not None:
+            raise ConfigError(
+                f"{name!r} is a text model, and {data!r} holds images. Pick an image model (`hubel zoo`)."
+            )
+        network, model_name = _build_model(name, loaded["shape"], len(loaded["class_names"]), augment)
+        network.test_time_augmentation = _test_time_augmentation(tta, network, data)  # validation uses it too
+    binary = network.output_shape[-1] == 1
+    loss = "binary_crossentropy" if binary else "sparse_categorical_crossentropy"
+    chosen, rate_chosen = _optimizer(recipe, optimizer, learning_rate)
+    network.compile(optimizer=chosen, loss=loss, metrics=["accuracy"], mixed_precision=_PRECISIONS[precision])
+    if world.main:
+        directory.mkdir(parents=True, exist_ok=True)
+    config = {
+        "command": command or " ".join(sys.argv),
+        "data": data, "model": model_name, "epochs": epochs, "batch_size": batch_size,
+        "optimizer": optimizer, "optimizer_used": repr(chosen), "learning_rate": chosen.learning_rate,
+        "augment": augment, "tta": tta, "test_time_augmentation": network.test_time_augmentation,
+        "precision": network.trainer.precision, "seed": seed, "loss": loss,
+        "class_names": loaded["class_names"], "input_shape": list(network.input_shape[1:]),
+        "processes": world.size, "sync_batchnorm": sync_batchnorm,
+        "versions": {"hubel": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
+    }  # fmt: skip
+    train_data = loaded["train"]
+    callbacks: list[Callback] = []
+    plan: dict[str, Any] = {}
+    if budget is not None:
+        if resume:
+            raise ConfigError("--budget plans a new run; resume a budgeted run with --epochs.")
+        plan = world.broadcast(  # process 0's plan holds for all
+            _plan_budget(network, train_data, loaded["validation"], loaded["test"], per_process, budget, started,
+                         world.size)
+        )  # fmt: skip
+        epochs = plan["epochs"]
+        callbacks.append(
+            EarlyStopping(monitor="val_accuracy", patience=_MAX_BUDGET_EPOCHS, restore_best_weights=True)
+        )  # keeps the best epoch; the plan stops the run
+        config.update({"epochs": epochs, "budget": plan})
+    if budget is not None or one_cycle_peak is not None or recipe.one_cycle:
+        steps_per_epoch = _steps_per_epoch(train_data, per_process, loaded["validation"], world.size)
+        total_steps = plan["total_steps"] if plan else epochs * steps_per_epoch
+        peak = one_cycle_peak or (chosen.learning_rate if rate_chosen else 2 * chosen.learning_rate)
+        config["one_cycle_peak"] = peak
+        chosen.schedule = OneCycle(peak, total_steps=total_steps)
+        config["schedule"] = (
+            f"one-cycle to {peak:g} over {total_steps} steps ({epochs} epochs of up to {steps_per_epoch})"
+        )
+    if plan:  # the planned steps, re-timed after a few; a deadline in case the machine slows down
+        fit_ends_at = started + plan["fit_ends_after"]
+        limit = TrainingBudget(
+            steps=plan["total_steps"],
+            seconds=max(1.0, fit_ends_at - time.perf_counter() - plan["validation_seconds_per_epoch"]),
+        )
+        callbacks += [limit, _Replan(limit, chosen.schedule, plan, fit_ends_at, world)]
+    if not resume and world.main:
+        (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    fit_options: dict[str, Any] = {
+        "epochs": epochs, "batch_size": per_process, "checkpoint_dir": directory / "checkpoints", "resume": resume,
+        "callbacks": [JSONLinesLogger(directory / "metrics.jsonl"), _LogFile(directory / "train.log"),
+                      *callbacks],  # the loggers write in process 0 alone
+        "distributed": world.size > 1, "sync_batchnorm": sync_batchnorm,
+    }  # fmt: skip
+    fit_started = time.perf_counter()
+    if isinstance(train_data, ImageFolderDataset) or loaded["validation"] is not None:
+        data_arguments = [train_data] if isinstance(train_data, ImageFolderDataset) else list(train_data)
+        history = network.fit(*data_arguments, validation_data=loaded["validation"], **fit_options)
+    else:
+        history = network.fit(*train_data, validation_split=_VALIDATION_SPLIT, **fit_options)
+    if world.size > 1:
+        if not world.main:  # process 0 measures, reports and answers for the run
+            return RunResult(directory, math.nan, math.nan, time.perf_counter() - started)
+        torch.set_num_threads(cores())  # the others are done: process 0 finishes on every core
+    notes = [
+        f"Trained with {config['optimizer_used']}, batch {batch_size}, in {config['precision']}"
+        f"{' autocast (the test set is measured in float32)' if config['precision'] != 'float32' else ''}; "
+        f"augmentation: {augment or 'none'}"
+        f"{'; predictions average each image with its mirror image' if network.test_time_augmentation else ''}"
+        f"{f'; on {world.size} processes of {per_process} examples each' if world.size > 1 else ''}."
+    ]
+    if plan:
+        plan["steps_taken"], plan["stopped_by"] = limit.taken, limit.stopped_by
+        best = max(history.history.get("val_accuracy", [0.0]))
+        per_step = plan.get("seconds_per_step_in_training", plan["seconds_per_step"])
+        notes.append(
+            f"Time budget {budget:.0f} s: {per_step * 1000:.1f} ms per training step, so {plan['total_steps']} steps "
+            f"({plan['steps_taken']} taken) in {len(history.epoch)} epoch(s) of up "
+            f"to {plan['steps_per_epoch']} with a one-cycle schedule, after validation, the test pass and the report "
+            f"were set aside; the best epoch (validation accuracy {best:.4f}) was kept."
+        )
+        plan["fit_seconds"] = history.params.get("seconds")
+        plan["before_fit_seconds"] = fit_started - started
+    extra: dict[str, Any] = {"world_size": world.size}
+    if plan:
+        extra["budget"] = {**plan, "finish_started": time.perf_counter() - started}
+    return _finish_run(directory, network, history, loaded, data, model_name, seed, notes, started, extra)
+
+
+_LAUNCH_ONLY = ("nproc", "port", "_launched_at")  # train's arguments that its launched processes do not take
+
+
+def _train_process(options: dict[str, Any]) -> RunResult:
+    """One process of `train(..., nproc=N)`, started by hubel.train.distributed.launch."""
+    return train(**options)
+
+
+def _check_run_directory(directory: Path, resume: bool) -> None:
+    if directory.exists() and any(directory.iterdir()) and not resume:
+        raise ConfigError(f"{directory} exists already: resume it with --resume, or pick another name with --out.")
+    if resume and not checkpoint_exists(directory / "checkpoints" / "last.ckpt"):
+        raise ConfigError(f"{directory} has no checkpoint to resume from. Train without --resume.")
+
+
+def _finish_run(
+    directory: Path,
+    network: Model,
+    history: Any,
+    loaded: dict[str, Any],
+    data: str,
+    model_name: str,
+    seed: int,
+    notes: list[str],
+    started: float,
+    extra: dict[str, Any],
+) -> RunResult:
+    """Save the model, measure the test set in float32, write the report and result.json."""
+    takes = "raw text (TextVectorization inside)" if loaded.get("kind") == "text" else "raw 0-255 pixels"
+    metadata = {"class_names": loaded["class_names"], "preprocessing": f"{takes} (preprocessing inside)",
+                "data": data, "history": history.history}  # fmt: skip
+    if len(history.epoch) <= STEP_CURVES_UP_TO:  # the report draws a short run per step: keep what it draws
+        metadata["history_steps"] = history.steps
+    network.save(directory / "model.hubel", metadata=metadata)
+    network.trainer.use_precision(None)  # the test set is measured in float32, as the saved model predicts
+    test = loaded["test"]
+    # one pass over the test set, on the faster engine, gives both the figures and what the report draws
+    from hubel.inspect.confusion import examples  # imports matplotlib: before the pass is timed
+
+    test_started = time.perf_counter()
+    inputs, targets = test if isinstance(test, tuple) else examples(test)
+    speed = extra.get("budget", {}).get("inference_seconds_per_example")
+    outputs, engine = _test_outputs(network, inputs, seconds_per_example=speed)
+    logs = network.trainer.score(outputs, targets)
+    loss_value, accuracy = logs["loss"], logs["accuracy"]
+    from hubel.inspect.report import report
+
+    report_started = time.perf_counter()
+    report(network, history, loaded.get("report_data", test), path=directory / "report.html",
+           class_names=loaded["class_names"], title=f"{model_name} on {Path(data).name}", seed=seed,
+           notes=notes, max_examples=100_000, outputs=outputs)  # fmt: skip
+    seconds = time.perf_counter() - started
+    extra["test_engine"] = engine
+    if "budget" in extra:
+        extra["budget"].update(test_pass_seconds=report_started - test_started,
+                               report_seconds=time.perf_counter() - report_started)  # fmt: skip
+    result = {"test_accuracy": float(accuracy), "test_loss": float(loss_value), "seconds": seconds, "model": model_name,
+              "data": data, "epochs_trained": len(history.epoch), **extra}  # fmt: skip
+    if "budget" in result:  # what each phase cost, beside what the plan set aside for it
+        result["budget"]["spent_seconds"] = seconds
+        result["budget"]["finish_seconds"] = seconds - result["budget"].pop("finish_started")
+    (directory / "result.json").write_text(json.dumps(result, indent=2))
+    print(
+        f"Test accuracy {accuracy:.4f}, loss {loss_value:.4f} ({seconds:.0f} s). "
+        f"Model: {directory / 'model.hubel'}  Report: {directory / 'report.html'}"
+    )
+    return RunResult(directory, float(accuracy), float(loss_value), seconds)
+
+
+def _train_transfer(
+    backbone: str,
+    data: str,
+    directory: Path,
+    loaded: dict[str, Any],
+    *,
+    epochs: int | None,
+    fine_tune: bool,
+    augment: str | None,
+    seed: int,
+    command: str | None,
+    started: float,
+) -> RunResult:
+    """Transfer learning from a pretrained backbone: features once, a head on them, then (with
+    fine_tune) the top blocks trained on the images at a low rate (benchmarks/transfer.py)."""
+    from hubel.models.applications.transfer import transfer_learn
+
+    head_epochs = epochs or _TRANSFER_HEAD_EPOCHS
+    fine_tune_epochs = _TRANSFER_FINE_TUNE_EPOCHS if fine_tune else 0
+    total = head_epochs + fine_tune_epochs
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {
+        "command": command or " ".join(sys.argv), "data": data, "model": backbone, "epochs": total,
+        "head_epochs": head_epochs, "fine_tune": fine_tune, "fine_tune_epochs": fine_tune_epochs,
+        "fine_tune_blocks": _TRANSFER_FINE_TUNE_BLOCKS if fine_tune else 0, "augment": augment, "seed": seed,
+        "class_names": loaded["class_names"], "input_shape": list(loaded["shape"]),
+        "versions": {"hubel": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
+    }  # fmt: skip
+    (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    callbacks = [JSONLinesLogger(directory / "metrics.jsonl"), _LogFile(directory / "train.log", total)]
+    result = transfer_learn(
+        backbone, loaded["train"], loaded["validation"], len(loaded["class_names"]), input_shape=loaded["shape"],
+        head_epochs=head_epochs, fine_tune_blocks=config["fine_tune_blocks"], fine_tune_epochs=fine_tune_epochs,
+        augmentation=augmentation(augment) if augment else None, callbacks=callbacks,
+    )  # fmt: skip
+    rate = result.feature_images / result.feature_seconds if result.feature_images else None
+    computed = (
+        f"computed for {result.feature_images} in {result.feature_seconds:.1f} s ({rate:.0f} img/s)" if rate else ""
+    )
+    cached = result.images - result.feature_images
+    notes = [
+        f"Transfer learning from {backbone} (ImageNet weights, frozen): features of {result.images} images, "
+        f"{computed}{', ' if computed and cached else ''}{f'{cached} read from the feature cache' if cached else ''}; "
+        f"then a dropout + dense head trained on them for {head_epochs} epochs with Adam 1e-3."
+    ]
+    if fine_tune_epochs:
+        notes.append(
+            f"Fine-tuned the top {config['fine_tune_blocks']} blocks ({len(result.fine_tuned_layers)} layers; batch "
+            f"normalization kept in inference mode) for {fine_tune_epochs} epochs with Adam 1e-5"
+            f"{f', augmentation {augment}' if augment else ''}."
+        )
+    extra = {"feature_images_computed": result.feature_images, "feature_seconds": result.feature_seconds,
+             "feature_images_per_second": rate}  # fmt: skip
+    return _finish_run(directory, result.model, result.history, loaded, data, backbone, seed, notes, started, extra)
