@@ -152,4 +152,3 @@ def _optimizer(recipe: Recipe, optimizer: str | None, learning_rate: float | Non
     if rate is not None:
         chosen.learning_rate = rate
     return chosen, rate is not None
-
