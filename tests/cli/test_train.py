@@ -220,11 +220,16 @@ def test_compare_can_give_each_model_the_same_time_budget(tmp_path):
             assert plan["steps_taken"] == plan["total_steps"] and result["epochs_trained"] == plan["epochs"]
 
 
-def test_a_time_budget_sizes_the_epochs_and_schedule_and_keeps_the_best_epoch(tmp_path):
+def test_a_time_budget_sizes_the_epochs_and_schedule_and_keeps_the_best_epoch(tmp_path, capsys):
     run = tmp_path / "budget"
     assert main(["train", "digits", "--budget", "4s", "--out", str(run)]) == 0
     result = json.loads((run / "result.json").read_text())
     plan = result["budget"]
+    # 4 s is less than loading the digits, the probe, the test pass and the report: the console says so first
+    first_line = capsys.readouterr().out.splitlines()[0]
+    assert first_line.startswith("Budget 4 s is shorter than this run's fixed costs (loading and timing took ")
+    first = yaml.safe_load((run / "config.yaml").read_text())["budget"]  # the plan before its re-timing
+    assert f"so {first['total_steps']} steps in {first['epochs']} epoch" in first_line and "s or more" in first_line
     assert plan["seconds"] == 4 and plan["epochs"] >= 1 and plan["steps_per_epoch"] == 41
     assert 1 <= result["epochs_trained"] <= plan["epochs"] and plan["steps_taken"] <= plan["total_steps"]
     assert plan["stopped_by"] in ("steps", "seconds")

@@ -176,9 +176,33 @@ def _plan_budget(
     # too small for the report still trains for half of it
     left = max(after_probe - finish_seconds - 0.02 * budget, budget / 2)
     total_steps, epochs = _steps_that_fit(left, seconds_per_step, validation_seconds, steps_per_epoch)
-    fit_ends_after = time.perf_counter() - started + left  # seconds into the run
+    planned_after = time.perf_counter() - started  # loading the data and the probe, so far
+    fit_ends_after = planned_after + left  # seconds into the run
     return {"seconds": budget, "seconds_per_step": seconds_per_step, "timed_steps": timed_steps,
             "steps_per_epoch": steps_per_epoch, "epochs": epochs, "total_steps": total_steps,
             "validation_seconds_per_epoch": validation_seconds, "finish_seconds_planned": finish_seconds,
             "inference_seconds_per_example": seconds_per_example,
-            "fit_ends_after": fit_ends_after}  # fmt: skip
+            "planned_after": planned_after, "fit_ends_after": fit_ends_after}  # fmt: skip
+
+
+def _plan_line(plan: dict[str, Any]) -> str:
+    """The plan in one line for the console; a budget shorter than the run's fixed costs (loading,
+    the probe, the test pass and the report) says so, and when the run will end instead.
+
+    Example:
+        >>> _plan_line({"seconds": 60, "seconds_per_step": 0.131, "total_steps": 380, "epochs": 1,
+        ...             "planned_after": 4.2, "fit_ends_after": 52.0, "finish_seconds_planned": 6.8})
+        'Budget 60 s: 131 ms a step, so 380 steps in 1 epoch; 6.8 s kept for the test pass and the report.'
+    """
+    budget, finish, epochs = plan["seconds"], plan["finish_seconds_planned"], plan["epochs"]
+    steps = f"{plan['seconds_per_step'] * 1000:.0f} ms a step, so {plan['total_steps']} steps in {epochs} epoch"
+    steps += "" if epochs == 1 else "s"
+    ends = plan["fit_ends_after"] + finish
+    if ends <= budget * 1.05:
+        return f"Budget {budget:g} s: {steps}; {finish:.1f} s kept for the test pass and the report."
+    fixed = plan["planned_after"] + finish
+    return (
+        f"Budget {budget:g} s is shorter than this run's fixed costs (loading and timing took "
+        f"{plan['planned_after']:.1f} s; the test pass and the report need about {finish:.1f} s): {steps} "
+        f"anyway, ending after about {ends:.0f} s. --budget {math.ceil(2 * fixed)}s or more trains for most of it."
+    )

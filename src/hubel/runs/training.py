@@ -26,7 +26,7 @@ from hubel.layers.base import clear_session
 from hubel.models.applications.backbones import BACKBONES
 from hubel.models.model import Model
 from hubel.models.zoo import ZOO, Recipe
-from hubel.runs.budget import _MAX_BUDGET_EPOCHS, _plan_budget, _Replan, _steps_per_epoch
+from hubel.runs.budget import _MAX_BUDGET_EPOCHS, _plan_budget, _plan_line, _Replan, _steps_per_epoch
 from hubel.runs.inference import _test_outputs
 from hubel.runs.setup import (
     _DEFAULT_MODEL,
@@ -278,6 +278,8 @@ def train(
             _plan_budget(network, train_data, loaded["validation"], loaded["test"], per_process, budget, started,
                          world.size)
         )  # fmt: skip
+        if world.main:
+            print(_plan_line(plan))
         epochs = plan["epochs"]
         callbacks.append(
             EarlyStopping(monitor="val_accuracy", patience=_MAX_BUDGET_EPOCHS, restore_best_weights=True)
