@@ -41,7 +41,8 @@ def find_learning_rate(
     diverge: float = 4.0,
 ) -> LearningRateCurve:
     """Run the range test on `trainer`'s model and optimizer; nothing it does is kept."""
-    from hubel.train.trainer import _batches, _Running
+    from hubel.train.batches import _batches
+    from hubel.train.trainer import _Running
 
     if not 0 < start < end or steps < 5:
         raise ConfigError(
