@@ -161,6 +161,20 @@ def test_truncated_idx_file_is_a_clear_error(tmp_path):
         builtin.read_idx(path)
 
 
+def test_digits_are_scikit_learns_read_without_importing_it():
+    from sklearn.datasets import load_digits  # the oracle
+
+    bunch = load_digits()
+    (x_train, y_train), (x_test, y_test) = datasets.load("digits")
+    images, labels = np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test])
+    expected = np.rint(bunch.images * (255 / 16)).astype(np.uint8)
+    # the same 1,797 images and labels, in the split's order: match each by its pixels and label
+    order = np.lexsort(np.vstack([labels, images.reshape(len(images), -1).T]))
+    reference = np.lexsort(np.vstack([bunch.target, expected.reshape(len(expected), -1).T]))
+    assert np.array_equal(images[order], expected[reference])
+    assert np.array_equal(labels[order], bunch.target[reference].astype(np.uint8))
+
+
 def test_digits_split_is_fixed_and_stratified():
     (x_train, y_train), (x_test, y_test) = datasets.load("digits")
     assert x_train.shape == (1442, 8, 8) and x_test.shape == (355, 8, 8) and x_train.max() == 255
