@@ -392,8 +392,11 @@ def _digits_values(search: _Search) -> np.ndarray:
     if path.exists():
         with gzip.open(path, "rt") as file:
             return np.loadtxt(file, delimiter=",")
-    from sklearn.datasets import load_digits
-
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as error:  # a damaged installation: say what failed
+        search.note("the Python package scikit-learn", f"cannot be imported ({error})")
+        raise search.failure() from None
     bunch = load_digits()
     return np.column_stack([bunch.data, bunch.target])
 

@@ -16,8 +16,10 @@ from hubel.errors import ConfigError, DataError
 from hubel.layers.base import tensor_view
 from hubel.train.distributed import World
 
+__all__ = ["ArrayBatches", "Batches", "IterableBatches", "as_tensor", "batches_of"]
 
-def _as_tensor(values: Any, name: str) -> Tensor:
+
+def as_tensor(values: Any, name: str) -> Tensor:
     if isinstance(values, Tensor):
         return values
     array = np.asarray(values)
@@ -28,7 +30,7 @@ def _as_tensor(values: Any, name: str) -> Tensor:
     return tensor_view(array)
 
 
-class _Batches:
+class Batches:
     """One epoch at a time of (x, y, share) batches; `steps` is the number of batches per epoch.
     share is this process's fraction of the global batch (1.0 in a single process; see
     hubel.data.shards)."""
@@ -39,7 +41,7 @@ class _Batches:
         raise NotImplementedError
 
 
-class _ArrayBatches(_Batches):
+class ArrayBatches(Batches):
     """In-memory arrays, fed as slices of a shuffled index: no per-example Python. x may be a
     list of arrays, one per input of a multi-input model. On several processes, each takes its
     part of every global batch of batch_size × processes examples."""
@@ -67,7 +69,7 @@ class _ArrayBatches(_Batches):
             yield x, None if self.y is None else self.y[index], share
 
 
-class _IterableBatches(_Batches):
+class IterableBatches(Batches):
     """Any iterable of (x, y) batches, such as an image-folder dataset. If it has
     set_epoch(epoch), it is told the epoch first, so its shuffle can be reproduced on resume.
     On several processes it must have shard(rank, size) (as ImageFolderDataset has), which gives
@@ -98,32 +100,32 @@ class _IterableBatches(_Batches):
                 yield batch, None, 1.0
 
 
-def _batches(
+def batches_of(
     x: Any, y: Any, batch_size: int, shuffle: bool, seed: int, inputs: int = 1, world: World | None = None
-) -> _Batches:
+) -> Batches:
     """Batches of x (and y); `inputs` > 1: x is a list of arrays, one per input of the model;
     `world`: the processes that share each batch (one, when None)."""
     world = world or World()
     if inputs > 1:
         if not isinstance(x, (list, tuple)) or len(x) != inputs:
             raise DataError(f"the model has {inputs} inputs: pass x as a list of {inputs} arrays, one per input.")
-        inputs = [_as_tensor(part, f"x[{index}]") for index, part in enumerate(x)]
-        targets = None if y is None else _as_tensor(y, "y")
+        inputs = [as_tensor(part, f"x[{index}]") for index, part in enumerate(x)]
+        targets = None if y is None else as_tensor(y, "y")
         if len({len(part) for part in inputs}) != 1:
             raise DataError(f"the model's inputs hold {[len(part) for part in inputs]} examples; give each the same.")
         if targets is not None and len(targets) != len(inputs[0]):
             raise DataError(f"x has {len(inputs[0])} examples but y has {len(targets)}. Give one label per example.")
-        return _ArrayBatches(inputs, targets, batch_size, shuffle, seed, world)
+        return ArrayBatches(inputs, targets, batch_size, shuffle, seed, world)
     if isinstance(x, (np.ndarray, Tensor)) or (isinstance(x, (list, tuple)) and y is not None):
-        inputs = _as_tensor(x, "x")
-        targets = None if y is None else _as_tensor(y, "y")
+        inputs = as_tensor(x, "x")
+        targets = None if y is None else as_tensor(y, "y")
         if targets is not None and len(targets) != len(inputs):
             raise DataError(f"x has {len(inputs)} examples but y has {len(targets)}. Give one label per example.")
         if len(inputs) == 0:
             raise DataError("x holds no examples.")
-        return _ArrayBatches(inputs, targets, batch_size, shuffle, seed, world)
+        return ArrayBatches(inputs, targets, batch_size, shuffle, seed, world)
     if y is not None:
         raise ConfigError("y is given, but x is not an array: a dataset yields (x, y) batches itself; drop y.")
     if not hasattr(x, "__iter__"):
         raise DataError(f"expected x to be an array or an iterable of (x, y) batches. Received: {type(x).__name__}")
-    return _IterableBatches(x, world)
+    return IterableBatches(x, world)

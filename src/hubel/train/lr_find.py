@@ -41,7 +41,7 @@ def find_learning_rate(
     diverge: float = 4.0,
 ) -> LearningRateCurve:
     """Run the range test on `trainer`'s model and optimizer; nothing it does is kept."""
-    from hubel.train.batches import _batches
+    from hubel.train.batches import batches_of
     from hubel.train.trainer import _Running
 
     if not 0 < start < end or steps < 5:
@@ -54,7 +54,7 @@ def find_learning_rate(
     saved_optimizer = copy.deepcopy(optimizer.state_dict())
     saved_rate, saved_random, saved_schedule = optimizer.learning_rate, torch.get_rng_state(), optimizer.schedule
     optimizer.schedule = None
-    batches = _batches(x, y, batch_size, True, 0, trainer.inputs)
+    batches = batches_of(x, y, batch_size, True, 0, trainer.inputs)
     rates, losses, average, best = [], [], 0.0, math.inf
     trainer.model.train()
     try:

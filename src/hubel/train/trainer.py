@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from hubel.errors import ConfigError, DataError
 from hubel.train.allocator import keep_freed_blocks
-from hubel.train.batches import _ArrayBatches, _as_tensor, _Batches, _batches
+from hubel.train.batches import ArrayBatches, Batches, as_tensor, batches_of
 from hubel.train.callbacks import Callback, CallbackList
 from hubel.train.checkpoint import (
     CheckpointError,
@@ -177,7 +177,7 @@ class _Running:
 class _Run:
     """What one fit() call works with."""
 
-    batches: _Batches
+    batches: Batches
     weights_for: Any  # labels -> per-example weights, or None
     progress: Progress
     callbacks: CallbackList
@@ -262,7 +262,7 @@ class Trainer:
         if isinstance(values, list):  # one array per input of a multi-input model
             return [self._to_device(part) for part in values]
         if not isinstance(values, Tensor):
-            values = _as_tensor(values, "batch")
+            values = as_tensor(values, "batch")
         return values.to(self.device, non_blocking=True)
 
     # ----- one step ------------------------------------------------------------------------
@@ -407,7 +407,7 @@ class Trainer:
             seed, start_epoch, skip, history, running = self._restore(state, world)
         history.params = {"epochs": epochs}  # callbacks may change the epochs while fit runs (callback.params)
         run = _Run(
-            batches=_batches(x, y, batch_size, shuffle, seed, self.inputs, world),
+            batches=batches_of(x, y, batch_size, shuffle, seed, self.inputs, world),
             weights_for=self._class_weights(class_weight, y, x),
             progress=Progress(verbose if world.main else 0, muted=not world.main),
             callbacks=CallbackList(list(callbacks), self, main=world.main, params=history.params),
@@ -416,7 +416,7 @@ class Trainer:
             seed=seed,
             history=history,
         )
-        if isinstance(run.batches, _ArrayBatches) and run.batches.count < world.size:
+        if isinstance(run.batches, ArrayBatches) and run.batches.count < world.size:
             raise DataError(
                 f"{world.size} processes but {run.batches.count} training examples: each process needs one at "
                 f"least. Use at most {run.batches.count} processes."
@@ -668,7 +668,7 @@ class Trainer:
         self.model.eval()
         running = self._fresh_tally()
         # inside a distributed fit, each process evaluates its shard and the sums are added up
-        for x_batch, y_batch, share in _batches(x, y, batch_size, False, 0, self.inputs, self._world).epoch(0):
+        for x_batch, y_batch, share in batches_of(x, y, batch_size, False, 0, self.inputs, self._world).epoch(0):
             if y_batch is None:
                 raise DataError("evaluate needs targets: pass y, or a dataset that yields (x, y) batches.")
             if share == 0:  # a stand-in: this process has no example of this batch
@@ -685,7 +685,7 @@ class Trainer:
         """The logs of evaluate_logs from outputs computed elsewhere (another engine running the
         same model, such as ONNX Runtime): the loss comes from the outputs, as Keras computes it
         from probabilities, and each metric as in evaluate."""
-        outputs, targets = _as_tensor(outputs, "outputs").float(), _as_tensor(y, "y")
+        outputs, targets = as_tensor(outputs, "outputs").float(), as_tensor(y, "y")
         if len(outputs) != len(targets):
             raise DataError(f"{len(outputs)} outputs but {len(targets)} targets. Give one output per target.")
         running = self._fresh_tally()
@@ -735,7 +735,7 @@ class Trainer:
         with self._autocast():
             outputs = [
                 test_time_forward(self.forward, self.model, x_part).float().cpu()
-                for x_batch, _, _ in _batches(x, None, batch_size, False, 0, self.inputs).epoch(0)
+                for x_batch, _, _ in batches_of(x, None, batch_size, False, 0, self.inputs).epoch(0)
                 for x_part, _ in self._inference_chunks(self._to_device(x_batch), None)
             ]
         self.model.train(was_training)
