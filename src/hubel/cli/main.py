@@ -97,28 +97,32 @@ def _data_check(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from hubel.runs import train
+    from hubel.train.distributed import leave
 
-    train(
-        args.data,
-        args.model,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        learning_rate=args.lr,
-        image_size=args.image_size[:2] if args.image_size else None,
-        augment=args.augment,
-        tta=args.tta,
-        precision=args.precision,
-        seed=args.seed,
-        out=args.out,
-        resume=args.resume,
-        budget=args.budget,
-        fine_tune=args.fine_tune,
-        nproc=args.nproc,
-        sync_batchnorm=args.sync_bn,
-        port=args.port,
-        command="hubel " + " ".join(sys.argv[1:]),
-    )
+    try:  # one of torchrun's processes leaves the group before the process ends
+        train(
+            args.data,
+            args.model,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            optimizer=args.optimizer,
+            learning_rate=args.lr,
+            image_size=args.image_size[:2] if args.image_size else None,
+            augment=args.augment,
+            tta=args.tta,
+            precision=args.precision,
+            seed=args.seed,
+            out=args.out,
+            resume=args.resume,
+            budget=args.budget,
+            fine_tune=args.fine_tune,
+            nproc=args.nproc,
+            sync_batchnorm=args.sync_bn,
+            port=args.port,
+            command="hubel " + " ".join(sys.argv[1:]),
+        )
+    finally:
+        leave()
 
 
 def _predict(args: argparse.Namespace) -> None:

@@ -38,7 +38,7 @@ from torch import Tensor
 from hubel import errors
 from hubel.errors import ConfigError, DistributedError, HubelError
 
-__all__ = ["World", "cores", "current_world", "init", "launch"]
+__all__ = ["World", "cores", "current_world", "init", "launch", "leave"]
 
 _JOIN_TIMEOUT = 300.0  # seconds a process waits for the others to join (HUBEL_JOIN_TIMEOUT overrides)
 
@@ -162,6 +162,14 @@ def init(timeout: float | None = None) -> World:
     return current_world()
 
 
+def leave() -> None:
+    """Leave the process group, if this process is in one: before the process ends, so that its
+    threads stop while the others can still be reached (left to the interpreter's exit, a process
+    under torchrun was once aborted, "terminate called without an active exception")."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 # ----- launching processes on this machine -----------------------------------------------------
 
 
@@ -186,8 +194,7 @@ def _worker(function: Callable[..., Any], errors_dir: str, args: tuple[Any, ...]
         Path(errors_dir, f"{os.environ.get('RANK', '0')}.txt").write_text(f"{type(error).__name__}\n{error}")
         raise
     finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        leave()
 
 
 @contextlib.contextmanager
