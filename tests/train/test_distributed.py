@@ -21,6 +21,7 @@ from hubel.data.shards import ShardBatch, shard
 from hubel.errors import ConfigError, DistributedError
 from hubel.runs import train
 from hubel.train.distributed import World, init
+from hubel.train.trainer import Trainer, _interrupts_between_steps
 
 HUBEL = [sys.executable, "-m", "hubel"]
 
@@ -232,6 +233,25 @@ def test_ctrl_c_stops_every_process_at_one_step_and_saves(tmp_path):
     assert state["world_size"] == 2 and len(state["ranks"]) == 2  # both processes' states, at one step
     assert json.loads((run / "result.json").read_text())["epochs_trained"] < 30
     assert "Test accuracy" in output
+
+
+def test_a_ctrl_c_that_lands_while_the_processes_agree_is_not_lost():
+    class SignalDuringTheCollective(World):
+        calls = 0
+
+        def any(self, *flags):
+            SignalDuringTheCollective.calls += 1
+            if SignalDuringTheCollective.calls == 1:
+                signal.raise_signal(signal.SIGINT)  # its handler runs now, after the flags were read
+            return [bool(flag) for flag in flags]  # the answer of a collective no Ctrl-C had reached
+
+    trainer = Trainer(torch.nn.Linear(2, 2), device="cpu")
+    trainer._world = SignalDuringTheCollective(size=2)
+    with _interrupts_between_steps(trainer):
+        trainer._agree_to_stop()
+        assert not trainer._interrupted  # the step under way when it landed goes on, in every process
+        trainer._agree_to_stop()
+        assert trainer._interrupted  # and at the next step they all stop
 
 
 def test_bad_distributed_input_gets_one_clear_line(tmp_path):

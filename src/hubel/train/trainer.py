@@ -138,7 +138,7 @@ class _StopBetweenSteps(KeyboardInterrupt):
 def _interrupts_between_steps(trainer: Trainer) -> Iterator[None]:
     """Turn the first Ctrl-C into a request that the loop honours between two steps, so the
     checkpoint it saves is consistent; a second Ctrl-C interrupts at once."""
-    trainer._interrupt_requested = False
+    trainer._interrupt_requested = trainer._interrupted = False
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -223,7 +223,8 @@ class Trainer:
         self.stop_reason: str | None = None
         self._placed = False
         self._epoch, self._running = 0, _Running()
-        self._interrupt_requested = False
+        # a Ctrl-C: requested by this process's signal handler, agreed on by all processes at a step
+        self._interrupt_requested = self._interrupted = False
 
     # ----- placement ---------------------------------------------------------------------
 
@@ -500,7 +501,7 @@ class Trainer:
             if run.checkpoint is not None:
                 self._save(run, epoch + 1, self._running)
             self._agree_to_stop()
-            if self._interrupt_requested:
+            if self._interrupted:
                 raise _StopBetweenSteps
             if self.stop_training:
                 return
@@ -533,11 +534,11 @@ class Trainer:
             run.callbacks.call("on_batch_end", step - 1, {})
             if run.progress.live:
                 run.progress.batch_end(step, self._logs(running))
-            if self._world.size > 1 and self._agree_to_stop(nonfinite):
+            if self._agree_to_stop(nonfinite) and self._world.size > 1:
                 return self._stop_for_nonfinite(run, epoch, step, loss)
             if save_now:
                 self._save(run, epoch, running)
-            if self._interrupt_requested:  # Ctrl-C arrived during this step: stop at its end
+            if self._interrupted:  # Ctrl-C arrived during this step: stop at its end
                 raise _StopBetweenSteps
             if self.stop_training:  # a callback stopped it inside the epoch: as Keras, the epoch still ends
                 break  # with its logs and validation
@@ -562,10 +563,14 @@ class Trainer:
     def _agree_to_stop(self, nonfinite: bool = False) -> bool:
         """On several processes, a NaN, a stop or a Ctrl-C in any one of them stops them all at the
         same step (one collective a step): a callback's clock or a signal can reach them apart.
-        Returns whether any process saw a non-finite loss."""
+        Returns whether any process saw a non-finite loss.
+
+        The agreement goes to `_interrupted`, never back into `_interrupt_requested`: a Ctrl-C whose
+        handler runs while the collective is under way would be overwritten and lost."""
         if self._world.size == 1:
+            self._interrupted = self._interrupt_requested
             return nonfinite
-        nonfinite, self._interrupt_requested, self.stop_training = self._world.any(
+        nonfinite, self._interrupted, self.stop_training = self._world.any(
             nonfinite, self._interrupt_requested, self.stop_training
         )
         return nonfinite
