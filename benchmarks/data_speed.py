@@ -6,11 +6,17 @@ generated 500x375 JPEGs (camera-like sizes, where JPEG draft mode matters). Each
 starts from an empty cache.
 
 Run by hand:  .venv/bin/python benchmarks/data_speed.py
+
+One measurement in a fresh process, for comparing two trees side by side (put the other tree's
+src/ first on PYTHONPATH): the first pass with N processes, then decode_image alone (one thread):
+
+    .venv/bin/python benchmarks/data_speed.py --one generated|FOLDER N
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +29,7 @@ import hubel
 from hubel import layers as L
 from hubel.data.cache import ImageCache
 from hubel.data.folders import scan_folder
-from hubel.data.images import DecodeOptions
+from hubel.data.images import DecodeOptions, decode_image
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cats_and_dogs" / "train"
 
@@ -130,5 +136,22 @@ def main() -> None:
     print(f"Slowest cached epoch / training throughput: {best_cached / training:,.0f}x")
 
 
+def one(folder: str, workers: int) -> None:
+    with tempfile.TemporaryDirectory() as generated:
+        root = generated_jpegs(Path(generated)) if folder == "generated" else Path(folder)
+        files = files_of(root)
+        first = first_pass(root, files, workers, draft=True)
+        torch.set_num_threads(1)
+        start = time.perf_counter()
+        for relative in files:
+            decode_image(root / relative, DecodeOptions((160, 160)))
+        decode = len(files) / (time.perf_counter() - start)
+    processes = "1 process" if workers == 1 else f"{workers} processes"
+    print(f"first pass {first:,.0f} images/s ({processes}), decode_image alone {decode:,.0f} images/s")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--one"]:
+        one(sys.argv[2], int(sys.argv[3]))
+    else:
+        main()

@@ -236,8 +236,9 @@ def test_plain_jpegs_take_the_fast_decoder_and_match_pillows_pixels(tmp_path, mo
     decode = images.simplejpeg.decode_jpeg
     monkeypatch.setattr(images.simplejpeg, "decode_jpeg", lambda *a, **k: calls.append(k) or decode(*a, **k))
     grey = save(tmp_path / "grey.jpg", photo.convert("L"), quality=90)
+    decoded = {}
     for source, options in ((path, DecodeOptions((160, 160))), (grey, DecodeOptions((96, 128)))):
-        fast = decode_image(source, options)
+        fast = decoded[source] = decode_image(source, options)
         with monkeypatch.context() as pillow_only:
             pillow_only.setattr(images, "simplejpeg", None)
             slow = decode_image(source, options)
@@ -250,6 +251,21 @@ def test_plain_jpegs_take_the_fast_decoder_and_match_pillows_pixels(tmp_path, mo
     assert [call["min_height"] for call in calls] == [160, 96]  # decoded at a reduced scale, not full size
     assert decode_image(grey, DecodeOptions((96, 128), color_mode="grayscale")).shape == (96, 128, 1)
     assert len(calls) == 2  # grayscale output is Pillow's conversion
+    exif = Image.Exif()
+    exif[0x0110], exif[0x0112] = "Camera", 1  # a camera's EXIF, upright
+    upright = save(tmp_path / "upright.jpg", photo, exif=exif.tobytes(), quality=90)
+    assert np.array_equal(decode_image(upright, DecodeOptions((160, 160))), decoded[path]) and len(calls) == 3
+    exif[0x0112] = 6  # turned: Pillow applies the rotation
+    turned = save(tmp_path / "turned.jpg", photo, exif=exif.tobytes(), quality=90)
+    assert decode_image(turned, DecodeOptions((160, 160))).shape == (160, 160, 3) and len(calls) == 3
+    save(tmp_path / "cmyk.jpg", photo.convert("CMYK"), quality=90)
+    png_named_jpg = tmp_path / "drawing.jpg"
+    photo.save(png_named_jpg, format="PNG")
+    for other in (tmp_path / "cmyk.jpg", png_named_jpg):
+        assert decode_image(other, DecodeOptions((160, 160))).shape == (160, 160, 3)
+    with pytest.raises(images.UnreadableImage, match="decompression bomb"):
+        decode_image(path, DecodeOptions((160, 160), max_pixels=100_000))
+    assert len(calls) == 3  # none of these went to simplejpeg
     damaged = tmp_path / "damaged.jpg"
     damaged.write_bytes(path.read_bytes()[:2000])  # simplejpeg declines; Pillow names what is wrong
     with pytest.raises(images.UnreadableImage, match=r"truncated|damaged"):
