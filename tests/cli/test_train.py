@@ -27,6 +27,7 @@ def test_train_writes_a_complete_run_directory_and_resumes(tmp_path, capsys):
     assert [line["epoch"] for line in lines] == [0, 1] and "val_accuracy" in lines[0]
     out = capsys.readouterr().out
     assert "Test accuracy" in out and str(run / "report.html") in out
+    assert json.loads((run / "result.json").read_text())["measured_on"] == "test"
     model = hubel.load_model(run / "model.hubel")
     assert model.metadata["class_names"][:3] == ["0", "1", "2"]
     assert main(["train", "digits", "--epochs", "2", "--out", str(run)]) == 2  # never overwritten
@@ -125,7 +126,13 @@ def test_train_on_a_folder_then_predict_files_like_model_predict(tmp_path, capsy
     code = main(["train", str(folder), "--model", "cifar_convnet_gmp", "--image-size", "32,32", "--epochs", "3",
                  "--lr", "0.003", "--out", str(run)])  # fmt: skip
     assert code == 0 and (run / "report.html").exists()
-    capsys.readouterr()
+    out = capsys.readouterr().out  # no test/ folder: the last figures are the validation split's, and say so
+    assert "Validation accuracy (no test/ folder)" in out and "Test accuracy" not in out
+    assert json.loads((run / "result.json").read_text())["measured_on"] == "validation"
+    assert "No test split was held out" in (run / "report.html").read_text()
+    assert main(["runs", str(tmp_path)]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split()
+    assert row[0] == "run" and row[5] == "-"  # a best validation accuracy, no test accuracy
     picture = tmp_path / "query.jpg"
     Image.new("RGB", (50, 40), (230, 10, 10)).save(picture)
     assert main(["predict", str(run), str(picture), "--json"]) == 0
@@ -197,7 +204,7 @@ def test_compare_trains_each_model_on_the_same_split_and_writes_a_table(tmp_path
     table = (out / "comparison.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| mlp") or line.startswith("| mnist_one_conv")]
     params = hubel.models.zoo.create_model("mnist_one_conv", 10, (8, 8, 1)).count_params()  # at digits' 8x8
-    assert len(rows) == 2 and f"| {params:,} |" in rows[1]
+    assert len(rows) == 2 and f"| {params:,} |" in rows[1] and "| model | test accuracy |" in table
     assert (out / "validation_curves.png").stat().st_size > 1000
     for name in ("mlp", "mnist_one_conv"):
         assert json.loads((out / name / "result.json").read_text())["epochs_trained"] == 2

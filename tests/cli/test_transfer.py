@@ -31,7 +31,7 @@ def test_transfer_learning_on_a_folder_then_evaluate_a_flat_folder(tmp_path, cap
     arguments = ["train", str(photos), "--model", "mobilenet_v2", "--image-size", "128,128", "--out", str(run)]
     assert main([*arguments, "--epochs", "15"]) == 0
     out = capsys.readouterr().out
-    assert "Features: 48 images in" in out and "Test accuracy" in out  # 80% of 60 trains, 12 validate
+    assert "Features: 48 images in" in out and "Validation accuracy (no test/ folder)" in out  # 48 train, 12 validate
     result = json.loads((run / "result.json").read_text())
     assert result["feature_images_computed"] == 60 and result["epochs_trained"] == 15
     config = yaml.safe_load((run / "config.yaml").read_text())

@@ -164,6 +164,8 @@ def test_the_model_card_has_the_runs_figures(tmp_path, digits_model):
     assert card["model"] == "digits-run" and card["test_metrics"] == {"test_accuracy": 0.961, "test_loss": 0.12}
     assert card["saved"].startswith("20") and card["engine"]["name"] == "onnxruntime"
     assert card["engine"]["parity"] <= 1e-4 and card["classes"][3] == "digit 3"
+    (run / "result.json").write_text('{"test_accuracy": 0.961, "test_loss": 0.12, "measured_on": "validation"}')
+    assert TestClient(create_app(run)).get("/model").json()["test_metrics"] == {}  # no test/ split: none to show
 
 
 def test_onnx_runtime_and_torch_give_the_same_answers(digits_model):

@@ -83,10 +83,12 @@ def report(
     max_examples: int = 10_000,
     notes: Sequence[str] = (),
     outputs: np.ndarray | None = None,
+    split: str = "test",
 ) -> Path:
     """Write the report for `model` evaluated on `data` ((x_test, y_test) or a dataset of
     batches), with the curves of `history`; returns the path. `outputs`: the model's outputs on
-    `data` when the caller has them already (hubel train's test pass)."""
+    `data` when the caller has them already (hubel train's test pass). `split` names what `data`
+    is in the figures: "test", or "validation" when no test split was held out (a note says so)."""
     started = time.perf_counter()
     if data is None:
         raise ConfigError("report needs evaluation data: report(model, history, (x_test, y_test)).")
@@ -104,7 +106,9 @@ def report(
     mean_loss = float(np.mean([loss for _, loss in losses]))
     accuracy = float(np.trace(counts) / counts.sum())
     parts = [
-        _headline(model, history, accuracy, mean_loss, len(label_index), title, notes, "texts" if text else "images"),
+        _headline(
+            model, history, accuracy, mean_loss, len(label_index), title, notes, "texts" if text else "images", split
+        ),
         _model_section(model),
         _data_section(images, label_index, names, skipped),
     ]
@@ -138,12 +142,13 @@ def _headline(
     title: str | None,
     notes: Sequence[str],
     noun: str = "images",
+    split: str = "test",
 ) -> str:
     seconds = getattr(history, "params", {}).get("seconds") if history is not None else None
     epochs = len(getattr(history, "epoch", [])) if history is not None else 0
     stats = [
-        (f"{accuracy:.2%}", f"test accuracy on {count:,} {noun}"),
-        (f"{loss:.4f}", "test loss (cross-entropy)"),
+        (f"{accuracy:.2%}", f"{split} accuracy on {count:,} {noun}"),
+        (f"{loss:.4f}", f"{split} loss (cross-entropy)"),
         (
             f"{seconds:.0f} s" if seconds else "–",
             f"training time, {epochs} epoch{'s' if epochs != 1 else ''}" if epochs else "training time",
@@ -151,6 +156,10 @@ def _headline(
         (f"{model.count_params():,}", "parameters"),
     ]
     cards = "".join(f'<div class="stat"><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>' for v, k in stats)
+    if split != "test":
+        held_out = "Hold out a test split (a test/ folder) for a figure that no choice has seen."
+        notes = [*notes, f"No test split was held out: these figures are on the {split} split, which the run "
+                 f"watched while it trained. {held_out}"]  # fmt: skip
     return (
         f'<section id="headline"><h1>{html.escape(title or model.name)}</h1>'
         f'<p class="muted">hubel report, {time.strftime("%Y-%m-%d %H:%M")}</p>'

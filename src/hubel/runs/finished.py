@@ -17,7 +17,8 @@ from hubel.runs.training import train
 
 def list_runs(root: str | Path = "runs") -> list[dict[str, Any]]:
     """One row per run directory under root: data, model, epochs, best validation accuracy, test
-    accuracy and time (from config.yaml, metrics.jsonl and result.json)."""
+    accuracy (None for a folder without a test/ split) and time (from config.yaml, metrics.jsonl
+    and result.json)."""
     rows = []
     for directory in sorted(Path(root).glob("*/")):
         config_path = directory / "config.yaml"
@@ -34,7 +35,8 @@ def list_runs(root: str | Path = "runs") -> list[dict[str, Any]]:
         rows.append({
             "run": directory.name, "data": config.get("data"), "model": config.get("model"), "epochs": len(metrics),
             "best_val_accuracy": max(accuracies) if accuracies else None,
-            "test_accuracy": result.get("test_accuracy"), "seconds": result.get("seconds"),
+            "test_accuracy": result.get("test_accuracy") if result.get("measured_on", "test") == "test" else None,
+            "seconds": result.get("seconds"),
             "state": "finished" if result else "unfinished (hubel train --resume continues it)",
         })  # fmt: skip
     return rows
@@ -67,14 +69,16 @@ def compare(
             data, name, epochs=epochs, budget=budget, batch_size=batch_size, seed=seed, out=root / Path(name).stem
         )
         network = load_model(result.model_path)
-        images = _load_data(data, tuple(network.input_shape[1:3]), 256, seed)["test"]
+        loaded = _load_data(data, tuple(network.input_shape[1:3]), 256, seed)
+        images, split = loaded["test"], loaded.get("test_split", "test")  # validation: a folder without test/
         sample = images[0][:256] if isinstance(images, tuple) else next(iter(images))[0]
         start = time.perf_counter()
         network.predict(sample)
         milliseconds = (time.perf_counter() - start) * 1000 / len(sample)
         summary = summarize(network)
         rows.append({
-            "model": name, "test_accuracy": result.test_accuracy, "params": summary.total_params, "macs": summary.macs,
+            "model": name, "test_accuracy": result.test_accuracy, "measured_on": split, "params": summary.total_params,
+            "macs": summary.macs,
             "train_seconds": result.seconds, "inference_ms_per_image": milliseconds,
             "model_file_mb": result.model_path.stat().st_size / 2**20,
         })  # fmt: skip
@@ -88,7 +92,8 @@ def compare(
         "",
         f"Same data split, seed {seed} and {each} for every model.",
         "",
-        "| model | test accuracy | params | MACs | train time | inference ms/image | model file MB |",
+        f"| model | {rows[0]['measured_on']} accuracy | params | MACs | train time | inference ms/image "
+        "| model file MB |",
         "|---|---:|---:|---:|---:|---:|---:|",
         *(
             f"| {r['model']} | {r['test_accuracy']:.4f} | {r['params']:,} | {r['macs']:,} | "
@@ -123,7 +128,8 @@ def report_run(run: str | Path, out: str | Path | None = None) -> Path:
     loaded = _load_data(config["data"], tuple(network.input_shape[1:3]), config.get("batch_size", 32), 0)
     path = Path(out) if out else directory / "report.html"
     return report(network, history, loaded["test"], path=path, class_names=network.metadata.get("class_names"),
-                  title=f"{config.get('model')} on {Path(config['data']).name}", seed=config.get("seed"))  # fmt: skip
+                  title=f"{config.get('model')} on {Path(config['data']).name}", seed=config.get("seed"),
+                  split=loaded.get("test_split", "test"))  # fmt: skip
 
 
 def export_model(

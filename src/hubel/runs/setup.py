@@ -59,21 +59,22 @@ def _load_data(
     if _holds_text(root):
         train, validation = text_folder(root, validation_split=0.2, subset="both", seed=seed)
         try:
-            test = text_folder(root, subset="test", verbose=False)
+            test, test_split = text_folder(root, subset="test", verbose=False), "test"
         except ConfigError:
-            test = validation  # no test/ folder: report on the validation texts
+            test, test_split = validation, "validation"  # no test/ folder: report on the validation texts
         return {"train": train.numpy(), "validation": validation.numpy(), "test": test.numpy(),
-                "class_names": train.class_names, "shape": None, "kind": "text"}  # fmt: skip
+                "test_split": test_split, "class_names": train.class_names, "shape": None, "kind": "text"}  # fmt: skip
     size = image_size or (160, 160)
     train, validation = image_folder(
         root, size, batch_size, validation_split=0.2, subset="both", seed=seed, verbose=verbose
     )
     try:
         test: Any = image_folder(root, size, batch_size, subset="test", verbose=False)
+        test_split = "test"
     except ConfigError:
-        test = validation  # no test/ folder: report on the validation images
-    return {"train": train, "validation": validation, "test": test, "class_names": train.class_names,
-            "shape": (*size, 3), "kind": "image"}  # fmt: skip
+        test, test_split = validation, "validation"  # no test/ folder: report on the validation images
+    return {"train": train, "validation": validation, "test": test, "test_split": test_split,
+            "class_names": train.class_names, "shape": (*size, 3), "kind": "image"}  # fmt: skip
 
 
 def _data_kind(data: str) -> str:

@@ -371,7 +371,9 @@ def _finish_run(
     started: float,
     extra: dict[str, Any],
 ) -> RunResult:
-    """Save the model, measure the test set in float32, write the report and result.json."""
+    """Save the model, measure the test set in float32, write the report and result.json. A folder
+    without a test/ split is measured on its validation split, and every figure says so."""
+    split = loaded.get("test_split", "test")
     takes = "raw text (TextVectorization inside)" if loaded.get("kind") == "text" else "raw 0-255 pixels"
     metadata = {"class_names": loaded["class_names"], "preprocessing": f"{takes} (preprocessing inside)",
                 "data": data, "history": history.history}  # fmt: skip
@@ -394,20 +396,22 @@ def _finish_run(
     report_started = time.perf_counter()
     report(network, history, loaded.get("report_data", test), path=directory / "report.html",
            class_names=loaded["class_names"], title=f"{model_name} on {Path(data).name}", seed=seed,
-           notes=notes, max_examples=100_000, outputs=outputs)  # fmt: skip
+           notes=notes, max_examples=100_000, outputs=outputs, split=split)  # fmt: skip
     seconds = time.perf_counter() - started
     extra["test_engine"] = engine
     if "budget" in extra:
         extra["budget"].update(test_pass_seconds=report_started - test_started,
                                report_seconds=time.perf_counter() - report_started)  # fmt: skip
-    result = {"test_accuracy": float(accuracy), "test_loss": float(loss_value), "seconds": seconds, "model": model_name,
-              "data": data, "epochs_trained": len(history.epoch), **extra}  # fmt: skip
+    result = {"test_accuracy": float(accuracy), "test_loss": float(loss_value), "measured_on": split,
+              "seconds": seconds, "model": model_name, "data": data, "epochs_trained": len(history.epoch),
+              **extra}  # fmt: skip
     if "budget" in result:  # what each phase cost, beside what the plan set aside for it
         result["budget"]["spent_seconds"] = seconds
         result["budget"]["finish_seconds"] = seconds - result["budget"].pop("finish_started")
     (directory / "result.json").write_text(json.dumps(result, indent=2))
     print(
-        f"Test accuracy {accuracy:.4f}, loss {loss_value:.4f} ({seconds:.0f} s). "
+        f"{'Test accuracy' if split == 'test' else 'Validation accuracy (no test/ folder)'} {accuracy:.4f}, "
+        f"loss {loss_value:.4f} ({seconds:.0f} s). "
         f"Model: {directory / 'model.hubel'}  Report: {directory / 'report.html'}"
     )
     return RunResult(directory, float(accuracy), float(loss_value), seconds)

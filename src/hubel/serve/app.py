@@ -180,7 +180,10 @@ def _card(model: Model, name: str, path: Path | None, engine: Engine) -> dict[st
         "parameters": model.count_params(),
         "data": model.metadata.get("data"),
         "final_metrics": {key: values[-1] for key, values in history.items() if values},
-        "test_metrics": {key: result[key] for key in ("test_accuracy", "test_loss") if key in result},
+        # a run on a folder without a test/ split measured its validation split: no test figures to show
+        "test_metrics": {key: result[key] for key in ("test_accuracy", "test_loss") if key in result}
+        if result.get("measured_on", "test") == "test"
+        else {},
         "saved": saved,
         "engine": {"name": engine.name, "note": engine.note, "parity": engine.parity},
         "versions": {"hubel": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
