@@ -162,3 +162,70 @@ def test_a_checkpoint_of_torchs_adam_resumes_with_its_step_count():
     resumed.load_state_dict({"torch": earlier.state_dict(), "iterations": 3})
     assert resumed.torch.param_groups[0]["step"] == 3
     assert torch.equal(resumed.torch.state[weight]["exp_avg"], earlier.state[weight]["exp_avg"])
+
+
+def test_a_moving_average_of_the_weights_as_in_keras():
+    # Keras: after each update, average = m·average + (1 − m)·weight; the first average is the weight
+    weight = torch.nn.Parameter(torch.ones(1))
+    optimizer = SGD(0.1, use_ema=True, ema_momentum=0.5).build([weight])
+    averages = []
+    for _ in range(3):
+        weight.grad = torch.ones(1)
+        optimizer.step()
+        averages.append(optimizer.state_dict()["averages"][0].item())
+    assert averages == pytest.approx([0.9, 0.85, 0.775]) and weight.item() == pytest.approx(0.7)
+    optimizer.finalize_variable_values()  # what fit does after its last epoch
+    assert weight.item() == pytest.approx(0.775)
+    # every ema_overwrite_frequency steps the weights become the averages, mid-training
+    weight = torch.nn.Parameter(torch.ones(1))
+    optimizer = SGD(0.1, use_ema=True, ema_momentum=0.5, ema_overwrite_frequency=2).build([weight])
+    values = []
+    for _ in range(3):
+        weight.grad = torch.ones(1)
+        optimizer.step()
+        values.append(weight.item())
+    assert values == pytest.approx([0.9, 0.85, 0.75])
+    # a checkpoint holds the averages: a resumed optimizer goes on from them
+    resumed_weight = torch.nn.Parameter(weight.detach().clone())
+    resumed = SGD(0.1, use_ema=True, ema_momentum=0.5, ema_overwrite_frequency=2).build([resumed_weight])
+    resumed.load_state_dict(optimizer.state_dict())
+    for parameter, step in ((weight, optimizer), (resumed_weight, resumed)):
+        parameter.grad = torch.ones(1)
+        step.step()
+    assert weight.item() == resumed_weight.item() == pytest.approx(0.5 * 0.8 + 0.5 * 0.65)
+    assert "use_ema=True, ema_momentum=0.5, ema_overwrite_frequency=2" in repr(optimizer)
+
+
+def test_fit_ends_on_the_moving_average_of_its_weights():
+    import numpy as np
+
+    import hubel
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 4)).astype(np.float32), rng.integers(0, 2, 64)
+    model = hubel.Sequential([L.Input((4,)), L.Dense(2, activation="softmax")])
+    model.compile(optimizer=Adam(0.05, use_ema=True, ema_momentum=0.9), loss="sparse_categorical_crossentropy")
+    seen = []
+
+    class Record(hubel.callbacks.Callback):
+        def on_batch_end(self, batch, logs):
+            seen.append([weight.copy() for weight in model.get_weights()])
+
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[Record()])
+    average = seen[0]
+    for weights in seen[1:]:
+        average = [0.9 * a + 0.1 * w for a, w in zip(average, weights)]
+    assert len(seen) == 8 and not np.allclose(seen[-1][0], average[0], atol=1e-3)  # the live weights differ
+    for final, expected in zip(model.get_weights(), average):
+        np.testing.assert_allclose(final, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_moving_average_arguments_are_checked_as_in_keras():
+    with pytest.raises(ConfigError, match=r"`ema_momentum` must be in the range \[0, 1\]. Received: ema_momentum=1.5"):
+        Adam(use_ema=True, ema_momentum=1.5)
+    with pytest.raises(ConfigError, match="`ema_overwrite_frequency` must be an integer >= 1 or None"):
+        SGD(use_ema=True, ema_overwrite_frequency=0)
+    with pytest.raises(ConfigError, match="expected `use_ema` to be True or False"):
+        RMSprop(use_ema="yes")
+    with pytest.raises(ConfigError, match="did you mean `use_ema`"):
+        Adam(use_emma=True)

@@ -8,7 +8,13 @@ learning_rate may also be a schedule (a callable step -> rate, see schedules.py)
 before every step. The updates are Keras's own rules (update_rules.py): epsilon where Keras puts
 it, momentum as Keras accumulates it, weight_decay decoupled (applied to the weights before the
 update, every optimizer), and Keras's gradient clipping (clipnorm per weight, global_clipnorm,
-clipvalue).
+clipvalue). Every optimizer also keeps Keras's moving average of the weights when asked:
+
+    hubel.optimizers.SGD(0.1, momentum=0.9, use_ema=True, ema_momentum=0.99)
+
+after each update, average = ema_momentum * average + (1 - ema_momentum) * weight (the weight
+itself after the first update); fit writes the averages into the weights after its last epoch,
+and every `ema_overwrite_frequency` steps when that is set, as Keras's fit does.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ __all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "Optimizer", "RMSprop", "get_op
 
 Schedule = Callable[[int], float]
 _CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm")  # Keras's, accepted by every optimizer
+_MOVING_AVERAGE = ("use_ema", "ema_momentum", "ema_overwrite_frequency")  # so are these
 OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer", "hubel.train.list_optimizers()")
 
 
@@ -40,10 +47,11 @@ class Optimizer:
         clipping: dict[str, Any] | None = None,
         **settings: Any,
     ) -> None:
-        clipping = clipping or {}
+        clipping = dict(clipping or {})
+        moving_average = {key: clipping.pop(key) for key in _MOVING_AVERAGE if key in clipping}
         unexpected = [key for key in clipping if key not in _CLIPPING]
         if unexpected:
-            close = difflib.get_close_matches(unexpected[0], [*_CLIPPING, "learning_rate"], n=1)
+            close = difflib.get_close_matches(unexpected[0], [*_CLIPPING, *_MOVING_AVERAGE, "learning_rate"], n=1)
             raise ConfigError(
                 f"{type(self).__name__}: unexpected argument `{unexpected[0]}`"
                 + (f" (did you mean `{close[0]}`?)" if close else "")
@@ -61,6 +69,10 @@ class Optimizer:
                     f"{type(self).__name__}: expected `{key}` to be a positive number. Received: {value!r}"
                 )
         self.clipping = {key: float(value) for key, value in given.items()}
+        self.use_ema, self.ema_momentum, self.ema_overwrite_frequency = _moving_average_settings(
+            type(self).__name__, **moving_average
+        )
+        self._averages: list[torch.Tensor] | None = None  # built at the first update
         weight_decay = settings.get("weight_decay")
         if weight_decay is not None and (
             isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0
@@ -136,7 +148,26 @@ class Optimizer:
         else:
             scaler.step(optimizer)
             scaler.update()
+        if self.use_ema:
+            self._update_averages(optimizer)
+            if self.ema_overwrite_frequency and (self.iterations + 1) % self.ema_overwrite_frequency == 0:
+                self.finalize_variable_values()
         self.iterations += 1
+
+    def _update_averages(self, optimizer: torch.optim.Optimizer) -> None:
+        weights = [p.detach() for group in optimizer.param_groups for p in group["params"]]
+        if self._averages is None or self.iterations == 0:  # Keras: the first average is the weight
+            self._averages = [weight.clone() for weight in weights]
+        else:  # average + (1 - m) * (weight - average) = m * average + (1 - m) * weight
+            torch._foreach_lerp_(self._averages, weights, 1.0 - self.ema_momentum)
+
+    def finalize_variable_values(self) -> None:
+        """With use_ema, write the moving averages into the weights (fit does it after its last
+        epoch, as Keras's fit does); without, nothing."""
+        if not self.use_ema or self._averages is None or self.torch is None:
+            return
+        weights = [p.detach() for group in self.torch.param_groups for p in group["params"]]
+        torch._foreach_copy_(weights, self._averages)
 
     def _clip(self, optimizer: torch.optim.Optimizer) -> None:
         gradients = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
@@ -161,16 +192,57 @@ class Optimizer:
         self._built().zero_grad(set_to_none=True)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"torch": None if self.torch is None else self.torch.state_dict(), "iterations": self.iterations}
+        averages = None if self._averages is None else [average.clone() for average in self._averages]
+        return {"torch": None if self.torch is None else self.torch.state_dict(), "iterations": self.iterations,
+                "averages": averages}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["torch"] is not None:
             self._built().load_state_dict(state["torch"])
         self.iterations = int(state["iterations"])
+        averages = state.get("averages")
+        if averages is None or self.torch is None:
+            self._averages = None
+            return
+        weights = [p for group in self.torch.param_groups for p in group["params"]]
+        self._averages = [average.to(weight.device, weight.dtype) for average, weight in zip(averages, weights)]
 
     def __repr__(self) -> str:
-        settings = ", ".join(f"{key}={value!r}" for key, value in {**self.settings, **self.clipping}.items())
+        moving_average = (
+            {
+                "use_ema": True,
+                "ema_momentum": self.ema_momentum,
+                "ema_overwrite_frequency": self.ema_overwrite_frequency,
+            }
+            if self.use_ema
+            else {}
+        )
+        settings = ", ".join(
+            f"{key}={value!r}" for key, value in {**self.settings, **self.clipping, **moving_average}.items()
+        )
         return f"{type(self).__name__}(learning_rate={self.learning_rate:g}{', ' + settings if settings else ''})"
+
+
+def _moving_average_settings(
+    name: str, use_ema: bool = False, ema_momentum: float = 0.99, ema_overwrite_frequency: int | None = None
+) -> tuple[bool, float, int | None]:
+    """Keras's moving-average arguments, checked as Keras checks them."""
+    if not isinstance(use_ema, bool):
+        raise ConfigError(f"{name}: expected `use_ema` to be True or False. Received: use_ema={use_ema!r}")
+    if isinstance(ema_momentum, bool) or not isinstance(ema_momentum, (int, float)) or not 0 <= ema_momentum <= 1:
+        raise ConfigError(
+            f"{name}: `ema_momentum` must be in the range [0, 1]. Received: ema_momentum={ema_momentum!r}"
+        )
+    if ema_overwrite_frequency is not None and (
+        isinstance(ema_overwrite_frequency, bool)
+        or not isinstance(ema_overwrite_frequency, int)
+        or ema_overwrite_frequency < 1
+    ):
+        raise ConfigError(
+            f"{name}: `ema_overwrite_frequency` must be an integer >= 1 or None. "
+            f"Received: ema_overwrite_frequency={ema_overwrite_frequency!r}"
+        )
+    return use_ema, float(ema_momentum), ema_overwrite_frequency
 
 
 class _Wrapped(Optimizer):

@@ -445,6 +445,8 @@ class Trainer:
         finally:
             self._train_forward, self._world = None, World()
             self._synchronize_batchnorm(False)
+        if self.stop_reason != "interrupted":  # use_ema: the averages become the weights, as Keras's fit ends
+            self.optimizer.finalize_variable_values()
         history.params["seconds"] = history.params.get("seconds", 0.0) + time.perf_counter() - started
         self.model.eval()
         run.callbacks.call("on_train_end", {})
