@@ -194,3 +194,28 @@ def test_one_cycle_can_be_retargeted_to_a_new_length():
     schedule.retarget(200)
     assert schedule.total == 200 and schedule.rise == 50
     assert schedule(50) == pytest.approx(1.0) and schedule(200) == pytest.approx(0.001)
+
+
+def test_a_keras_style_callback_stops_fit_through_self_model():
+    # the tutorials' callback, as written for Keras: self.model, logs=None, on_train_batch_end
+    class StopAtAccuracy(hubel.callbacks.Callback):
+        def __init__(self):
+            self.batches = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs.get("accuracy") > 0.9:
+                self.model.stop_training = True
+
+    (x, y), _ = hubel.datasets.load("digits")
+    model = hubel.Sequential([L.Input((8, 8)), L.Rescaling(1 / 16), L.Flatten(), L.Dense(10, activation="softmax")])
+    model.compile(optimizer=hubel.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    stopper = StopAtAccuracy()
+    history = model.fit(x, y, epochs=50, batch_size=64, verbose=0, callbacks=[stopper])
+    epochs = len(history.history["accuracy"])
+    assert stopper.model is model and 1 < epochs < 50 and history.history["accuracy"][-1] > 0.9
+    assert max(history.history["accuracy"][:-1]) <= 0.9  # it stopped at the first epoch past 0.9
+    assert stopper.batches == epochs * math.ceil(len(x) / 64)  # the Keras name of the batch hook is called
+    assert model.stop_training is True  # read back as in Keras; the next fit starts it over

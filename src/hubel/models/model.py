@@ -275,6 +275,16 @@ class Model(Layer):
         return trainer
 
     @property
+    def stop_training(self) -> bool:
+        """Set to True in a callback to end fit, as Keras's `self.model.stop_training = True`: after
+        the current batch (the epoch then closes, with its validation) or epoch."""
+        return bool(self.trainer.stop_training)
+
+    @stop_training.setter
+    def stop_training(self, value: bool) -> None:
+        self.trainer.stop_training = bool(value)
+
+    @property
     def optimizer(self) -> Any:
         """The optimizer; `model.optimizer.learning_rate = 1e-4` changes the rate, also between fits."""
         return self.trainer.optimizer

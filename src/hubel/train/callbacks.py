@@ -45,9 +45,15 @@ class CallbackError(HubelError):
 
 class Callback:
     """Base class: every hook is a no-op. In a distributed fit callbacks run in every process,
-    except those that write files (writes_files = True), which run in process 0 alone."""
+    except those that write files (writes_files = True), which run in process 0 alone.
+
+    As in Keras, `self.model` is the model being trained (`self.model.stop_training = True` ends
+    fit) and `self.params` fit's settings; a batch hook may be written as on_train_batch_end or
+    as its older name on_batch_end.
+    """
 
     trainer: Trainer
+    model: Any  # the module fit trains: the Model, for a hubel model (set with trainer)
     params: dict[str, Any]  # fit's epochs, steps per epoch and batch size (set with trainer)
     writes_files = False
 
@@ -69,6 +75,14 @@ class Callback:
     def on_batch_end(self, batch: int, logs: Logs) -> None:
         """After each training batch."""
 
+    def on_train_batch_begin(self, batch: int, logs: Logs) -> None:
+        """Before each training batch (Keras's name; by default, on_batch_begin)."""
+        self.on_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch: int, logs: Logs) -> None:
+        """After each training batch (Keras's name; by default, on_batch_end)."""
+        self.on_batch_end(batch, logs)
+
 
 class CallbackList:
     """Calls a hook on every callback; a failure names the callback and the hook."""
@@ -79,7 +93,8 @@ class CallbackList:
         for callback in callbacks:
             if not isinstance(callback, Callback):
                 raise ConfigError(f"expected hubel Callback objects in `callbacks`. Received: {callback!r}")
-            callback.trainer, callback.params = trainer, params if params is not None else {}
+            callback.trainer, callback.model = trainer, trainer.model
+            callback.params = params if params is not None else {}
         # main: this process writes the run's files (the only one, or process 0 of several)
         self.callbacks = [callback for callback in callbacks if main or not callback.writes_files]
 

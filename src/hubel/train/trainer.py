@@ -523,7 +523,7 @@ class Trainer:
         for x_batch, y_batch, share in run.batches.epoch(epoch, skip):
             if y_batch is None:
                 raise DataError("training needs targets: pass y, or a dataset that yields (x, y) batches.")
-            run.callbacks.call("on_batch_begin", step, {})
+            run.callbacks.call("on_train_batch_begin", step, {})
             x_batch, y_batch = self._to_device(x_batch), self._to_device(y_batch)
             weights = run.weights_for(y_batch) if run.weights_for else None
             loss = self._train_step(x_batch, y_batch, weights, running, share)
@@ -533,7 +533,7 @@ class Trainer:
             nonfinite = (step % check_every == 0 or save_now) and not bool(torch.isfinite(loss))
             if nonfinite and self._world.size == 1:  # never checkpoint a NaN
                 return self._stop_for_nonfinite(run, epoch, step, loss)
-            run.callbacks.call("on_batch_end", step - 1, {})
+            run.callbacks.call("on_train_batch_end", step - 1, {})
             if run.progress.live:
                 run.progress.batch_end(step, self._logs(running))
             if self._agree_to_stop(nonfinite) and self._world.size > 1:
