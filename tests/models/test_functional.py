@@ -195,3 +195,29 @@ def test_a_list_is_several_inputs_only_for_a_model_with_several_inputs():
         pair.predict([np.zeros((1, 2)), np.zeros((3, 2))])
     assert repr(L.Input((2,), name="pixels")) == "Input(shape=(2,), name='pixels')"
     assert "InputLayer" in repr(first.producer.layer)
+
+
+def test_every_layers_activations_as_the_keras_tutorial_takes_them():
+    # Deep Learning with Python, 5.4: a model from the input to each layer's output
+    layers = [L.Conv2D(8, 3, activation="relu"), L.MaxPooling2D(), L.Conv2D(4, 3, activation="relu"), L.Flatten()]
+    model = hubel.Sequential([L.Input((28, 28, 1)), *layers, L.Dense(10, activation="softmax")])
+    activation_model = hubel.Model(inputs=model.input, outputs=[layer.output for layer in model.layers[:3]])
+    images = np.random.default_rng(0).random((3, 28, 28, 1)).astype(np.float32)
+    activations = activation_model.predict(images)
+    assert [a.shape for a in activations] == [(3, 26, 26, 8), (3, 13, 13, 8), (3, 11, 11, 4)]
+    x = torch.from_numpy(images).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        for layer, activation in zip(model.layers[:3], activations):
+            x = layer(x)  # the same layers, the same weights, run by hand
+            np.testing.assert_allclose(activation, x.permute(0, 2, 3, 1).numpy(), rtol=1e-5, atol=1e-6)
+    assert model.inputs == [model.input] and model.outputs == [model.output] == [model.layers[-1].output]
+    assert model.layers[1].input is model.layers[0].output and model.output.shape == (None, 10)
+    np.testing.assert_allclose(hubel.Model(model.input, model.output).predict(images), model.predict(images))
+    model.pop()
+    assert model.output is model.layers[-1].output and model.output.shape == (None, 484)
+    # without an input shape there is nothing symbolic yet; building the model makes it
+    later = hubel.Sequential([L.Conv2D(4, 3), L.Flatten()])
+    with pytest.raises(ConfigError, match=r"Conv2D 'conv2d_2' has never been called on a symbolic tensor"):
+        _ = later.layers[0].output
+    later.build((None, 8, 8, 1))
+    assert later.layers[1].output.shape == (None, 144) and later.input.shape == (None, 8, 8, 1)

@@ -222,6 +222,7 @@ class Layer(nn.Module):
         self._trainable = bool(trainable)
         self.built = False
         self.after: str | None = None  # the layer feeding this one, for error messages
+        self._inbound_nodes: list[Node] = []  # its calls on symbolic tensors, first to last
         self._input_shape: Shape | None = None
         self._output_shape: Shape | None = None
 
@@ -291,7 +292,30 @@ class Layer(nn.Module):
         several = isinstance(output, list)
         for index, shape in enumerate(output if several else [output]):  # type: ignore[arg-type]
             node.outputs.append(SymbolicTensor(shape, f"{self.name}_{index}" if several else self.name, node, index))
+        self._inbound_nodes.append(node)
         return list(node.outputs) if several else node.outputs[0]
+
+    @property
+    def input(self) -> Any:
+        """The symbolic tensor this layer was first called on (a list for merge layers), as
+        Keras's `layer.input`. A layer in a Sequential with a known input shape has one."""
+        return self._first_call("inputs", "input")
+
+    @property
+    def output(self) -> Any:
+        """The symbolic tensor of this layer's first call, as Keras's `layer.output`: what
+        `hubel.Model(model.inputs, [layer.output for layer in model.layers])` takes to return
+        every layer's activations."""
+        return self._first_call("outputs", "output")
+
+    def _first_call(self, side: str, what: str) -> Any:
+        if not self._inbound_nodes:
+            raise ConfigError(
+                f"{self.describe()} has never been called on a symbolic tensor, so it has no {what} yet. Give its "
+                f"model an input shape (start a Sequential with hubel.layers.Input(shape=...)) or call it on one."
+            )
+        tensors = getattr(self._inbound_nodes[0], side)
+        return tensors[0] if len(tensors) == 1 else list(tensors)
 
     @property
     def input_shape(self) -> Any:

@@ -211,6 +211,18 @@ class Model(Layer):
     def outputs(self) -> list[SymbolicTensor]:
         return list(self._outputs)
 
+    @property
+    def input(self) -> Any:  # type: ignore[override]
+        """The model's input tensor (a list for several), as Keras's `model.input`."""
+        inputs = self.inputs
+        return inputs[0] if self._single_input else inputs
+
+    @property
+    def output(self) -> Any:  # type: ignore[override]
+        """The model's output tensor (a list for several), as Keras's `model.output`."""
+        outputs = self.outputs
+        return outputs[0] if self._single_output else outputs
+
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         """A layer by name or by index, as in Keras; unknown names suggest the close ones."""
         layers = self.layers
@@ -307,9 +319,9 @@ class Model(Layer):
         """The loss, or [loss, *metrics] when compiled with metrics."""
         return self.trainer.evaluate(x, y, batch_size=batch_size, verbose=verbose)
 
-    def predict(self, x: Any, batch_size: int = 32) -> np.ndarray:
-        """Outputs for every example, as a NumPy array (works without compile, and on a model
-        whose layers are all frozen)."""
+    def predict(self, x: Any, batch_size: int = 32) -> Any:
+        """Outputs for every example, as a NumPy array (a list of arrays for a model with several
+        outputs, as Keras's; works without compile, and on a model whose layers are all frozen)."""
         from hubel.train.trainer import Trainer
 
         trainer = self.__dict__.get("_trainer")

@@ -44,6 +44,8 @@ class Sequential(Model):
         super().__init__(name=name, trainable=trainable)
         self._model_input_shape: Shape | None = None
         self._single_input = self._single_output = True
+        self._given_input: SymbolicTensor | None = None  # the Input the model started with, if any
+        self._trace: list[SymbolicTensor] = []  # the Input, then each layer's symbolic output
         for layer in layers or []:
             self.add(layer)
 
@@ -62,7 +64,7 @@ class Sequential(Model):
                 )
             if self.layers or self._model_input_shape is not None:
                 raise ConfigError(f"Sequential {self.name!r}: an Input must come first, before any layer.")
-            self._model_input_shape = layer.example_shape
+            self._model_input_shape, self._given_input = layer.example_shape, layer
             return
         if not isinstance(layer, Layer):
             raise ConfigError(
@@ -89,13 +91,34 @@ class Sequential(Model):
                 )
             layer.build(incoming)
         self.add_module(layer.name, layer)
+        if incoming is not None:
+            self._trace_layers()
 
     def pop(self) -> Layer:
         """Remove and return the last layer."""
         if not self.layers:
             raise ConfigError(f"Sequential {self.name!r} has no layers to pop.")
         name = next(reversed(self._modules))
-        return self._modules.pop(name)  # type: ignore[return-value]
+        layer: Layer = self._modules.pop(name)  # type: ignore[assignment]
+        self._trace_layers()
+        return layer
+
+    def _trace_layers(self) -> None:
+        """Call the layers on symbolic tensors, from the model's Input, as Keras's Sequential builds
+        its graph: model.inputs and model.outputs, and each layer's input and output, then exist."""
+        for tensor in self._trace[1:]:  # the calls of an earlier trace
+            layer = tensor.producer.layer  # type: ignore[union-attr]
+            layer._inbound_nodes = [node for node in layer._inbound_nodes if node is not tensor.producer]
+        self._trace = []
+        if self._model_input_shape is None or not self.built:
+            return
+        if self._given_input is None or self._given_input.example_shape != self._model_input_shape:
+            self._given_input = Input(self._model_input_shape)
+        self._trace = [self._given_input]
+        for layer in self.layers:
+            after = layer.after  # the model's own account of what feeds the layer, for its errors
+            self._trace.append(layer._call_symbolic(self._trace[-1], None))
+            layer.after = after
 
     def build(self, input_shape: Any) -> None:
         """Build every layer for `input_shape`, with or without the batch axis: (None, 28, 28, 1)."""
@@ -118,6 +141,7 @@ class Sequential(Model):
             layer.build(incoming)
             incoming = layer._require_built()[1]
         self._model_input_shape = shape
+        self._trace_layers()
 
     def _current_shape(self) -> Shape | None:
         if self._model_input_shape is None:
@@ -130,7 +154,7 @@ class Sequential(Model):
                 f"Sequential {self.name!r}: layer names must be unique; {name!r} is already the name of a layer "
                 f"in this model. Pass another `name=`."
             )
-        if hasattr(self, name):
+        if hasattr(type(self), name) or name in self.__dict__:
             raise ConfigError(
                 f"Sequential {self.name!r}: the layer name {name!r} is also an attribute of Sequential. "
                 f"Pass another `name=`."
@@ -141,6 +165,18 @@ class Sequential(Model):
     @property
     def layers(self) -> list[Layer]:
         return list(self._modules.values())  # type: ignore[arg-type]
+
+    @property
+    def inputs(self) -> list[SymbolicTensor]:
+        """[the Input], as Keras's `model.inputs` (the model needs its input shape)."""
+        self._require_input_shape()
+        return self._trace[:1]
+
+    @property
+    def outputs(self) -> list[SymbolicTensor]:
+        """[the last layer's symbolic output], as Keras's `model.outputs`."""
+        self._require_input_shape()
+        return self._trace[-1:]
 
     @property
     def built(self) -> bool:

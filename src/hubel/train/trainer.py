@@ -103,6 +103,13 @@ def test_time_forward(forward: Callable[[Any], Any], model: nn.Module, x: Any) -
     return (output + mirrored) / 2  # the probabilities' mean (a loss on it reads them, clipped)
 
 
+def _on_host(output: Tensor | Sequence[Tensor]) -> Tensor | list[Tensor]:
+    """A batch's output (or each of a model's outputs) as float32 on the CPU."""
+    if isinstance(output, (list, tuple)):
+        return [part.float().cpu() for part in output]
+    return output.float().cpu()
+
+
 def fast_bfloat16(device: torch.device) -> bool:
     """Whether bf16 autocast speeds training on this device: CUDA GPUs that support bf16, and
     CPUs with AMX tiles (Intel Sapphire Rapids and later). Elsewhere float32 is as fast or faster."""
@@ -733,21 +740,24 @@ class Trainer:
         return values[0] if len(values) == 1 else values
 
     @torch.no_grad()
-    def predict(self, x: Any, batch_size: int = 32) -> np.ndarray:
-        """Model outputs for every example, as one NumPy array."""
+    def predict(self, x: Any, batch_size: int = 32) -> Any:
+        """Model outputs for every example, as one NumPy array (a list of them, one an output, for
+        a model with several outputs, as Keras's predict)."""
         x = self._encode(x)
         self._place()
         was_training = self.model.training
         self.model.eval()
         with self._autocast():
             outputs = [
-                test_time_forward(self.forward, self.model, x_part).float().cpu()
+                _on_host(test_time_forward(self.forward, self.model, x_part))
                 for x_batch, _, _ in batches_of(x, None, batch_size, False, 0, self.inputs).epoch(0)
                 for x_part, _ in self._inference_chunks(self._to_device(x_batch), None)
             ]
         self.model.train(was_training)
         if not outputs:
             raise DataError("predict got no examples.")
+        if isinstance(outputs[0], list):  # several outputs: one array each
+            return [torch.cat([batch[index] for batch in outputs]).numpy() for index in range(len(outputs[0]))]
         return torch.cat(outputs).numpy()
 
     # ----- checkpoints -------------------------------------------------------------------------
