@@ -221,3 +221,14 @@ def test_every_layers_activations_as_the_keras_tutorial_takes_them():
         _ = later.layers[0].output
     later.build((None, 8, 8, 1))
     assert later.layers[1].output.shape == (None, 144) and later.input.shape == (None, 8, 8, 1)
+
+
+def test_layers_may_be_named_input_and_output_as_in_keras(tmp_path):
+    model = hubel.Sequential([L.Input((4,)), L.Dense(3, name="input"), L.Dense(2, activation="softmax", name="output")])
+    assert model.output.shape == (None, 2) and model.get_layer("output").units == 2  # the tensor, and the layer
+    model.save(tmp_path / "named.hubel")
+    x = np.random.default_rng(0).random((5, 4)).astype(np.float32)
+    np.testing.assert_allclose(hubel.load_model(tmp_path / "named.hubel").predict(x), model.predict(x), rtol=1e-6)
+    inputs = L.Input((4,))
+    graph = hubel.Model(inputs, L.Dense(2, name="output")(inputs))
+    assert [layer.name for layer in graph.layers][1:] == ["output"] and graph.output.shape == (None, 2)

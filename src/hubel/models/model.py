@@ -160,12 +160,12 @@ class Model(Layer):
         self._output_shape = output_shapes[0] if self._single_output else output_shapes  # type: ignore[assignment]
 
     def _register(self, layer: Layer) -> None:
-        if layer.name in dir(Model) or layer.name in self.__dict__:
+        if (layer.name in dir(Model) and layer.name not in _KERAS_TENSOR_NAMES) or layer.name in self.__dict__:
             raise ConfigError(
                 f"{self.kind} {self.name!r}: the layer name {layer.name!r} is also an attribute of a model. "
                 f"Pass another `name=`."
             )
-        self.add_module(layer.name, layer)
+        register_module(self, layer)
 
     @property
     def built(self) -> bool:
@@ -541,6 +541,19 @@ def walk_layers(model: Any) -> list[Layer]:
 def class_name(layer: Layer) -> str:
     """The class name a summary and a model file give a layer: 'Functional' for a model, as Keras."""
     return getattr(layer, "kind", None) or type(layer).__name__
+
+
+_KERAS_TENSOR_NAMES = ("input", "output")  # Keras's model.input and .output, and fine names for layers
+
+
+def register_module(model: Model, layer: Layer) -> None:
+    """Add `layer` to the model's modules under its name. A layer named "input" or "output" (as
+    Keras allows) is stored beside the properties of those names, which torch's add_module refuses;
+    the model reaches its layers through its modules, never as attributes."""
+    if layer.name in _KERAS_TENSOR_NAMES:
+        model._modules[layer.name] = layer
+    else:
+        model.add_module(layer.name, layer)
 
 
 def _is_input(tensor: SymbolicTensor) -> bool:

@@ -20,7 +20,7 @@ from hubel.layers.args import shape_tuple
 from hubel.layers.base import Layer, Shape, layer_from_entry, register_layer
 from hubel.layers.core import Input, InputLayer
 from hubel.layers.symbolic import SymbolicTensor
-from hubel.models.model import Model, class_name
+from hubel.models.model import Model, class_name, register_module
 
 __all__ = ["Sequential"]
 
@@ -90,7 +90,7 @@ class Sequential(Model):
                     f"({self.layers[-1].name}) outputs {incoming}. Drop input_shape from layers after the first."
                 )
             layer.build(incoming)
-        self.add_module(layer.name, layer)
+        register_module(self, layer)
         if incoming is not None:
             self._trace_layers()
 
@@ -154,7 +154,7 @@ class Sequential(Model):
                 f"Sequential {self.name!r}: layer names must be unique; {name!r} is already the name of a layer "
                 f"in this model. Pass another `name=`."
             )
-        if hasattr(type(self), name) or name in self.__dict__:
+        if (hasattr(type(self), name) and name not in ("input", "output")) or name in self.__dict__:
             raise ConfigError(
                 f"Sequential {self.name!r}: the layer name {name!r} is also an attribute of Sequential. "
                 f"Pass another `name=`."
