@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 import sys
 
-from hubel import data, datasets, errors, layers, train
+from hubel import data, datasets, errors, layers, train, utils
 from hubel.errors import ConfigError, DataError, HubelError, ModelFileError, ShapeError, UnknownNameError
 from hubel.layers.base import clear_session
 from hubel.models import Model, Sequential, applications, load_model
@@ -40,6 +40,7 @@ __all__ = [
     "optimizers",
     "set_seed",
     "train",
+    "utils",
 ]
 
 

@@ -4,6 +4,7 @@ from hubel.data import datasets, imdb
 from hubel.data.datasets import DatasetInfo, info, list_datasets, load
 from hubel.data.folders import ImageFolderDataset, image_folder, scan_folder
 from hubel.data.health import HealthReport, check
+from hubel.data.labels import to_categorical
 from hubel.data.paths import cache_dir, data_dir
 from hubel.data.text import TextFolderDataset, pad_sequences, text_folder, text_to_word_sequence
 
@@ -25,4 +26,5 @@ __all__ = [
     "scan_folder",
     "text_folder",
     "text_to_word_sequence",
+    "to_categorical",
 ]
