@@ -25,6 +25,7 @@ from hubel.layers import window
 from hubel.layers.args import shape_tuple
 from hubel.layers.initializers import initialize
 from hubel.layers.symbolic import Node, SymbolicTensor, flatten_symbolic, is_symbolic
+from hubel.layers.weights import Weight, own_weights
 from hubel.registry import Registry
 
 __all__ = [
@@ -339,6 +340,22 @@ class Layer(nn.Module):
                 layer._trainable = bool(value)
                 for parameter in layer.parameters(recurse=False):
                     parameter.requires_grad_(bool(value))
+
+    @property
+    def weights(self) -> list[Weight]:
+        """Every weight, as Keras's `layer.weights`: this layer's (trainable first), then its
+        sublayers'; Keras's names, layouts and shapes (see layers/weights.py)."""
+        return own_weights(self) + [weight for layer in self._sublayers() for weight in layer.weights]
+
+    @property
+    def trainable_weights(self) -> list[Weight]:
+        """The weights that train, as Keras's `layer.trainable_weights` (none when frozen)."""
+        return [weight for weight in self.weights if weight.trainable]
+
+    @property
+    def non_trainable_weights(self) -> list[Weight]:
+        """Frozen weights and state such as BN's moving statistics, as Keras's."""
+        return [weight for weight in self.weights if not weight.trainable]
 
     def count_params(self) -> int:
         """All weights, as Keras counts them: parameters plus state such as BN moving statistics."""
