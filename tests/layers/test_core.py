@@ -167,3 +167,17 @@ def test_trainable_false_freezes_parameters():
     layer.trainable = False
     assert layer.count_trainable_params() == 0 and layer.count_params() == 15
     assert not any(p.requires_grad for p in layer.parameters())
+
+
+def test_softmax_layer_along_keras_axes():
+    out = check_layer(L.Softmax(), (4, 5, 3), (4, 5, 3), 0)  # channels: each pixel's three values sum to 1
+    np.testing.assert_allclose(out.sum(dim=-1).numpy(), 1.0, rtol=1e-6)
+    layer = L.Softmax(axis=1)  # along the height, in Keras's layout
+    layer.build((4, 5, 3))
+    x = torch.randn(2, 3, 4, 5)  # internal (N, C, H, W)
+    torch.testing.assert_close(layer(x), torch.softmax(x, dim=2))
+    assert L.Softmax(axis=2).get_config()["axis"] == 2
+    with pytest.raises(ConfigError, match="0 is the batch axis"):
+        L.Softmax(axis=0)
+    with pytest.raises(ShapeError, match="axis=3 is outside an input of rank 1"):
+        L.Softmax(axis=3).build((10,))

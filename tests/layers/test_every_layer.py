@@ -42,6 +42,7 @@ SAMPLES = {
     "RandomZoom": (lambda: L.RandomZoom(0.1, 0.2), (4, 4, 3)),
     "ReLU": (lambda: L.ReLU(6.0), (4, 4, 3)),
     "Rescaling": (lambda: L.Rescaling(1 / 255), (4, 4, 3)),
+    "Softmax": (lambda: L.Softmax(axis=1), (4, 4, 3)),
     "Residual": (lambda: L.Residual([L.Conv2D(3, 3, padding="same"), L.BatchNormalization(), "ReLU"]), (4, 4, 3)),
     "Reshape": (lambda: L.Reshape((-1,)), (4, 4, 3)),
     "ZeroPadding2D": (lambda: L.ZeroPadding2D(((0, 1), (2, 0))), (4, 4, 3)),

@@ -216,3 +216,12 @@ def test_unbuilt_model_summary_says_how_to_build():
     model = hubel.Sequential([L.Dense(3)])
     with pytest.raises(ShapeError, match=r"is not built yet.*model.build\(\(None, H, W, C\)\)"):
         model.summary()
+
+
+def test_the_tensorflow_tutorials_probability_model_wraps_a_logits_model():
+    model = hubel.Sequential([L.Input((28, 28)), L.Flatten(), L.Dense(128, activation="relu"), L.Dense(10)])
+    probability_model = hubel.Sequential([model, L.Softmax()])
+    images = np.random.default_rng(0).random((3, 28, 28)).astype(np.float32)
+    logits = torch.from_numpy(model.predict(images))
+    probabilities = probability_model.predict(images)
+    np.testing.assert_allclose(probabilities, torch.softmax(logits, -1).numpy(), rtol=1e-5, atol=1e-7)

@@ -23,6 +23,7 @@ from hubel.layers.core import (
     ReLU,
     Rescaling,
     Reshape,
+    Softmax,
     ZeroPadding2D,
 )
 from hubel.layers.initializers import list_initializers
@@ -105,6 +106,7 @@ __all__ = [
     "Rescaling",
     "Reshape",
     "Residual",
+    "Softmax",
     "Subtract",
     "TextVectorization",
     "ZeroPadding2D",

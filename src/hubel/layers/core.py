@@ -29,6 +29,7 @@ __all__ = [
     "ReLU",
     "Rescaling",
     "Reshape",
+    "Softmax",
     "ZeroPadding2D",
 ]
 
@@ -246,6 +247,48 @@ class Activation(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "activation": self.activation}
+
+
+@register_layer
+class Softmax(Layer):
+    """Probabilities along `axis` (Keras's layout with the batch axis first; -1, the default, is
+    the channels axis), as Keras's Softmax layer: the TensorFlow tutorial's
+    `probability_model = Sequential([model, Softmax()])` over a model that outputs logits.
+
+    Example:
+        >>> Softmax().compute_output_shape((10,))
+        (10,)
+    """
+
+    def __init__(self, axis: int = -1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(axis, int) or isinstance(axis, bool) or axis == 0:
+            raise ConfigError(
+                f"Softmax: expected `axis` to be a non-zero integer (0 is the batch axis). Received: axis={axis!r}"
+            )
+        self.axis = axis
+        self._internal_axis = 1
+        _, self._channel_softmax = get_activation("softmax")
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        rank = len(input_shape)
+        axis = self.axis + rank + 1 if self.axis < 0 else self.axis  # 1..rank, batch axis excluded
+        if not 1 <= axis <= rank:
+            raise self.shape_error(
+                input_shape,
+                f"axis={self.axis} is outside an input of rank {rank} (plus the batch axis)",
+                "Use axis=-1.",
+            )
+        self._internal_axis = 1 if axis == rank else axis + 1  # internal tensors are channels first
+        return tuple(input_shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._internal_axis == 1:  # the channels: the softmax activation, which a loss reads as logits
+            return self._channel_softmax(x)
+        return F.softmax(x, dim=self._internal_axis)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "axis": self.axis}
 
 
 @register_layer
