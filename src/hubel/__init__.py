@@ -16,7 +16,7 @@ from hubel import data, datasets, errors, layers, train, utils
 from hubel.errors import ConfigError, DataError, HubelError, ModelFileError, ShapeError, UnknownNameError
 from hubel.layers.base import clear_session
 from hubel.models import Model, Sequential, applications, load_model
-from hubel.train import callbacks, optimizers
+from hubel.train import callbacks, losses, optimizers
 from hubel.train.trainer import set_seed
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "errors",
     "layers",
     "load_model",
+    "losses",
     "optimizers",
     "set_seed",
     "train",

@@ -71,3 +71,15 @@ def test_mean_squared_and_absolute_error():
 def test_unknown_loss_suggests():
     with pytest.raises(UnknownNameError, match="Did you mean 'sparse_categorical_crossentropy'"):
         get_loss("sparse_categorical_crossentropi")
+
+
+def test_loss_objects_under_keras_names():
+    import hubel
+
+    logits, labels = torch.randn(6, 4), torch.tensor([0, 3, 1, 2, 2, 0])
+    loss = hubel.losses.SparseCategoricalCrossentropy(from_logits=True)  # the TensorFlow tutorial's
+    torch.testing.assert_close(loss(logits, labels), F.cross_entropy(logits, labels, reduction="none"))
+    one_hot = F.one_hot(labels, 4).float()
+    torch.testing.assert_close(
+        hubel.losses.CategoricalCrossentropy(from_logits=True)(logits, one_hot), loss(logits, labels)
+    )

@@ -16,7 +16,18 @@ from torch import Tensor
 from hubel.errors import ConfigError, ShapeError
 from hubel.registry import Registry
 
-__all__ = ["LOSSES", "Loss", "get_loss", "list_losses", "logits_of"]
+__all__ = [
+    "LOSSES",
+    "BinaryCrossentropy",
+    "CategoricalCrossentropy",
+    "Loss",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "SparseCategoricalCrossentropy",
+    "get_loss",
+    "list_losses",
+    "logits_of",
+]
 
 EPSILON = 1e-7
 LOSSES: Registry[type[Loss]] = Registry("loss", "hubel.train.list_losses()")
