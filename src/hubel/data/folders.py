@@ -30,7 +30,9 @@ from hubel.data.shards import ShardBatch, shard
 from hubel.errors import ConfigError, DataError
 from hubel.files import atomic_write
 
-__all__ = ["FolderScan", "ImageFolderDataset", "Skipped", "image_folder", "scan_folder"]
+__all__ = ["AUTOTUNE", "FolderScan", "ImageFolderDataset", "Skipped", "image_folder", "scan_folder"]
+
+AUTOTUNE = -1  # tf.data.AUTOTUNE, for the tutorials' `dataset.prefetch(buffer_size=AUTOTUNE)`
 
 _SPLIT_NAMES = {
     "training": ("train", "training"),
@@ -220,7 +222,7 @@ class ImageFolderDataset:
         self._pixels, self._rows = pixels, rows
         self.labels, self.files, self.class_names = labels, files, class_names
         self.root, self.subset = root, subset
-        self.batch_size, self.shuffle, self.label_mode = batch_size, shuffle, label_mode
+        self.batch_size, self.shuffles, self.label_mode = batch_size, shuffle, label_mode  # shuffles: each pass
         self.seed = seed if seed is not None else int(np.random.SeedSequence().entropy % (2**31))
         self.skipped = skipped
         self.epoch = 0
@@ -243,6 +245,39 @@ class ImageFolderDataset:
         """Shuffle the next pass as epoch `epoch` (a resumed run replays the same order)."""
         self.epoch = epoch
 
+    # ----- tf.data's pipeline methods, as the tutorials chain them ------------------------
+    # `train_ds.cache().shuffle(1000).prefetch(buffer_size=AUTOTUNE)` runs as written: the decoded
+    # pixels are cached on disk and in memory already, and a batch is a slice of them, so there
+    # is nothing to prefetch.
+
+    def cache(self, filename: str = "") -> ImageFolderDataset:
+        """The dataset itself: its decoded images are cached already."""
+        return self
+
+    def prefetch(self, buffer_size: int = AUTOTUNE) -> ImageFolderDataset:
+        """The dataset itself: a batch is a slice of cached pixels, ready at once."""
+        return self
+
+    def shuffle(self, buffer_size: int, seed: int | None = None, reshuffle_each_iteration: bool = True) -> Any:
+        """A view that shuffles all its images each pass (any buffer_size shuffles fully)."""
+        if not reshuffle_each_iteration:
+            raise ConfigError(
+                "shuffle(reshuffle_each_iteration=False) is not supported: hubel reshuffles every pass, from the "
+                "seed. Leave the argument out."
+            )
+        view = copy.copy(self)
+        view.shuffles = True
+        view.seed = self.seed if seed is None else int(seed)
+        return view
+
+    def take(self, count: int) -> list[Any]:
+        """The first `count` batches of one pass, as tf.data's take (the tutorials'
+        `for images, labels in train_ds.take(1)`); count -1 takes them all."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < -1:
+            raise ConfigError(f"take: expected a number of batches (-1 for all). Received: {count!r}")
+        batches = iter(self)
+        return list(batches) if count == -1 else [batch for _, batch in zip(range(count), batches)]
+
     def shard(self, rank: int, size: int) -> ImageFolderDataset:
         """Process `rank`'s view of the data in a run on `size` processes: each global batch
         (batch_size × size examples of the one shuffled order) split as data.shards.shard splits
@@ -256,7 +291,7 @@ class ImageFolderDataset:
 
     def __iter__(self) -> Iterator[Any]:
         order = np.arange(len(self._rows))
-        if self.shuffle:
+        if self.shuffles:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(order)
         self.epoch += 1
         rank, size = self._shard
