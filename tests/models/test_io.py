@@ -141,3 +141,17 @@ def test_damaged_files_give_one_line_errors(tmp_path, damage, message):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ModelFileError, match="no such model file"):
         hubel.load_model(tmp_path / "nope.hubel")
+
+
+def test_to_json_and_model_from_json_rebuild_the_architecture_as_keras_does():
+    sequential = hubel.Sequential([L.Input((28, 28, 1)), L.Conv2D(8, 3, activation="relu"), L.Flatten(), L.Dense(10)])
+    inputs = L.Input((4,))
+    functional = hubel.Model(inputs, L.add([L.Dense(3)(inputs), L.Dense(3)(inputs)]))
+    for model in (sequential, functional):
+        text = model.to_json(indent=2)
+        assert json.loads(text)["class_name"] == model.kind
+        rebuilt = hubel.models.model_from_json(text)
+        assert type(rebuilt) is type(model) and rebuilt.get_config() == model.get_config()
+        assert rebuilt.count_params() == model.count_params() and rebuilt.output_shape == model.output_shape
+    with pytest.raises(hubel.ConfigError, match=r"model_from_json: expected the JSON text of model\.to_json\(\)"):
+        hubel.models.model_from_json("{not json")

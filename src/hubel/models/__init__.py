@@ -2,7 +2,7 @@
 .hubel model file and the zoo."""
 
 from hubel.models import applications, zoo
-from hubel.models.io import load_model, model_from_config, save_model
+from hubel.models.io import load_model, model_from_config, model_from_json, save_model
 from hubel.models.model import Model, walk_layers
 from hubel.models.sequential import Sequential
 from hubel.models.summary import ModelSummary, render_summary, summarize
@@ -14,6 +14,7 @@ __all__ = [
     "applications",
     "load_model",
     "model_from_config",
+    "model_from_json",
     "render_summary",
     "save_model",
     "summarize",

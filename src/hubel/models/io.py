@@ -18,7 +18,7 @@ from hubel.files import atomic_write
 from hubel.models.model import Model
 from hubel.models.sequential import Sequential
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "load_model", "model_from_config", "save_model"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "load_model", "model_from_config", "model_from_json", "save_model"]
 
 FORMAT = "hubel.model"
 FORMAT_VERSION = 1
@@ -63,6 +63,18 @@ def model_from_config(config: dict[str, Any]) -> Model:
     if isinstance(config, dict) and "input_layers" in config:
         return Model.from_config(config)
     return Sequential.from_config(config)
+
+
+def model_from_json(text: str) -> Model:
+    """A model from model.to_json() (or a bare get_config() as JSON), as Keras's model_from_json:
+    the architecture, with fresh weights."""
+    try:
+        document = json.loads(text)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"model_from_json: expected the JSON text of model.to_json(). Received: {error}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"model_from_json: expected a JSON object. Received: {type(document).__name__}")
+    return model_from_config(document.get("config", document) if "class_name" in document else document)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> Model:

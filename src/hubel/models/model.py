@@ -347,6 +347,13 @@ class Model(Layer):
 
     # ----- config -----------------------------------------------------------------------
 
+    def to_json(self, **kwargs: Any) -> str:
+        """The architecture as JSON, as Keras's to_json ({"class_name", "config"}; no weights):
+        hubel.models.model_from_json rebuilds it. kwargs go to json.dumps (indent=2, ...)."""
+        import json
+
+        return json.dumps({"class_name": self.kind, "config": self.get_config()}, **kwargs)
+
     def get_config(self) -> dict[str, Any]:
         """Keras's functional config: every layer with the calls that feed it ("inbound_nodes",
         each input as [layer name, node index, tensor index]), then the model's inputs and outputs."""
