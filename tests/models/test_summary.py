@@ -1,3 +1,5 @@
+import pytest
+
 import hubel
 from helpers import fashion_model
 from hubel import layers as L
@@ -64,3 +66,15 @@ def test_summary_counts_frozen_and_batchnorm_weights_as_non_trainable():
 def test_readable_bytes_uses_powers_of_1024_like_keras():
     assert readable_bytes(1023) == "1023.00 B"
     assert readable_bytes(2**20) == "1.00 MB"
+
+
+def test_show_trainable_adds_keras_trainable_column():
+    model = hubel.Sequential([L.Input((8, 8, 1)), L.Conv2D(4, 3), L.MaxPooling2D(), L.Flatten(), L.Dense(2)])
+    model.layers[0].trainable = False
+    lines = []
+    model.summary(print_fn=lines.append, show_trainable=True)
+    assert "Trainable" in lines[2]  # the header row, after the model name and the top rule
+    marks = {line.split()[1]: line.rstrip(" │").split()[-1] for line in lines if line.startswith("│ ")}
+    assert marks == {"conv2d": "N", "max_pooling2d": "-", "flatten": "-", "dense": "Y"}  # Keras's Y / N / -
+    with pytest.raises(hubel.ConfigError, match="expand_nested=True is not supported"):
+        model.summary(expand_nested=True)

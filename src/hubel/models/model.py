@@ -240,12 +240,28 @@ class Model(Layer):
         """Multiply-accumulates per example: every call of every layer."""
         return sum(step.layer.macs() for step in self._program)
 
-    def summary(self, print_fn: Callable[[str], Any] | None = None) -> None:
+    def summary(
+        self,
+        line_length: int | None = None,
+        positions: Any = None,
+        print_fn: Callable[[str], Any] | None = None,
+        expand_nested: bool = False,
+        show_trainable: bool = False,
+        layer_range: Any = None,
+    ) -> None:
         """Print Keras's summary table with MACs and memory columns (and "Connected to" for a
-        graph that is not a chain); print_fn gets one line at a time."""
+        graph that is not a chain); print_fn gets one line at a time. As Keras's: line_length
+        (the table's widest), show_trainable (a "Trainable" column: Y, N, or -)."""
         from hubel.models.summary import render_summary, summarize
 
-        for line in render_summary(summarize(self)).splitlines():
+        unsupported = {"positions": positions, "expand_nested": expand_nested, "layer_range": layer_range}
+        given = [f"{key}={value!r}" for key, value in unsupported.items() if value not in (None, False)]
+        if given:
+            raise ConfigError(
+                f"summary: {', '.join(given)} is not supported; hubel's summary takes line_length, print_fn and "
+                f"show_trainable. Leave the others out."
+            )
+        for line in render_summary(summarize(self), show_trainable, line_length).splitlines():
             (print_fn or print)(line)
 
     def describe(self) -> str:

@@ -32,6 +32,7 @@ class LayerRow:
     macs: int  # multiply-accumulates per example
     output_bytes: int  # activation memory per example
     connected_to: tuple[str, ...] = ()  # the layers' outputs this one takes, as Keras prints them
+    trainable: bool | None = None  # layer.trainable; None for a layer without weights ("-" in Keras)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ def summarize(model: Model) -> ModelSummary:
                 macs=layer.macs(),
                 output_bytes=0 if isinstance(layer, InputLayer) else sum(math.prod(s[1:]) for s in shapes) * element,
                 connected_to=connections.get(layer.name, ()),
+                trainable=layer.trainable if layer.count_params() else None,
             )
         )
     total, trainable = model.count_params(), model.count_trainable_params()
@@ -154,8 +156,9 @@ def _shape(shape: Any) -> str:
     )
 
 
-def render_summary(summary: ModelSummary) -> str:
-    """The summary as plain text: the Keras table and footer, with hubel's extra columns."""
+def render_summary(summary: ModelSummary, show_trainable: bool = False, line_length: int | None = None) -> str:
+    """The summary as plain text: the Keras table and footer, with hubel's extra columns;
+    show_trainable adds Keras's "Trainable" column (Y, N, or - for a layer without weights)."""
     table = Table(box=box.HEAVY_HEAD, show_lines=True, pad_edge=True)
     table.add_column("Layer (type)", no_wrap=True)
     table.add_column("Output Shape", no_wrap=True)
@@ -164,6 +167,8 @@ def render_summary(summary: ModelSummary) -> str:
     table.add_column("Output memory", justify="right", no_wrap=True)
     if summary.show_connections:
         table.add_column("Connected to", no_wrap=True)
+    if show_trainable:
+        table.add_column("Trainable", justify="center", no_wrap=True)
     for row in summary.rows:
         cells = [
             f"{row.name} ({row.class_name})",
@@ -174,9 +179,11 @@ def render_summary(summary: ModelSummary) -> str:
         ]
         if summary.show_connections:
             cells.append(",\n".join(row.connected_to))
+        if show_trainable:
+            cells.append("-" if row.trainable is None else "Y" if row.trainable else "N")
         table.add_row(*cells)
     buffer = io.StringIO()
-    console = Console(file=buffer, width=200, color_system=None, force_terminal=False, highlight=False)
+    console = Console(file=buffer, width=line_length or 200, color_system=None, force_terminal=False, highlight=False)
     console.print(f'Model: "{summary.name}"')
     console.print(table)
     per_param = summary.param_bytes / summary.total_params if summary.total_params else 4
