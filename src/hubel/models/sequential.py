@@ -91,7 +91,9 @@ class Sequential(Model):
                 )
             layer.build(incoming)
         register_module(self, layer)
-        if incoming is not None:
+        if incoming is not None and len(self._trace) == len(self.layers):  # the rest is traced: extend it
+            self._trace_call(layer)
+        elif incoming is not None:
             self._trace_layers()
 
     def pop(self) -> Layer:
@@ -116,9 +118,12 @@ class Sequential(Model):
             self._given_input = Input(self._model_input_shape)
         self._trace = [self._given_input]
         for layer in self.layers:
-            after = layer.after  # the model's own account of what feeds the layer, for its errors
-            self._trace.append(layer._call_symbolic(self._trace[-1], None))
-            layer.after = after
+            self._trace_call(layer)
+
+    def _trace_call(self, layer: Layer) -> None:
+        after = layer.after  # the model's own account of what feeds the layer, for its errors
+        self._trace.append(layer._call_symbolic(self._trace[-1], None))
+        layer.after = after
 
     def build(self, input_shape: Any) -> None:
         """Build every layer for `input_shape`, with or without the batch axis: (None, 28, 28, 1)."""
