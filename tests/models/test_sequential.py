@@ -225,3 +225,16 @@ def test_the_tensorflow_tutorials_probability_model_wraps_a_logits_model():
     logits = torch.from_numpy(model.predict(images))
     probabilities = probability_model.predict(images)
     np.testing.assert_allclose(probabilities, torch.softmax(logits, -1).numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_predict_and_evaluate_take_the_keras_arguments_tutorials_pass(capsys):
+    model = hubel.Sequential([L.Input((4,)), L.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = np.random.default_rng(0).random((10, 4)).astype(np.float32), np.arange(10) % 3
+    probabilities = model.predict(x, verbose=0)
+    np.testing.assert_array_equal(model.predict_on_batch(x), probabilities)
+    loss, accuracy = model.evaluate(x, y, verbose=0)
+    assert model.evaluate(x, y, verbose=0, return_dict=True) == {"loss": loss, "accuracy": accuracy}
+    assert capsys.readouterr().out == ""  # verbose=0 prints nothing
+    with pytest.raises(ConfigError, match=r"expected verbose 0, 1, 2 or 'auto'\. Received: verbose=3"):
+        model.predict(x, verbose=3)

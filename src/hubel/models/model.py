@@ -331,20 +331,31 @@ class Model(Layer):
 
         return find_learning_rate(self.trainer, x, y, **options)
 
-    def evaluate(self, x: Any, y: Any = None, batch_size: int = 32, verbose: int | str = "auto") -> Any:
-        """The loss, or [loss, *metrics] when compiled with metrics."""
-        return self.trainer.evaluate(x, y, batch_size=batch_size, verbose=verbose)
+    def evaluate(
+        self, x: Any, y: Any = None, batch_size: int = 32, verbose: int | str = "auto", return_dict: bool = False
+    ) -> Any:
+        """The loss, or [loss, *metrics] when compiled with metrics; with return_dict, Keras's
+        {"loss": ..., "accuracy": ...}."""
+        return self.trainer.evaluate(x, y, batch_size=batch_size, verbose=verbose, return_dict=return_dict)
 
-    def predict(self, x: Any, batch_size: int = 32) -> Any:
+    def predict(self, x: Any, batch_size: int = 32, verbose: int | str = "auto") -> Any:
         """Outputs for every example, as a NumPy array (a list of arrays for a model with several
-        outputs, as Keras's; works without compile, and on a model whose layers are all frozen)."""
+        outputs, as Keras's; works without compile, and on a model whose layers are all frozen).
+        verbose is taken as Keras takes it (0, 1, 2 or "auto"); hubel's predict prints nothing."""
         from hubel.train.trainer import Trainer
 
+        if verbose not in (0, 1, 2, "auto"):
+            raise ConfigError(f"predict: expected verbose 0, 1, 2 or 'auto'. Received: verbose={verbose!r}")
         trainer = self.__dict__.get("_trainer")
         if trainer is None:
             parameter = next(self.parameters(), None)
             trainer = Trainer(self, loss="mse", device=str(parameter.device) if parameter is not None else "cpu")
         return trainer.predict(x, batch_size=batch_size)
+
+    def predict_on_batch(self, x: Any) -> Any:
+        """The outputs for `x` taken as one batch, as Keras's predict_on_batch."""
+        first = x[0] if isinstance(x, (list, tuple)) and self.input_count > 1 else x
+        return self.predict(x, batch_size=max(1, len(first)))
 
     def export(self, path: str | Path, format: str = "onnx", **options: Any) -> Any:
         """Write the model as ONNX, checked against ONNX Runtime first (Keras's model.export). A

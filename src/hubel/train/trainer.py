@@ -731,11 +731,16 @@ class Trainer:
         for start in range(0, len(x), 8):
             yield x[start : start + 8], None if y is None else y[start : start + 8]
 
-    def evaluate(self, x: Any, y: Any = None, batch_size: int = 32, verbose: int | str = "auto") -> float | list[float]:
-        """The loss, or [loss, *metrics] when there are metrics (Keras's return values)."""
+    def evaluate(
+        self, x: Any, y: Any = None, batch_size: int = 32, verbose: int | str = "auto", return_dict: bool = False
+    ) -> float | list[float] | dict[str, float]:
+        """The loss, or [loss, *metrics] when there are metrics, or with return_dict the logs by
+        name (Keras's return values)."""
         start = time.perf_counter()
         logs = self.evaluate_logs((x, y) if y is not None else x, batch_size)
         Progress(verbose).message(f"Evaluate - {time.perf_counter() - start:.0f}s - {format_logs(logs)}")
+        if return_dict:
+            return dict(logs)
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
