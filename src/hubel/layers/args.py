@@ -8,7 +8,17 @@ from typing import Any
 
 from hubel.errors import ConfigError
 
-__all__ = ["choice", "fraction", "integer_tuple", "number", "positive_int", "shape_tuple"]
+__all__ = [
+    "axis_position",
+    "channels_first_axis",
+    "choice",
+    "fraction",
+    "integer_tuple",
+    "keras_axis",
+    "number",
+    "positive_int",
+    "shape_tuple",
+]
 
 
 def _is_int(value: Any) -> bool:
@@ -92,3 +102,25 @@ def shape_tuple(owner: str, name: str, value: Any) -> tuple[int, ...]:
             f"such as (28, 28, 1). Received: {name}={value!r}"
         )
     return tuple(int(item) for item in items)
+
+
+def keras_axis(owner: str, value: Any) -> int:
+    """An axis in Keras's layout, counted with the batch axis first: any non-zero integer (-1,
+    the channels axis, is the usual one)."""
+    if not _is_int(value) or value == 0:
+        raise ConfigError(
+            f"{owner}: expected `axis` to be a non-zero integer (0 is the batch axis). Received: axis={value!r}"
+        )
+    return int(value)
+
+
+def axis_position(axis: int, rank: int) -> int | None:
+    """Keras's `axis` as a position 1..rank among an example's axes (batch excluded), None outside."""
+    position = axis + rank + 1 if axis < 0 else axis
+    return position if 1 <= position <= rank else None
+
+
+def channels_first_axis(position: int, rank: int) -> int:
+    """Where an example's axis `position` (1..rank, Keras's layout) sits in hubel's channels-first
+    tensors, batch axis 0: the channels (the last) move to 1, the others up by one."""
+    return 1 if position == rank else position + 1

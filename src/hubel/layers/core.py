@@ -13,7 +13,16 @@ from torch import Tensor
 from hubel.errors import ConfigError
 from hubel.layers import window
 from hubel.layers.activations import get_activation
-from hubel.layers.args import fraction, integer_tuple, number, positive_int, shape_tuple
+from hubel.layers.args import (
+    axis_position,
+    channels_first_axis,
+    fraction,
+    integer_tuple,
+    keras_axis,
+    number,
+    positive_int,
+    shape_tuple,
+)
 from hubel.layers.base import Layer, Shape, internal_to_keras, keras_to_internal, register_layer, unique_name
 from hubel.layers.initializers import INITIALIZERS
 from hubel.layers.symbolic import Node, SymbolicTensor
@@ -262,24 +271,20 @@ class Softmax(Layer):
 
     def __init__(self, axis: int = -1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if not isinstance(axis, int) or isinstance(axis, bool) or axis == 0:
-            raise ConfigError(
-                f"Softmax: expected `axis` to be a non-zero integer (0 is the batch axis). Received: axis={axis!r}"
-            )
-        self.axis = axis
+        self.axis = keras_axis("Softmax", axis)
         self._internal_axis = 1
         _, self._channel_softmax = get_activation("softmax")
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         rank = len(input_shape)
-        axis = self.axis + rank + 1 if self.axis < 0 else self.axis  # 1..rank, batch axis excluded
-        if not 1 <= axis <= rank:
+        position = axis_position(self.axis, rank)
+        if position is None:
             raise self.shape_error(
                 input_shape,
                 f"axis={self.axis} is outside an input of rank {rank} (plus the batch axis)",
                 "Use axis=-1.",
             )
-        self._internal_axis = 1 if axis == rank else axis + 1  # internal tensors are channels first
+        self._internal_axis = channels_first_axis(position, rank)
         return tuple(input_shape)
 
     def forward(self, x: Tensor) -> Tensor:

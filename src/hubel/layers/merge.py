@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from hubel.errors import ConfigError
+from hubel.layers.args import axis_position, channels_first_axis, keras_axis
 from hubel.layers.base import Layer, Shape, register_layer
 
 __all__ = [
@@ -149,18 +150,14 @@ class Concatenate(_Merge):
 
     def __init__(self, axis: int = -1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if not isinstance(axis, int) or isinstance(axis, bool) or axis == 0:
-            raise ConfigError(
-                f"Concatenate: expected `axis` to be a non-zero integer (0 is the batch axis). Received: axis={axis!r}"
-            )
-        self.axis = axis
+        self.axis = keras_axis("Concatenate", axis)
         self._internal_axis = 1
 
     def compute_output_shape(self, input_shape: Any) -> Shape:
         shapes = self.check_inputs(input_shape)
         rank = len(shapes[0])
-        axis = self.axis + rank + 1 if self.axis < 0 else self.axis  # 1..rank, batch axis excluded
-        if not 1 <= axis <= rank:
+        axis = axis_position(self.axis, rank)  # 1..rank, batch axis excluded
+        if axis is None:
             raise self.shape_error(
                 shapes, f"axis={self.axis} is outside inputs of rank {rank} (plus the batch axis)", "Use axis=-1."
             )
@@ -172,8 +169,7 @@ class Concatenate(_Merge):
                     f"joining along axis {self.axis} needs every other axis to match",
                     "Resize or pool the inputs to the same size first.",
                 )
-        # internal tensors are channels first: Keras's last axis is axis 1, spatial axes move up one
-        self._internal_axis = 1 if axis == rank else axis + 1
+        self._internal_axis = channels_first_axis(axis, rank)
         output = list(shapes[0])
         output[axis - 1] = sum(shape[axis - 1] for shape in shapes)
         return tuple(output)

@@ -160,11 +160,7 @@ class Model(Layer):
         self._output_shape = output_shapes[0] if self._single_output else output_shapes  # type: ignore[assignment]
 
     def _register(self, layer: Layer) -> None:
-        if (layer.name in dir(Model) and layer.name not in _KERAS_TENSOR_NAMES) or layer.name in self.__dict__:
-            raise ConfigError(
-                f"{self.kind} {self.name!r}: the layer name {layer.name!r} is also an attribute of a model. "
-                f"Pass another `name=`."
-            )
+        check_layer_name(self, layer.name)
         register_module(self, layer)
 
     @property
@@ -578,6 +574,16 @@ def class_name(layer: Layer) -> str:
 
 
 _KERAS_TENSOR_NAMES = ("input", "output")  # Keras's model.input and .output, and fine names for layers
+
+
+def check_layer_name(model: Model, name: str) -> None:
+    """A layer may not take the name of a model attribute (torch keeps a model's layers as its
+    attributes), except "input" and "output", which Keras allows (see register_module)."""
+    if name not in _KERAS_TENSOR_NAMES and (hasattr(type(model), name) or name in model.__dict__):
+        raise ConfigError(
+            f"{model.kind} {model.name!r}: the layer name {name!r} is also an attribute of {model.kind}. "
+            f"Pass another `name=`."
+        )
 
 
 def register_module(model: Model, layer: Layer) -> None:

@@ -20,7 +20,7 @@ from hubel.layers.args import shape_tuple
 from hubel.layers.base import Layer, Shape, layer_from_entry, register_layer
 from hubel.layers.core import Input, InputLayer
 from hubel.layers.symbolic import SymbolicTensor
-from hubel.models.model import Model, class_name, register_module
+from hubel.models.model import Model, check_layer_name, class_name, register_module
 
 __all__ = ["Sequential"]
 
@@ -159,11 +159,7 @@ class Sequential(Model):
                 f"Sequential {self.name!r}: layer names must be unique; {name!r} is already the name of a layer "
                 f"in this model. Pass another `name=`."
             )
-        if (hasattr(type(self), name) and name not in ("input", "output")) or name in self.__dict__:
-            raise ConfigError(
-                f"Sequential {self.name!r}: the layer name {name!r} is also an attribute of Sequential. "
-                f"Pass another `name=`."
-            )
+        check_layer_name(self, name)
 
     # ----- Keras-style properties ---------------------------------------------------------
 
