@@ -1,5 +1,3 @@
-import sys
+from hubel.cli.main import command
 
-from hubel.cli.main import main
-
-sys.exit(main())
+command()

@@ -48,6 +48,23 @@ def test_console_script_runs_without_a_traceback(tmp_path):
     assert "not a hubel model file" in result.stderr
 
 
+def test_the_command_exits_with_mains_code_and_its_collector_skips_the_imports():
+    code = (
+        "import gc, sys\n"
+        "from hubel.cli.main import command\n"
+        "sys.argv = ['hubel', 'summary', 'lennet']\n"
+        "try:\n"
+        "    command()\n"
+        "except SystemExit as stop:\n"
+        "    print(stop.code, gc.get_freeze_count())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    exit_code, frozen = map(int, result.stdout.split())
+    assert exit_code == 2  # main's answer to an unknown model
+    assert "Did you mean 'lenet'" in result.stderr
+    assert frozen > 100_000  # torch's objects, and the command's, are out of the collector's passes
+
+
 def test_zoo_lists_the_tutorial_architectures_with_keras_counts(capsys):
     assert main(["zoo"]) == 0
     out = capsys.readouterr().out

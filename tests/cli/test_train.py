@@ -252,6 +252,27 @@ def test_a_time_budget_sizes_the_epochs_and_schedule_and_keeps_the_best_epoch(tm
     assert stop.value.code == 2 and not (tmp_path / "x").exists()
 
 
+def test_a_budget_counts_from_when_the_command_started(tmp_path, capsys):
+    import subprocess
+    import sys
+    import time
+
+    # the `hubel` command's time begins with its process: torch's imports come out of the budget
+    run = tmp_path / "late"
+    assert (
+        main(["train", "digits", "--model", "mlp", "--budget", "8s", "--out", str(run)], started_at=time.time() - 3)
+        == 0
+    )
+    plan = json.loads((run / "result.json").read_text())["budget"]
+    assert plan["before_fit_seconds"] >= 3 and plan["spent_seconds"] >= 3
+    assert "Budget 8 s" in capsys.readouterr().out
+    code = (
+        "import time; time.sleep(1.0); from hubel.cli.main import process_started_at as at; print(time.time() - at())"
+    )
+    age = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert 1.0 <= age < 30  # the sleep and the imports, not the time of the call
+
+
 def test_a_budget_whose_probe_was_slowed_is_corrected_during_the_run(tmp_path, monkeypatch):
     # Another process slowed the probe 20-fold: it planned 1/20 of the steps in one epoch. The run
     # re-times itself after a few steps and fills the budget with more steps and epochs.

@@ -122,7 +122,7 @@ def train(
     sync_batchnorm: bool = False,
     port: int | None = None,
     command: str | None = None,
-    _launched_at: float | None = None,
+    started_at: float | None = None,
 ) -> RunResult:
     """Train `model` (a zoo name or a spec file; a sensible default otherwise) on `data` (a
     built-in dataset or a folder of images) into a run directory; see the module docstring.
@@ -137,6 +137,8 @@ def train(
     precision is "auto" (bf16 autocast where the hardware runs it fast), "float32" or "bf16".
     budget (seconds) replaces epochs: a few timed steps measure the throughput, the number of
     epochs and a one-cycle schedule are sized to fit, and the best epoch's weights are kept.
+    The budget, and the run's seconds, count from started_at (a time.time(); default: the call),
+    which the `hubel` command sets to its process's start, so that its imports count too.
 
     A pretrained backbone as the model (`hubel.applications.list_backbones()`, e.g. "mobilenet_v2")
     does transfer learning (see _train_transfer): epochs are the head's (default 20), and
@@ -147,7 +149,7 @@ def train(
     batch_size stays the run's batch, split evenly over the processes, so the training is the
     same, only spread out. Process 0 writes the run directory and returns the result.
     sync_batchnorm: batch statistics over the whole batch instead of each process's part."""
-    started = time.perf_counter() - (time.time() - _launched_at if _launched_at else 0.0)  # a launch counts
+    started = time.perf_counter() - (time.time() - started_at if started_at is not None else 0.0)
     directory = Path(out) if out else Path("runs") / f"{Path(data).name}-{model or 'default'}"
     if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
         raise ConfigError(f"expected --nproc to be a positive number of processes. Received: {nproc!r}")
@@ -161,7 +163,9 @@ def train(
             raise ConfigError("this process is already one of torchrun's: drop --nproc (--nproc-per-node sets it).")
         given = locals()  # the arguments, as passed: each process runs train with them, on one process
         options = {name: given[name] for name in inspect.signature(train).parameters if name not in _LAUNCH_ONLY}
-        options.update(command=command or " ".join(sys.argv), nproc=1, _launched_at=time.time())
+        options.update(
+            command=command or " ".join(sys.argv), nproc=1, started_at=time.time() if started_at is None else started_at
+        )
         return launch(_train_process, nproc, options, port=port)
     world = init()
     if sync_batchnorm and world.size == 1:
@@ -344,7 +348,7 @@ def train(
     return _finish_run(directory, network, history, loaded, data, model_name, seed, notes, started, extra)
 
 
-_LAUNCH_ONLY = ("nproc", "port", "_launched_at")  # train's arguments that its launched processes do not take
+_LAUNCH_ONLY = ("nproc", "port", "started_at")  # train's arguments that its launched processes do not take
 
 
 def _train_process(options: dict[str, Any]) -> RunResult:

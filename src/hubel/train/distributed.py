@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import logging
 import os
 import signal
@@ -187,7 +188,11 @@ def _free_port(port: int | None) -> int:
 
 def _worker(function: Callable[..., Any], errors_dir: str, args: tuple[Any, ...]) -> Any:
     """One launched process: run `function`; a HubelError is written down for the launcher (which
-    raises it again as the run's one error) before the process ends."""
+    raises it again as the run's one error) before the process ends.
+
+    The process is the launcher's own, so, as the `hubel` command does, its garbage collector
+    leaves alone what exists when it starts and ends (its last pass at exit walked all of torch)."""
+    gc.freeze()
     try:
         return function(*args)
     except HubelError as error:
@@ -195,6 +200,7 @@ def _worker(function: Callable[..., Any], errors_dir: str, args: tuple[Any, ...]
         raise
     finally:
         leave()
+        gc.freeze()
 
 
 @contextlib.contextmanager
