@@ -2,12 +2,12 @@
 of its own (one after another, never two at once: a second process slows the first), and a
 table of test accuracy, steps trained, step time and the run's seconds from its result.json.
 
-The budget is the whole run (probe, training, validation, test pass, report); the seconds are
-the run's own (result.json, from the start of `train`, after Python's imports).
+The budget is the whole command (imports, probe, training, validation, test pass, report); the
+seconds are the run's own (result.json, from the process's start).
 
 Run by hand (CIFAR-10 needs HUBEL_DATA_DIR=../shared/data/cifar10):
     .venv/bin/python benchmarks/time_to_accuracy.py mnist --budget 60 \
-        --model fast_resnet_small --model fast_resnet --seeds 0 1 [--batch-size 64] [--tta none]
+        --model fast_resnet_small --model fast_resnet --seeds 0 1 [--batch-size 64] [--lr 0.1 0.05] [--tta none]
 """
 
 from __future__ import annotations
@@ -44,22 +44,25 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--augment")
     parser.add_argument("--tta", default="auto")
+    parser.add_argument("--lr", type=float, nargs="+", default=[None], help="peak rates to compare")
     args = parser.parse_args()
     extra = ["--tta", args.tta]
     extra += ["--batch-size", str(args.batch_size)] if args.batch_size else []
     extra += ["--augment", args.augment] if args.augment else []
     print(f"hubel train {args.data} --budget {args.budget:g}s {' '.join(extra)}")
-    print("| model | seed | test accuracy | steps | epochs | ms/step | seconds |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| model | --lr | seed | test accuracy | steps | epochs | ms/step | seconds |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as folder:
         for model in args.model:
-            for seed in args.seeds:
-                row = run(args.data, model, args.budget, seed, Path(folder) / f"{model}-{seed}", extra)
-                print(
-                    f"| {model} | {seed} | {row['accuracy']:.2%} | {row['steps']} | {row['epochs']} | "
-                    f"{row['ms_per_step']:.0f} | {row['seconds']:.1f} |",
-                    flush=True,
-                )
+            for rate in args.lr:
+                for seed in args.seeds:
+                    options = extra + (["--lr", f"{rate:g}"] if rate else [])
+                    row = run(args.data, model, args.budget, seed, Path(folder) / f"{model}-{rate}-{seed}", options)
+                    print(
+                        f"| {model} | {rate or 'recipe'} | {seed} | {row['accuracy']:.2%} | {row['steps']} | "
+                        f"{row['epochs']} | {row['ms_per_step']:.0f} | {row['seconds']:.1f} |",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

@@ -197,7 +197,7 @@ def show_top_losses(
 ) -> Figure:
     """A gallery of the worst predictions: true class, predicted class, its probability, the loss.
     Also show_top_losses(model, (x_test, y_test)) (or a dataset of batches)."""
-    from hubel.inspect.plots import show_images
+    from hubel.inspect.plots import image_grid
 
     if hasattr(images, "predict"):  # (model, data)
         class_names = class_names or getattr(probabilities, "class_names", None)
@@ -206,21 +206,16 @@ def show_top_losses(
     truth, predicted = _labels(y_true), _labels(probabilities)
     worst = top_losses(probabilities, truth, n)
     names = list(class_names) if class_names else [str(i) for i in range(int(max(truth.max(), predicted.max())) + 1)]
-    indices = [index for index, _ in worst]
-    figure = show_images(
-        np.asarray(images)[indices], None, n=len(indices), columns=min(len(indices), 5), title="Worst predictions"
-    )
-    for axis, (index, loss) in zip(figure.axes, worst):
+    titles = []
+    for index, loss in worst:
         if probabilities.ndim == 2 and probabilities.shape[1] > 1:
             confidence = float(probabilities[index, predicted[index]])
         else:  # one sigmoid unit: the probability of the class it predicted
             positive = float(probabilities[index].ravel()[0])
             confidence = positive if predicted[index] == 1 else 1 - positive
-        title = f"true {names[truth[index]]}\npred {names[predicted[index]]} ({confidence:.2f})\nloss {loss:.2f}"
-        axis.set_title(title, fontsize=8)
-    rows = math.ceil(len(indices) / min(len(indices), 5))
-    figure.set_size_inches(figure.get_size_inches()[0], 2.9 * rows + 0.4)  # room for three-line titles
-    figure.tight_layout()
+        titles.append(f"true {names[truth[index]]}\npred {names[predicted[index]]} ({confidence:.2f})\nloss {loss:.2f}")
+    pictures = np.asarray(images)[[index for index, _ in worst]]
+    figure = image_grid(pictures, titles, min(len(worst), 5), "Worst predictions", small_titles=True)
     return save_figure(figure, path)
 
 

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from hubel.errors import ConfigError, DataError
 from hubel.train.history import STEP_CURVES_UP_TO
 
-__all__ = ["plot_history", "save_figure", "show_images"]
+__all__ = ["image_grid", "plot_history", "save_figure", "show_images"]
 
 
 def save_figure(figure: Figure, path: str | Path | None) -> Figure:
@@ -75,27 +75,40 @@ def show_images(
     indices = None if labels is None else _labels_as_indices(labels)[: len(x)]
     if indices is not None and len(indices) < len(x):
         raise ConfigError(f"show_images: {len(x)} images but only {len(indices)} labels.")
-    if x.dtype != np.uint8:  # floats: [0, 1], or [0, 255] when larger values show up
-        x = np.clip(x / 255.0 if x.max() > 1.0 else x, 0.0, 1.0)
-    columns = max(1, min(columns, len(x)))
-    rows = math.ceil(len(x) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.4 * rows), squeeze=False)
+    titles = None
+    if indices is not None:
+        titles = [
+            class_names[index] if class_names is not None and 0 <= index < len(class_names) else str(index)
+            for index in map(int, indices)
+        ]
+    return save_figure(image_grid(x, titles, columns, title), path)
+
+
+def image_grid(
+    images: np.ndarray, titles: Sequence[str] | None, columns: int, title: str | None, small_titles: bool = False
+) -> Figure:
+    """Images ((N, H, W) or (N, H, W, C), uint8 or floats) in rows of `columns`, each under its
+    title (`small_titles`: up to three lines, in a smaller font), laid out once."""
+    if images.dtype != np.uint8:  # floats: [0, 1], or [0, 255] when larger values show up
+        images = np.clip(images / 255.0 if images.max() > 1.0 else images, 0.0, 1.0)
+    columns = max(1, min(columns, len(images)))
+    rows = math.ceil(len(images) / columns)
+    height = 2.9 * rows + 0.4 if small_titles else 2.4 * rows
+    figure, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, height), squeeze=False)
     for position, axis in enumerate(axes.flat):
         axis.axis("off")
-        if position >= len(x):
+        if position >= len(images):
             continue
-        image = x[position]
+        image = images[position]
         if image.ndim == 3 and image.shape[-1] == 1:
             image = image[..., 0]
         axis.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255 if image.dtype == np.uint8 else 1)
-        if indices is not None:
-            index = int(indices[position])
-            name = class_names[index] if class_names is not None and 0 <= index < len(class_names) else str(index)
-            axis.set_title(name, fontsize=10)
+        if titles is not None:
+            axis.set_title(titles[position], fontsize=8 if small_titles else 10)
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    return save_figure(figure, path)
+    return figure
 
 
 def _smoothed(values: list[float]) -> np.ndarray:
