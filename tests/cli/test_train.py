@@ -234,7 +234,9 @@ def test_a_time_budget_sizes_the_epochs_and_schedule_and_keeps_the_best_epoch(tm
     plan = result["budget"]
     # 4 s is less than loading the digits, the probe, the test pass and the report: the console says so first
     first_line = capsys.readouterr().out.splitlines()[0]
-    assert first_line.startswith("Budget 4 s is shorter than this run's fixed costs (loading and timing took ")
+    assert first_line.startswith(
+        "Budget 4 s is shorter than this run's fixed costs (starting, loading and timing took "
+    )
     first = yaml.safe_load((run / "config.yaml").read_text())["budget"]  # the plan before its re-timing
     assert f"so {first['total_steps']} steps in {first['epochs']} epoch" in first_line and "s or more" in first_line
     assert plan["seconds"] == 4 and plan["epochs"] >= 1 and plan["steps_per_epoch"] == 41

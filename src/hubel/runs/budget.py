@@ -202,7 +202,7 @@ def _plan_line(plan: dict[str, Any]) -> str:
         return f"Budget {budget:g} s: {steps}; {finish:.1f} s kept for the test pass and the report."
     fixed = plan["planned_after"] + finish
     return (
-        f"Budget {budget:g} s is shorter than this run's fixed costs (loading and timing took "
+        f"Budget {budget:g} s is shorter than this run's fixed costs (starting, loading and timing took "
         f"{plan['planned_after']:.1f} s; the test pass and the report need about {finish:.1f} s): {steps} "
         f"anyway, ending after about {ends:.0f} s. --budget {math.ceil(2 * fixed)}s or more trains for most of it."
     )
