@@ -13,14 +13,33 @@ def test_weights_are_listed_named_and_shaped_as_in_keras():
     # Keras 3.15 on the same layers: 8 weights, 6 trainable, 2 non-trainable (BN's moving statistics)
     assert (len(model.weights), len(model.trainable_weights), len(model.non_trainable_weights)) == (8, 6, 2)
     assert [weight.path for weight in model.weights] == [
-        "conv2d/kernel", "conv2d/bias", "batch_normalization/gamma", "batch_normalization/beta",
-        "batch_normalization/moving_mean", "batch_normalization/moving_variance", "dense/kernel", "dense/bias",
+        "sequential/conv2d/kernel", "sequential/conv2d/bias", "sequential/batch_normalization/gamma",
+        "sequential/batch_normalization/beta", "sequential/batch_normalization/moving_mean",
+        "sequential/batch_normalization/moving_variance", "sequential/dense/kernel", "sequential/dense/bias",
     ]  # fmt: skip
     assert model.weights[0].shape == (3, 3, 1, 8) and model.weights[6].shape == (5408, 10)  # Keras's layouts
     for weight, array in zip(model.weights, model.get_weights()):
         np.testing.assert_array_equal(weight.numpy(), array)
     model.layers[0].trainable = False
     assert (len(model.trainable_weights), len(model.non_trainable_weights)) == (4, 4)  # as Keras moves them
+
+
+def test_weight_paths_follow_keras_name_scopes():
+    # each expected list is what Keras 3.15.1 printed for the same models
+    inner = hubel.Sequential([L.Input((4,)), L.Dense(3, name="d_in")], name="inner")
+    outer = hubel.Sequential([L.Input((4,)), inner, L.Dense(2, name="d_out")], name="outer")
+    assert [w.path for w in outer.weights] == ["inner/d_in/kernel", "inner/d_in/bias", "outer/d_out/kernel",
+                                               "outer/d_out/bias"]  # fmt: skip
+    lazy = hubel.Sequential([L.Dense(2, name="d_lazy")], name="lazy")
+    lazy.build((None, 5))
+    assert [w.path for w in lazy.weights] == ["lazy/d_lazy/kernel", "lazy/d_lazy/bias"]
+    inputs = L.Input((6,))
+    functional = hubel.Model(inputs, L.Dense(2, name="d_f")(inputs), name="func")
+    wrapped = hubel.Sequential([L.Input((6,)), functional], name="wrap")
+    assert [w.path for w in wrapped.weights] == ["d_f/kernel", "d_f/bias"]  # built before the Sequential
+    alone = L.Dense(2, name="d_alone")
+    alone.build((3,))
+    assert [w.path for w in alone.weights] == ["d_alone/kernel", "d_alone/bias"]
 
 
 def test_a_frozen_backbone_leaves_the_heads_weights_to_train():

@@ -25,7 +25,7 @@ from hubel.layers import window
 from hubel.layers.args import shape_tuple
 from hubel.layers.initializers import initialize
 from hubel.layers.symbolic import Node, SymbolicTensor, flatten_symbolic, is_symbolic
-from hubel.layers.weights import Weight, own_weights
+from hubel.layers.weights import Weight, name_scope, own_weights
 from hubel.registry import Registry
 
 __all__ = [
@@ -226,6 +226,7 @@ class Layer(nn.Module):
         self._inbound_nodes: list[Node] = []  # its calls on symbolic tensors, first to last
         self._input_shape: Shape | None = None
         self._output_shape: Shape | None = None
+        self._weights_path: str | None = None  # Keras's path of its weights, set when they are created
 
     # ----- Keras contract -------------------------------------------------------------
 
@@ -247,7 +248,9 @@ class Layer(nn.Module):
                 )
             return
         output = self.compute_output_shape(shape)  # type: ignore[arg-type]
-        self.create_weights(shape)  # type: ignore[arg-type]
+        with name_scope(self.name) as path:  # inside a Sequential's build: "sequential/conv2d"
+            self._weights_path = path
+            self.create_weights(shape)  # type: ignore[arg-type]
         self._input_shape, self._output_shape = shape, as_shape(output)  # type: ignore[assignment]
         self.built = True
 

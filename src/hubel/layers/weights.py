@@ -8,6 +8,9 @@ tensor the layer trains.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,11 +22,25 @@ from hubel.errors import ShapeError
 if TYPE_CHECKING:
     from hubel.layers.base import Layer
 
-__all__ = ["Weight"]
+__all__ = ["Weight", "name_scope"]
+
+_SCOPES: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("hubel_name_scopes", default=())
+
+
+@contextlib.contextmanager
+def name_scope(name: str) -> Iterator[str]:
+    """Keras's name scopes, which make its weights' paths: a layer creates its weights inside its
+    own, and a Sequential builds its layers inside its own ("sequential/conv2d/kernel"; a layer
+    first called on a functional model's inputs: "conv2d/kernel"). Yields the path so far."""
+    token = _SCOPES.set((*_SCOPES.get(), name))
+    try:
+        yield "/".join(_SCOPES.get())
+    finally:
+        _SCOPES.reset(token)
 
 
 class Weight:
-    """One weight, as a Keras variable: `path` ("conv2d/kernel"), `shape` and `numpy()` in
+    """One weight, as a Keras variable: `path` ("sequential/conv2d/kernel"), `shape` and `numpy()` in
     Keras's layout, `trainable`, and `assign(array)`; `value` is the torch tensor itself."""
 
     def __init__(self, layer: Layer, name: str, value: Tensor) -> None:
@@ -31,7 +48,8 @@ class Weight:
 
     @property
     def path(self) -> str:
-        return f"{self.layer.name}/{self.name}"
+        """Where Keras would put it: the scopes its layer was built in, the layer, the weight."""
+        return f"{self.layer._weights_path or self.layer.name}/{self.name}"
 
     @property
     def trainable(self) -> bool:

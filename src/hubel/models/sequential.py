@@ -20,6 +20,7 @@ from hubel.layers.args import shape_tuple
 from hubel.layers.base import Layer, Shape, layer_from_entry, register_layer
 from hubel.layers.core import Input, InputLayer
 from hubel.layers.symbolic import SymbolicTensor
+from hubel.layers.weights import name_scope
 from hubel.models.model import Model, check_layer_name, class_name, register_module
 
 __all__ = ["Sequential"]
@@ -89,7 +90,8 @@ class Sequential(Model):
                     f"{layer.describe()}: input_shape={declared}, but the layer before it "
                     f"({self.layers[-1].name}) outputs {incoming}. Drop input_shape from layers after the first."
                 )
-            layer.build(incoming)
+            with name_scope(self.name):  # Keras builds a Sequential's layers in its name scope
+                layer.build(incoming)
         register_module(self, layer)
         if incoming is not None and len(self._trace) == len(self.layers):  # the rest is traced: extend it
             self._trace_call(layer)
@@ -142,9 +144,10 @@ class Sequential(Model):
             layer.after = previous.name if previous else None
             incoming = layer.compute_output_shape(incoming)  # every shape checked before any weight exists
         incoming = shape
-        for layer in self.layers:
-            layer.build(incoming)
-            incoming = layer._require_built()[1]
+        with name_scope(self.name):
+            for layer in self.layers:
+                layer.build(incoming)
+                incoming = layer._require_built()[1]
         self._model_input_shape = shape
         self._trace_layers()
 
