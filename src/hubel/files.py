@@ -26,7 +26,7 @@ def atomic_write(
 ) -> Iterator[IO[Any]]:
     """Write through a temporary file beside `path`; on success fsync it and rename it over
     `path`; on failure remove it and re-raise. With `keep_previous`, the file that was at `path`
-    is first renamed there (a kill between the two renames leaves the previous file whole).
+    is kept there too, and `path` never goes missing (see _keep).
 
     Example:
         >>> import tempfile
@@ -47,8 +47,20 @@ def atomic_write(
             file.flush()
             os.fsync(file.fileno())
         if keep_previous is not None and path.exists():
-            os.replace(path, keep_previous)
+            _keep(path, Path(keep_previous))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _keep(path: Path, previous: Path) -> None:
+    """Make `previous` a second name of the file at `path` (a hard link), so that `path` exists at
+    every moment of a save: a process that watches or reads it (a resume, a test polling for a
+    checkpoint) never finds it missing. Where links are not supported, `path` is renamed to
+    `previous` instead, and is missing until the new file is renamed over it."""
+    previous.unlink(missing_ok=True)
+    try:
+        os.link(path, previous)
+    except OSError:
+        os.replace(path, previous)
