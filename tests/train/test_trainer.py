@@ -398,8 +398,12 @@ def test_auto_precision_is_bf16_exactly_where_the_hardware_runs_it_fast(monkeypa
         assert model.trainer.precision == expected
     monkeypatch.undo()
     cpu = torch.device("cpu")
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-    assert engine.fast_bfloat16(cpu) == amx and not engine.fast_bfloat16(torch.device("meta"))
+    bf16_instructions = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    assert engine.fast_bfloat16(cpu) == bf16_instructions and not engine.fast_bfloat16(torch.device("meta"))
+    for amx, avx512_bf16 in ((True, False), (False, True), (False, False)):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda avx512_bf16=avx512_bf16: avx512_bf16)
+        assert engine.fast_bfloat16(cpu) == (amx or avx512_bf16)
 
 
 def test_under_bf16_the_loss_is_computed_and_summed_in_float32():

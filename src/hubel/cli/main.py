@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=("auto", "float32", "bf16"),
         default="auto",
-        help="auto: bf16 autocast where the hardware runs it fast (CUDA, CPUs with AMX), else float32",
+        help="auto: bf16 autocast where the hardware runs it fast (CUDA, CPUs with AMX or AVX512-BF16), else float32",
     )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", help="the run directory (default runs/DATA-MODEL)")

@@ -112,12 +112,14 @@ def _on_host(output: Tensor | Sequence[Tensor]) -> Tensor | list[Tensor]:
 
 def fast_bfloat16(device: torch.device) -> bool:
     """Whether bf16 autocast speeds training on this device: CUDA GPUs that support bf16, and
-    CPUs with AMX tiles (Intel Sapphire Rapids and later). Elsewhere float32 is as fast or faster."""
+    CPUs with bf16 instructions, AMX tiles (Intel Sapphire Rapids and later) or AVX512-BF16 (AMD
+    Zen 4 and later, Intel Cooper Lake), where oneDNN runs convolutions and matmuls in bf16
+    (benchmarks/README.md, precision_speed.py). Elsewhere bf16 is emulated and float32 is faster."""
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     if device.type == "cpu":
-        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-        return bool(amx()) if amx is not None else False
+        probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+        return any(bool(probe()) for probe in probes if probe is not None)
     return False
 
 
@@ -291,7 +293,8 @@ class Trainer:
     def _precision(self, mixed_precision: str | None) -> tuple[torch.dtype | None, Any]:
         """None (float32), "bf16" or "fp16" autocast, or "auto": bf16 where the hardware runs it
         fast (CUDA with bf16; a CPU with AMX tiles, where it trained the zoo's networks 1.9-3.3×
-        faster, benchmarks/README.md), else float32. fp16 needs CUDA and a gradient scaler."""
+        faster, or with AVX512-BF16, 1.1-1.7×; benchmarks/README.md), else float32. fp16 needs
+        CUDA and a gradient scaler."""
         if mixed_precision is None:
             return None, None
         if mixed_precision not in ("auto", "bf16", "fp16"):
