@@ -342,3 +342,21 @@ def test_a_killed_hubel_train_resumes_and_logs_every_epoch_once(tmp_path):
     assert epochs == list(range(30))  # each epoch once, none lost, none twice
     assert len((run / "train.log").read_text().splitlines()) == 30
     assert json.loads((run / "result.json").read_text())["epochs_trained"] == 30
+
+
+def test_the_budget_plans_the_test_pass_from_its_fastest_inference_timing(monkeypatch):
+    # After bf16 training, float32's first batches choose their kernels anew and ran 2-3x slower
+    # than the rest: the plan takes the fastest of its timings, not the first.
+    import time
+
+    from hubel import layers as L
+    from hubel.runs import budget
+
+    timings = iter([0.003, 0.002, 0.001, 0.0005])
+    monkeypatch.setattr(budget, "_seconds_per_example", lambda network, x: next(timings))
+    network = hubel.Sequential([L.Input((8, 8, 1)), L.Flatten(), L.Dense(10, activation="softmax")])
+    network.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x, y = np.zeros((200, 8, 8, 1), np.float32), np.arange(200) % 10
+    plan = budget._plan_budget(network, (x, y), None, (x[:100], y[:100]), 16, 30.0, time.perf_counter())
+    assert plan["inference_seconds_per_example"] == 0.001  # the third: three are timed
+    assert plan["finish_seconds_planned"] == pytest.approx(100 * 0.001 + budget._REPORT_SECONDS)
