@@ -19,7 +19,7 @@ from torch import Tensor
 
 from hubel.errors import ConfigError
 from hubel.layers.args import choice, number, positive_int
-from hubel.layers.base import Layer, Shape, register_layer
+from hubel.layers.base import Layer, Shape, canonical_channels_last, register_layer
 from hubel.registry import Registry
 
 __all__ = [
@@ -55,8 +55,9 @@ def factor_range(owner: str, name: str, value: Any, low: float | None = None) ->
 
 
 def _keep_format(original: Tensor, result: Tensor) -> Tensor:
+    """`result` in channels_last memory, with its standard strides, where `original` was."""
     if original.dim() == 4 and original.is_contiguous(memory_format=torch.channels_last):
-        return result.contiguous(memory_format=torch.channels_last)
+        return canonical_channels_last(result.contiguous(memory_format=torch.channels_last))
     return result
 
 
@@ -93,7 +94,7 @@ class _RandomLayer(Layer):
         return self.expect_rank(input_shape, 3, _LAYOUT)
 
     def forward(self, x: Tensor) -> Tensor:  # (N, C, H, W) -> (N, C, H', W')
-        return self.augment(x) if self.training else self.inference(x)
+        return _keep_format(x, self.augment(x) if self.training else self.inference(x))
 
     def augment(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -159,7 +160,7 @@ class _AffineLayer(_RandomLayer):
         if self.fill_mode == "constant" and self.fill_value:
             inside = F.grid_sample(torch.ones_like(x[:, :1]), grid, mode=self.interpolation, align_corners=False)
             out = out + self.fill_value * (1.0 - inside)
-        return _keep_format(x, out)
+        return out
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -33,6 +33,7 @@ __all__ = [
     "Layer",
     "Shape",
     "as_shape",
+    "canonical_channels_last",
     "clear_session",
     "internal_to_keras_shape",
     "keras_fans",
@@ -129,6 +130,18 @@ def keras_to_internal(x: Tensor) -> Tensor:
     non-negative axes: ONNX export writes them as they are, and ONNX refuses negative ones.)"""
     rank = x.dim()
     return x.permute(0, rank - 1, *range(1, rank - 1)) if rank > 2 else x
+
+
+def canonical_channels_last(x: Tensor) -> Tensor:
+    """Give a channels_last (N, C, H, W) tensor the standard channels_last strides; a view, no
+    copy. A size-1 axis may carry any stride, and one channel in NCHW strides reads as channels
+    first to the convolutions, which then run the whole network channels first (pooling 5-10×
+    slower). Other tensors, and graphs being traced for export, come back as they are."""
+    if x.dim() != 4 or torch.jit.is_tracing() or not x.is_contiguous(memory_format=torch.channels_last):
+        return x
+    _, c, h, w = x.shape
+    strides = (h * w * c, 1, w * c, c)
+    return x if x.stride() == strides else x.as_strided(x.shape, strides)
 
 
 def internal_to_keras(x: Tensor) -> Tensor:

@@ -29,6 +29,7 @@ from hubel.layers.base import (
     Layer,
     Shape,
     as_shape,
+    canonical_channels_last,
     internal_to_keras,
     keras_to_internal,
     layer_from_entry,
@@ -535,9 +536,9 @@ class Model(Layer):
             x = x.to(parameter.device)
         per_example = tuple(x.shape[1:])
         if per_example == expected:
-            return _canonical(keras_to_internal(x))
+            return canonical_channels_last(keras_to_internal(x))
         if len(expected) == 3 and expected[-1] == 1 and per_example == expected[:-1]:
-            return _canonical(keras_to_internal(x.unsqueeze(-1)))  # (N, H, W) grayscale
+            return canonical_channels_last(keras_to_internal(x.unsqueeze(-1)))  # (N, H, W) grayscale
         if len(expected) > 1 and per_example == (expected[-1], *expected[:-1]):
             return x  # already channels first
         raise ShapeError(
@@ -691,13 +692,3 @@ def _keras_output(x: Tensor) -> Tensor:
     if logits is not None and output is not x:
         output._hubel_logits = internal_to_keras(logits)  # type: ignore[attr-defined]
     return output
-
-
-def _canonical(x: Tensor) -> Tensor:
-    """Give NHWC bytes the standard channels_last strides (size-1 axes may carry any stride, which
-    would send equal data down different convolution kernels); a view, no copy."""
-    if x.dim() != 4 or torch.jit.is_tracing() or not x.is_contiguous(memory_format=torch.channels_last):
-        return x  # an exported graph has no strides to fix
-    _, c, h, w = x.shape
-    strides = (h * w * c, 1, w * c, c)
-    return x if x.stride() == strides else x.as_strided(x.shape, strides)
