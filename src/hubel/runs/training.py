@@ -334,9 +334,10 @@ def train(
         plan["steps_taken"], plan["stopped_by"] = limit.taken, limit.stopped_by
         best = max(history.history.get("val_accuracy", [0.0]))
         per_step = plan.get("seconds_per_step_in_training", plan["seconds_per_step"])
+        trained = f"{len(history.epoch)} epoch{'' if len(history.epoch) == 1 else 's'}"
         notes.append(
             f"Time budget {budget:.0f} s: {per_step * 1000:.1f} ms per training step, so {plan['total_steps']} steps "
-            f"({plan['steps_taken']} taken) in {len(history.epoch)} epoch(s) of up "
+            f"({plan['steps_taken']} taken) in {trained} of up "
             f"to {plan['steps_per_epoch']} with a one-cycle schedule, after validation, the test pass and the report "
             f"were set aside; the best epoch (validation accuracy {best:.4f}) was kept."
         )
