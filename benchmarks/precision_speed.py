@@ -48,8 +48,11 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    capability, amx = torch.backends.cpu.get_cpu_capability(), fast_bfloat16(torch.device("cpu"))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU {capability}, fast bf16 (AMX): {amx}")
+    capability, fast = torch.backends.cpu.get_cpu_capability(), fast_bfloat16(torch.device("cpu"))
+    instructions = [name for name, present in (("AMX", torch.cpu._is_amx_tile_supported()),
+                    ("AVX512-BF16", torch.cpu._is_avx512_bf16_supported())) if present]  # fmt: skip
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU {capability} "
+          f"({', '.join(instructions) or 'no bf16 instructions'}), --precision auto is bf16: {fast}")  # fmt: skip
     print(f"{'model':18} {'input':9} {'float32 img/s':>14} {'bf16 img/s':>11} {'speed-up':>9}")
     for name, shape in CASES:
         full = images_per_second(name, shape, None, args.examples, args.repeats)

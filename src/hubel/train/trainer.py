@@ -293,7 +293,7 @@ class Trainer:
     def _precision(self, mixed_precision: str | None) -> tuple[torch.dtype | None, Any]:
         """None (float32), "bf16" or "fp16" autocast, or "auto": bf16 where the hardware runs it
         fast (CUDA with bf16; a CPU with AMX tiles, where it trained the zoo's networks 1.9-3.3×
-        faster, or with AVX512-BF16, 1.1-1.7×; benchmarks/README.md), else float32. fp16 needs
+        faster, or with AVX512-BF16, 1.1-1.8×; benchmarks/README.md), else float32. fp16 needs
         CUDA and a gradient scaler."""
         if mixed_precision is None:
             return None, None
