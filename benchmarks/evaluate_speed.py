@@ -48,20 +48,24 @@ def main() -> None:
             session.run(None, {"input": batch.astype(np.float32)})
 
     inference: dict[str, list[float]] = {}
+    engines: dict[str, set[str]] = {}  # what each evaluate row ran on: auto decides per call
 
     def hubel_evaluate(engine: str, name: str) -> None:
-        inference.setdefault(name, []).append(evaluate(folder / "model.hubel", "cifar10", engine=engine)["seconds"])
+        result = evaluate(folder / "model.hubel", "cifar10", engine=engine)
+        inference.setdefault(name, []).append(result["seconds"])
+        engines.setdefault(name, set()).add(result["engine"])
 
     contenders = {
         "ONNX Runtime session (bare)": bare_session,
         "model.predict (PyTorch)": lambda: model.predict(x_test, batch_size=256),
         "hubel evaluate --engine torch": lambda: hubel_evaluate("torch", "hubel evaluate --engine torch"),
-        "hubel evaluate (auto: ONNX Runtime)": lambda: hubel_evaluate("auto", "hubel evaluate (auto: ONNX Runtime)"),
+        "hubel evaluate (auto)": lambda: hubel_evaluate("auto", "hubel evaluate (auto)"),
     }
     seconds: dict[str, list[float]] = {name: [] for name in contenders}
     for run in contenders.values():
         run()  # warm-up: imports, kernel choice
     inference.clear()
+    engines.clear()
     for _ in range(args.repeats):
         for name, run in contenders.items():
             start = time.perf_counter()
@@ -76,6 +80,8 @@ def main() -> None:
         alone = statistics.median(inference.get(name, values))
         speed = len(x_test) / alone
         print(f"| {name} | {statistics.median(values):.2f} | {alone:.2f} | {speed:,.0f} | {speed / ceiling:.2f}x |")
+    for name, used in engines.items():
+        print(f"{name}: {'; '.join(sorted(used))}")
 
 
 if __name__ == "__main__":
