@@ -135,8 +135,8 @@ def keras_to_internal(x: Tensor) -> Tensor:
 def canonical_channels_last(x: Tensor) -> Tensor:
     """Give a channels_last (N, C, H, W) tensor the standard channels_last strides; a view, no
     copy. A size-1 axis may carry any stride, and one channel in NCHW strides reads as channels
-    first to the convolutions, which then run the whole network channels first (pooling 5-10×
-    slower). Other tensors, and graphs being traced for export, come back as they are."""
+    first to the convolutions, which then run the whole network channels first (max pooling's
+    forward 7× slower). Other tensors, and graphs being traced for export, come back as they are."""
     if x.dim() != 4 or torch.jit.is_tracing() or not x.is_contiguous(memory_format=torch.channels_last):
         return x
     _, c, h, w = x.shape
