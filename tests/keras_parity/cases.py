@@ -384,18 +384,23 @@ def _head(builder: _Builder, case: dict[str, Any]) -> None:
         targets, metrics = "sparse", rng.choice([["accuracy"], ["acc"], ["sparse_categorical_accuracy"], []])
     elif roll < 0.55:
         builder.dense(classes, "softmax")
-        loss = {"class_name": "CategoricalCrossentropy", "config": {}}
+        loss = {"class_name": "CategoricalCrossentropy", "config": _smoothing(rng)}
         targets, metrics = "onehot", rng.choice([["accuracy"], ["categorical_accuracy"], []])
     elif roll < 0.85:
         style = rng.choice(["sigmoid", "logits", "linear"])  # linear: Keras clips the "probabilities"
         builder.dense(1, "sigmoid" if style == "sigmoid" else None)
-        loss = {"class_name": "BinaryCrossentropy", "config": {"from_logits": style == "logits"}}
+        loss = {"class_name": "BinaryCrossentropy", "config": {"from_logits": style == "logits", **_smoothing(rng)}}
         targets, metrics, classes = "binary", rng.choice([["accuracy"], ["binary_accuracy"], []]), 2
     else:
         builder.dense(classes, None)
         loss = {"class_name": rng.choice(["MeanSquaredError", "MeanAbsoluteError"]), "config": {}}
         targets, metrics = "regression", []
     case.update(loss=loss, targets=targets, metrics=metrics, num_classes=classes)
+
+
+def _smoothing(rng: random.Random) -> dict[str, Any]:
+    """label_smoothing for the losses that take it in both libraries, one case in three."""
+    return {"label_smoothing": rng.choice([0.1, 0.3])} if rng.random() < 0.33 else {}
 
 
 def generate(seed: int) -> dict[str, Any]:

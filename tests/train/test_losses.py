@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hubel.errors import ShapeError, UnknownNameError
+from hubel.errors import ConfigError, ShapeError, UnknownNameError
 from hubel.layers.activations import get_activation
 from hubel.train.losses import get_loss
 
@@ -83,3 +83,24 @@ def test_loss_objects_under_keras_names():
     torch.testing.assert_close(
         hubel.losses.CategoricalCrossentropy(from_logits=True)(logits, one_hot), loss(logits, labels)
     )
+
+
+def test_label_smoothing_moves_the_targets_towards_uniform_as_keras_does():
+    import hubel
+
+    logits, labels = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]]), torch.tensor([0, 2])
+    smoothed = F.one_hot(labels, 3).float() * 0.8 + 0.2 / 3  # Keras: t·(1 − s) + s/num_classes
+    expected = -(smoothed * F.log_softmax(logits, dim=-1)).sum(-1)
+    torch.testing.assert_close(expected, F.cross_entropy(logits, labels, reduction="none", label_smoothing=0.2))
+    categorical = hubel.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2)
+    torch.testing.assert_close(categorical(logits, F.one_hot(labels, 3).float()), expected)
+    sparse = hubel.losses.SparseCategoricalCrossentropy(label_smoothing=0.2)  # from the softmax's kept logits
+    torch.testing.assert_close(sparse(softmax(logits), labels), expected)
+    assert repr(sparse) == "SparseCategoricalCrossentropy(from_logits=False, label_smoothing=0.2)"
+    z, t = torch.tensor([[3.0], [-2.0]]), torch.tensor([[1.0], [0.0]])
+    binary = hubel.losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.2)  # t·(1 − s) + s/2
+    torch.testing.assert_close(
+        binary(z, t), F.binary_cross_entropy_with_logits(z, t * 0.8 + 0.1, reduction="none")[:, 0]
+    )
+    with pytest.raises(ConfigError, match=r"expected 0 <= label_smoothing <= 1. Received: label_smoothing=1.5"):
+        hubel.losses.CategoricalCrossentropy(label_smoothing=1.5)

@@ -77,9 +77,29 @@ def _per_example(values: Tensor) -> Tensor:
     return values.reshape(values.shape[0], -1).mean(dim=1)
 
 
+def _label_smoothing(value: float, loss: str) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{loss}: expected 0 <= label_smoothing <= 1. Received: label_smoothing={value!r}")
+    return float(value)
+
+
+class _Smoothed(Loss):
+    """A cross-entropy whose targets label_smoothing moves towards the uniform distribution, as
+    Keras's: t·(1 − s) + s/num_classes (s/2 for binary targets)."""
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
+        super().__init__(from_logits)
+        self.label_smoothing = _label_smoothing(label_smoothing, type(self).__name__)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(from_logits={self.from_logits}, label_smoothing={self.label_smoothing})"
+
+
 @_register("sparse_categorical_crossentropy")
-class SparseCategoricalCrossentropy(Loss):
-    """−log p[target] for integer class targets, shaped (N,) or (N, 1)."""
+class SparseCategoricalCrossentropy(_Smoothed):
+    """−log p[target] for integer class targets, shaped (N,) or (N, 1). label_smoothing is
+    hubel's addition (Keras's sparse loss has none): the categorical loss of the smoothed one-hot
+    targets, (1 − s)·(−log p[target]) + s·mean(−log p)."""
 
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
         if target.dim() == output.dim() and target.shape[-1] == 1:
@@ -91,12 +111,16 @@ class SparseCategoricalCrossentropy(Loss):
                 f"loss='categorical_crossentropy'."
             )
         log_p = _log_probabilities(output, self.from_logits)
-        return _per_example(-log_p.gather(-1, target.long().unsqueeze(-1)).squeeze(-1))
+        loss = -log_p.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)
+        if self.label_smoothing:
+            loss = (1.0 - self.label_smoothing) * loss - self.label_smoothing * log_p.mean(dim=-1)
+        return _per_example(loss)
 
 
 @_register("categorical_crossentropy")
-class CategoricalCrossentropy(Loss):
-    """−Σ target·log p for one-hot (or soft) targets shaped like the output."""
+class CategoricalCrossentropy(_Smoothed):
+    """−Σ target·log p for one-hot (or soft) targets shaped like the output; with
+    label_smoothing s, of t·(1 − s) + s/num_classes, as Keras's."""
 
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
         if target.shape != output.shape:
@@ -104,15 +128,20 @@ class CategoricalCrossentropy(Loss):
                 f"categorical_crossentropy expects one-hot targets shaped like the outputs {tuple(output.shape)}; "
                 f"received {tuple(target.shape)}. Integer class targets need loss='sparse_categorical_crossentropy'."
             )
+        if self.label_smoothing:
+            target = target * (1.0 - self.label_smoothing) + self.label_smoothing / target.shape[-1]
         return _per_example(-(target * _log_probabilities(output, self.from_logits)).sum(dim=-1))
 
 
 @_register("binary_crossentropy")
-class BinaryCrossentropy(Loss):
-    """−[t·log p + (1 − t)·log(1 − p)], averaged over the last axis."""
+class BinaryCrossentropy(_Smoothed):
+    """−[t·log p + (1 − t)·log(1 − p)], averaged over the last axis; with label_smoothing s, of
+    t·(1 − s) + s/2, as Keras's."""
 
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
         target = _match(output, target, "binary_crossentropy").to(output.dtype)
+        if self.label_smoothing:
+            target = target * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
         logits = output if self.from_logits else logits_of(output)
         if logits is not None:
             return _per_example(F.binary_cross_entropy_with_logits(logits, target, reduction="none"))
