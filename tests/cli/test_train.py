@@ -162,6 +162,40 @@ def test_tta_follows_the_data_unless_told(tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
 
 
+def test_augment_auto_adds_flips_and_shifts_to_mirror_symmetric_data_in_long_runs(tmp_path, capsys, monkeypatch):
+    from hubel import runs
+
+    augmentation = runs.setup._augmentation
+    assert augmentation("auto", "cifar10", 10) == "flip,shift" and augmentation("auto", "cifar10", 9) is None
+    assert augmentation("auto", "mnist", 40) is None  # digits and shoes are not mirror images
+    assert augmentation("none", "cifar10", 40) is None and augmentation(None, "cifar10", 40) is None
+    assert augmentation("flip", "digits", 1) == "flip"
+    # digits taken as mirror-symmetric, and 3 epochs as long: the budget's plan decides, the network
+    # is rebuilt with the augmentation, and its steps are timed again
+    monkeypatch.setattr(runs.setup, "_MIRRORED", ("digits",))
+    monkeypatch.setattr(runs.setup, "_AUTO_AUGMENTATION_FROM_EPOCHS", 3)
+    planned, plan = [], runs.training._plan_budget
+
+    def recording_plan(network, *rest):
+        planned.append(network)
+        return plan(network, *rest)
+
+    monkeypatch.setattr(runs.training, "_plan_budget", recording_plan)
+    run = runs.train("digits", "mlp", budget=6, out=tmp_path / "long").directory
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["augment"] == "flip,shift" and config["epochs"] >= 3
+    assert [type(layer).__name__ for layer in planned[1].layers[:3]] == ["Rescaling", "RandomFlip", "RandomTranslation"]
+    assert len(planned) == 2 and "RandomFlip" not in [type(layer).__name__ for layer in planned[0].layers]
+    assert f"Augmentation (auto, for {config['epochs']} epochs): flip,shift." in capsys.readouterr().out
+    assert [type(layer).__name__ for layer in hubel.load_model(run / "model.hubel").layers[:2]] == [
+        "Rescaling",
+        "RandomFlip",
+    ]
+    assert "augmentation: flip,shift" in (run / "report.html").read_text()
+    short = runs.train("digits", "mlp", epochs=2, out=tmp_path / "short").directory  # below 3 epochs: none
+    assert yaml.safe_load((short / "config.yaml").read_text())["augment"] is None
+
+
 def test_train_and_predict_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "fashion", "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err

@@ -33,6 +33,7 @@ from hubel.runs.setup import (
     _DEFAULT_TEXT_MODEL,
     _PRECISIONS,
     _VALIDATION_SPLIT,
+    _augmentation,
     _build_model,
     _data_kind,
     _load_data,
@@ -110,7 +111,7 @@ def train(
     optimizer: str | None = None,
     learning_rate: float | None = None,
     image_size: tuple[int, int] | None = None,
-    augment: str | None = None,
+    augment: str | None = "auto",
     tta: str = "auto",
     precision: str = "auto",
     seed: int = 0,
@@ -130,7 +131,9 @@ def train(
     epochs defaults to 5. Resuming, options left as None take the run's config.yaml; otherwise
     they take the zoo entry's recipe (the tutorials' own settings for their
     networks: Adam, batch 32; SGD with a one-cycle schedule for the residual networks).
-    augment names augmentation layers to add ("flip,shift"; see layers.augment.augmentation).
+    augment names augmentation layers to add ("flip,shift"; see layers.augment.augmentation);
+    "auto" adds flips and shifts to CIFAR-10 in runs of 10 epochs or more (for a budget, as its plan
+    has it: the network is then rebuilt with them and the plan made again), None or "none" nothing.
     tta sets the model's test_time_augmentation: "flip" (predictions, validation and the test set
     average each image with its mirror image, for twice the inference), "none", or "auto": flip
     on CIFAR-10 and when the network trains with flips (--augment flip).
@@ -179,7 +182,7 @@ def train(
         saved = yaml.safe_load((directory / "config.yaml").read_text()) if (directory / "config.yaml").exists() else {}
         model = model or (saved.get("model") if saved.get("model") in ZOO else None)
         epochs, batch_size = epochs or saved.get("epochs"), batch_size or saved.get("batch_size")
-        augment = augment if augment is not None else saved.get("augment")
+        augment = saved.get("augment") if augment == "auto" else augment  # as the run went on
         tta = tta if tta != "auto" else saved.get("tta", "auto")
         optimizer = optimizer or saved.get("optimizer")
         one_cycle_peak = saved.get("one_cycle_peak")
@@ -214,6 +217,7 @@ def train(
             )
         shape = BACKBONES.get(name).input_shape
         loaded = _load_data(data, image_size or shape[:2], 32, seed)  # photos are decoded as RGB
+        augment = None if augment == "auto" else _augmentation(augment, data, 0)  # the head's features: as given
         return _train_transfer(name, data, directory, loaded, epochs=epochs, fine_tune=fine_tune, augment=augment,
                                seed=seed, command=command, started=started)  # fmt: skip
     if fine_tune:
@@ -232,9 +236,11 @@ def train(
     loaded = _load_data(data, image_size, per_process, seed, verbose=world.main)
     if world.main:
         world.barrier()
+    augment_after_plan = False
     if loaded["kind"] == "text":
-        if augment:
+        if _augmentation(augment, data, epochs):
             raise ConfigError("--augment is for images; text models train on the words as they are.")
+        augment = None
         if tta == "flip":
             raise ConfigError("--tta flip mirrors images; text models read the words as they are.")
         texts = loaded["train"][0]
@@ -254,12 +260,34 @@ def train(
             raise ConfigError(
                 f"{name!r} is a text model, and {data!r} holds images. Pick an image model (`hubel zoo`)."
             )
-        network, model_name = _build_model(name, loaded["shape"], len(loaded["class_names"]), augment)
-        network.test_time_augmentation = _test_time_augmentation(tta, network, data)  # validation uses it too
+        augment_after_plan = augment == "auto" and budget is not None  # on the planned epochs, below
+        augment = None if augment_after_plan else _augmentation(augment, data, epochs)
+        network, model_name = _image_network(name, loaded, augment, tta, data)
     binary = network.output_shape[-1] == 1
     loss = "binary_crossentropy" if binary else "sparse_categorical_crossentropy"
     chosen, rate_chosen = _optimizer(recipe, optimizer, learning_rate)
     network.compile(optimizer=chosen, loss=loss, metrics=["accuracy"], mixed_precision=_PRECISIONS[precision])
+    train_data = loaded["train"]
+    callbacks: list[Callback] = []
+    plan: dict[str, Any] = {}
+    if budget is not None:
+        if resume:
+            raise ConfigError("--budget plans a new run; resume a budgeted run with --epochs.")
+        planning = (train_data, loaded["validation"], loaded["test"], per_process, budget, started, world.size)
+        plan = world.broadcast(_plan_budget(network, *planning))  # process 0's plan holds for all
+        if augment_after_plan and (augment := _augmentation("auto", data, plan["epochs"])):
+            clear_session()  # the same layer names as a run asked for the augmentation
+            network, model_name = _image_network(name, loaded, augment, tta, data)
+            chosen, rate_chosen = _optimizer(recipe, optimizer, learning_rate)
+            network.compile(optimizer=chosen, loss=loss, metrics=["accuracy"], mixed_precision=_PRECISIONS[precision])
+            plan = world.broadcast(_plan_budget(network, *planning))  # its steps, augmentation included, timed
+        if world.main:
+            chose = f" Augmentation (auto, for {plan['epochs']} epochs): {augment}." if augment_after_plan else ""
+            print(_plan_line(plan) + (chose if augment else ""))
+        epochs = plan["epochs"]
+        callbacks.append(
+            EarlyStopping(monitor="val_accuracy", patience=_MAX_BUDGET_EPOCHS, restore_best_weights=True)
+        )  # keeps the best epoch; the plan stops the run
     if world.main:
         directory.mkdir(parents=True, exist_ok=True)
     config = {
@@ -271,24 +299,8 @@ def train(
         "class_names": loaded["class_names"], "input_shape": list(network.input_shape[1:]),
         "processes": world.size, "sync_batchnorm": sync_batchnorm,
         "versions": {"hubel": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
+        **({"budget": plan} if plan else {}),
     }  # fmt: skip
-    train_data = loaded["train"]
-    callbacks: list[Callback] = []
-    plan: dict[str, Any] = {}
-    if budget is not None:
-        if resume:
-            raise ConfigError("--budget plans a new run; resume a budgeted run with --epochs.")
-        plan = world.broadcast(  # process 0's plan holds for all
-            _plan_budget(network, train_data, loaded["validation"], loaded["test"], per_process, budget, started,
-                         world.size)
-        )  # fmt: skip
-        if world.main:
-            print(_plan_line(plan))
-        epochs = plan["epochs"]
-        callbacks.append(
-            EarlyStopping(monitor="val_accuracy", patience=_MAX_BUDGET_EPOCHS, restore_best_weights=True)
-        )  # keeps the best epoch; the plan stops the run
-        config.update({"epochs": epochs, "budget": plan})
     if budget is not None or one_cycle_peak is not None or recipe.one_cycle:
         steps_per_epoch = _steps_per_epoch(train_data, per_process, loaded["validation"], world.size)
         total_steps = plan["total_steps"] if plan else epochs * steps_per_epoch
@@ -350,6 +362,13 @@ def train(
 
 
 _LAUNCH_ONLY = ("nproc", "port", "started_at")  # train's arguments that its launched processes do not take
+
+
+def _image_network(name: str, loaded: dict[str, Any], augment: str | None, tta: str, data: str) -> tuple[Any, str]:
+    """The network for the zoo name or spec file, with its augmentation and test-time flips."""
+    network, model_name = _build_model(name, loaded["shape"], len(loaded["class_names"]), augment)
+    network.test_time_augmentation = _test_time_augmentation(tta, network, data)  # validation uses it too
+    return network, model_name
 
 
 def _train_process(options: dict[str, Any]) -> RunResult:
