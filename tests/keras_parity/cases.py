@@ -384,23 +384,18 @@ def _head(builder: _Builder, case: dict[str, Any]) -> None:
         targets, metrics = "sparse", rng.choice([["accuracy"], ["acc"], ["sparse_categorical_accuracy"], []])
     elif roll < 0.55:
         builder.dense(classes, "softmax")
-        loss = {"class_name": "CategoricalCrossentropy", "config": _smoothing(rng)}
+        loss = {"class_name": "CategoricalCrossentropy", "config": {}}
         targets, metrics = "onehot", rng.choice([["accuracy"], ["categorical_accuracy"], []])
     elif roll < 0.85:
         style = rng.choice(["sigmoid", "logits", "linear"])  # linear: Keras clips the "probabilities"
         builder.dense(1, "sigmoid" if style == "sigmoid" else None)
-        loss = {"class_name": "BinaryCrossentropy", "config": {"from_logits": style == "logits", **_smoothing(rng)}}
+        loss = {"class_name": "BinaryCrossentropy", "config": {"from_logits": style == "logits"}}
         targets, metrics, classes = "binary", rng.choice([["accuracy"], ["binary_accuracy"], []]), 2
     else:
         builder.dense(classes, None)
         loss = {"class_name": rng.choice(["MeanSquaredError", "MeanAbsoluteError"]), "config": {}}
         targets, metrics = "regression", []
     case.update(loss=loss, targets=targets, metrics=metrics, num_classes=classes)
-
-
-def _smoothing(rng: random.Random) -> dict[str, Any]:
-    """label_smoothing for the losses that take it in both libraries, one case in three."""
-    return {"label_smoothing": rng.choice([0.1, 0.3])} if rng.random() < 0.33 else {}
 
 
 def generate(seed: int) -> dict[str, Any]:
@@ -423,6 +418,9 @@ def generate(seed: int) -> dict[str, Any]:
     if case["targets"] in ("sparse", "binary") and rng.random() < 0.2:
         fit["class_weight"] = {str(k): rng.choice([0.5, 1.0, 2.0]) for k in range(case["num_classes"])}
     case.update(layers=builder.layers, optimizer=_optimizer(rng), fit=fit, examples=rng.choice([8, 16, 24]))
+    # drawn last, so that every case drawn before label smoothing was stays the same
+    if case["loss"]["class_name"] in ("CategoricalCrossentropy", "BinaryCrossentropy") and rng.random() < 0.33:
+        case["loss"]["config"]["label_smoothing"] = rng.choice([0.1, 0.3])
     return case
 
 
