@@ -246,7 +246,12 @@ def test_compare_trains_each_model_on_the_same_split_and_writes_a_table(tmp_path
     assert "needs at least two models" in capsys.readouterr().err
 
 
-def test_compare_can_give_each_model_the_same_time_budget(tmp_path):
+def test_compare_can_give_each_model_the_same_time_budget(tmp_path, monkeypatch):
+    from hubel import runs
+
+    # were digits mirror-symmetric, --augment auto would augment a long plan: compare augments none
+    monkeypatch.setattr(runs.setup, "_MIRRORED", ("digits",))
+    monkeypatch.setattr(runs.setup, "_AUTO_AUGMENTATION_FROM_EPOCHS", 1)
     out = tmp_path / "cmp"
     assert (
         main(["compare", "digits", "--model", "mlp", "--model", "mnist_one_conv", "--budget", "3s", "--out", str(out)])
@@ -257,6 +262,7 @@ def test_compare_can_give_each_model_the_same_time_budget(tmp_path):
         result = json.loads((out / name / "result.json").read_text())
         plan = result["budget"]
         assert plan["seconds"] == 3 and 1 <= result["epochs_trained"] <= plan["epochs"]
+        assert yaml.safe_load((out / name / "config.yaml").read_text())["augment"] is None
         if plan["stopped_by"] == "steps":  # not by the deadline, which slow machines can reach first
             assert plan["steps_taken"] == plan["total_steps"] and result["epochs_trained"] == plan["epochs"]
 

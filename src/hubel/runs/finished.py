@@ -54,7 +54,8 @@ def compare(
 ) -> list[dict[str, Any]]:
     """Train each model on the same data, split, seed and epochs (or the same time budget
     each), a run directory each under out/, then write comparison.md and validation_curves.png
-    there; returns the table rows. batch_size None: each model's recipe."""
+    there; returns the table rows. batch_size None: each model's recipe. No augmentation: with a
+    budget, `--augment auto` could give it to one model's plan and not another's."""
     from hubel.inspect.plots import plot_history
     from hubel.models.io import load_model
     from hubel.models.summary import summarize
@@ -66,7 +67,14 @@ def compare(
     rows, histories = [], []
     for name in models:
         result = train(
-            data, name, epochs=epochs, budget=budget, batch_size=batch_size, seed=seed, out=root / Path(name).stem
+            data,
+            name,
+            epochs=epochs,
+            budget=budget,
+            batch_size=batch_size,
+            augment="none",
+            seed=seed,
+            out=root / Path(name).stem,
         )
         network = load_model(result.model_path)
         loaded = _load_data(data, tuple(network.input_shape[1:3]), 256, seed)
