@@ -217,7 +217,7 @@ def train(
             )
         shape = BACKBONES.get(name).input_shape
         loaded = _load_data(data, image_size or shape[:2], 32, seed)  # photos are decoded as RGB
-        augment = None if augment == "auto" else _augmentation(augment, data, 0)  # the head's features: as given
+        augment = _augmentation(augment, data, 0)  # the head trains on cached features: auto adds none
         return _train_transfer(name, data, directory, loaded, epochs=epochs, fine_tune=fine_tune, augment=augment,
                                seed=seed, command=command, started=started)  # fmt: skip
     if fine_tune:
@@ -265,8 +265,13 @@ def train(
         network, model_name = _image_network(name, loaded, augment, tta, data)
     binary = network.output_shape[-1] == 1
     loss = "binary_crossentropy" if binary else "sparse_categorical_crossentropy"
-    chosen, rate_chosen = _optimizer(recipe, optimizer, learning_rate)
-    network.compile(optimizer=chosen, loss=loss, metrics=["accuracy"], mixed_precision=_PRECISIONS[precision])
+
+    def compiled(network: Any) -> tuple[Any, bool]:  # the optimizer (a fresh one) and whether its rate was chosen
+        chosen, rate_chosen = _optimizer(recipe, optimizer, learning_rate)
+        network.compile(optimizer=chosen, loss=loss, metrics=["accuracy"], mixed_precision=_PRECISIONS[precision])
+        return chosen, rate_chosen
+
+    chosen, rate_chosen = compiled(network)
     train_data = loaded["train"]
     callbacks: list[Callback] = []
     plan: dict[str, Any] = {}
@@ -278,12 +283,15 @@ def train(
         if augment_after_plan and (augment := _augmentation("auto", data, plan["epochs"])):
             clear_session()  # the same layer names as a run asked for the augmentation
             network, model_name = _image_network(name, loaded, augment, tta, data)
-            chosen, rate_chosen = _optimizer(recipe, optimizer, learning_rate)
-            network.compile(optimizer=chosen, loss=loss, metrics=["accuracy"], mixed_precision=_PRECISIONS[precision])
+            chosen, rate_chosen = compiled(network)
             plan = world.broadcast(_plan_budget(network, *planning))  # its steps, augmentation included, timed
         if world.main:
-            chose = f" Augmentation (auto, for {plan['epochs']} epochs): {augment}." if augment_after_plan else ""
-            print(_plan_line(plan) + (chose if augment else ""))
+            chose = (
+                f" Augmentation (auto, for {plan['epochs']} epochs): {augment}."
+                if augment_after_plan and augment
+                else ""
+            )
+            print(_plan_line(plan) + chose)
         epochs = plan["epochs"]
         callbacks.append(
             EarlyStopping(monitor="val_accuracy", patience=_MAX_BUDGET_EPOCHS, restore_best_weights=True)
