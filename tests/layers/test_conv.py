@@ -249,3 +249,42 @@ def test_weights_in_keras_layout_round_trip():
         dense.set_weights([np.zeros((5, 7)), np.zeros(5)])
     with pytest.raises(ConfigError, match="expected 2 arrays"):
         dense.set_weights([np.zeros((7, 5))])
+
+
+def correlated_images(count=48, size=10, seed=0):
+    """Images whose neighbouring pixels and channels are correlated, as in photographs."""
+    noise = np.random.default_rng(seed).normal(size=(count, size, size, 3))
+    return 0.5 + 0.1 * (noise + np.roll(noise, 1, axis=1) + np.roll(noise, 1, axis=2) + noise[..., :1])
+
+
+def test_patch_whitening_decorrelates_the_patches_it_was_adapted_to():
+    images = correlated_images()
+    layer = L.PatchWhitening(2, epsilon=1e-9)
+    assert layer.compute_output_shape((10, 10, 3)) == (9, 9, 24)
+    layer.adapt(images)
+    assert layer.adapted
+    with torch.no_grad():
+        y = internal_to_keras(layer(keras_to_internal(torch.tensor(images, dtype=torch.float32)))).double()
+    first, second = y[..., :12].reshape(-1, 12), y[..., 12:].reshape(-1, 12)
+    assert torch.allclose(first.mean(0), torch.zeros(12, dtype=torch.float64), atol=1e-3)
+    assert torch.allclose(first.T @ first / len(first), torch.eye(12, dtype=torch.float64), atol=1e-3)
+    assert torch.allclose(second, -first, atol=1e-5)  # the negatives, so that a ReLU loses no direction
+
+
+def test_patch_whitening_epsilon_damps_the_directions_with_little_variance():
+    images = correlated_images()
+    damped = L.PatchWhitening(2, epsilon=0.05)
+    damped.adapt(images)
+    with torch.no_grad():
+        y = internal_to_keras(damped(keras_to_internal(torch.tensor(images, dtype=torch.float32)))).double()
+    variances = y[..., :12].reshape(-1, 12).square().mean(0).numpy()
+    # the patches' covariance computed here in NumPy: filter i's output has variance λi / (λi + ε)
+    windows = np.lib.stride_tricks.sliding_window_view(images, (2, 2), axis=(1, 2))  # (N, 9, 9, C, 2, 2)
+    eigenvalues = np.linalg.eigvalsh(np.cov(windows.reshape(-1, 12).T, bias=True))[::-1]
+    np.testing.assert_allclose(variances, eigenvalues / (eigenvalues + 0.05), rtol=1e-3)
+
+
+def test_patch_whitening_adapt_refuses_what_is_not_a_batch_of_images():
+    with pytest.raises(ShapeError, match=r"adapt\(\) takes a batch of images.*\(N, height, width, channels\)"):
+        L.PatchWhitening(2).adapt(np.zeros((10, 10, 3)))
+    assert not L.PatchWhitening(2).adapted

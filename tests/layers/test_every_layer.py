@@ -23,6 +23,7 @@ SAMPLES = {
     "Conv2D": (lambda: L.Conv2D(4, 3, strides=2, padding="same"), (5, 5, 3)),
     "Dense": (lambda: L.Dense(5, activation="softmax"), (7,)),
     "DepthwiseConv2D": (lambda: L.DepthwiseConv2D(3, depth_multiplier=2), (5, 5, 3)),
+    "PatchWhitening": (lambda: L.PatchWhitening(2, padding="same"), (5, 5, 3)),
     "Dropout": (lambda: L.Dropout(0.2), (7,)),
     "Embedding": (lambda: L.Embedding(50, 4), (6,)),
     "Flatten": (lambda: L.Flatten(), (4, 4, 3)),

@@ -155,3 +155,23 @@ def test_to_json_and_model_from_json_rebuild_the_architecture_as_keras_does():
         assert rebuilt.count_params() == model.count_params() and rebuilt.output_shape == model.output_shape
     with pytest.raises(hubel.ConfigError, match=r"model_from_json: expected the JSON text of model\.to_json\(\)"):
         hubel.models.model_from_json("{not json")
+
+
+def test_adapt_fits_patch_whitening_to_what_reaches_it_and_the_file_keeps_the_filters(tmp_path):
+    model = hubel.Sequential(
+        [L.Input((10, 10, 3)), L.Rescaling(1 / 255), L.RandomFlip(), L.PatchWhitening(2), L.GlobalAveragePooling2D()]
+    )
+    images = np.random.default_rng(0).integers(0, 256, (40, 10, 10, 3), dtype=np.uint8)
+    assert model.adapt(images, batch_size=16) == ["patch_whitening"]  # three passes, each stopped at the layer
+    whitening = model.get_layer("patch_whitening")
+    direct = L.PatchWhitening(2)
+    direct.adapt(images / 255)  # what reaches the layer: rescaled, not flipped (inference mode)
+    assert torch.allclose(whitening.kernel, direct.kernel, atol=1e-5)
+    assert torch.allclose(whitening.bias, direct.bias, atol=1e-5)
+    assert model.training  # adapt leaves the model's mode as it found it
+    # the trainable bias, then the fitted kernel in Keras's layout, as Keras lists trainable weights first
+    assert [w.shape for w in model.get_weights()] == [(24,), (2, 2, 3, 24)]
+    loaded = hubel.load_model(model.save(tmp_path / "whitened.hubel")).eval()
+    assert loaded.get_layer("patch_whitening").adapted
+    with torch.no_grad():
+        assert torch.equal(loaded(images), model.eval()(images))

@@ -303,9 +303,13 @@ class ImageFolderDataset:
             x, y = np.asarray(self._pixels[self._rows[batch]]), self._encode(self.labels[batch])
             yield ShardBatch(x, y, share) if size > 1 else (x, y)
 
-    def numpy(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every example in file order, as (x, y) arrays."""
-        return np.asarray(self._pixels[self._rows]), self._encode(self.labels)
+    def numpy(self, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Every example in file order, as (x, y) arrays; or about `count` of them, spread evenly
+        over that order (and so over the classes)."""
+        picked = np.arange(len(self._rows))
+        if count is not None and count < len(picked):
+            picked = picked[:: math.ceil(len(picked) / count)]
+        return np.asarray(self._pixels[self._rows[picked]]), self._encode(self.labels[picked])
 
     def _encode(self, labels: np.ndarray) -> np.ndarray:
         if self.label_mode == "categorical":

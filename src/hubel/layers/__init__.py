@@ -11,7 +11,7 @@ from hubel.layers.augment import (
     RandomZoom,
 )
 from hubel.layers.base import LAYERS, Layer, clear_session, list_layers, register_layer
-from hubel.layers.conv import Conv1D, Conv2D, DepthwiseConv2D
+from hubel.layers.conv import Conv1D, Conv2D, DepthwiseConv2D, PatchWhitening
 from hubel.layers.core import (
     Activation,
     Dense,
@@ -95,6 +95,7 @@ __all__ = [
     "Maximum",
     "Minimum",
     "Multiply",
+    "PatchWhitening",
     "RandomBrightness",
     "RandomContrast",
     "RandomCrop",

@@ -1,4 +1,5 @@
-"""Convolutions: Conv2D, Conv1D, DepthwiseConv2D.
+"""Convolutions: Conv2D, Conv1D, DepthwiseConv2D, and PatchWhitening (a convolution fitted to
+the data by adapt() instead of trained).
 
 Kernels are stored in torch's layout — (filters, in_channels / groups, *kernel_size) — and
 named `kernel` and `bias` as in Keras. padding="same" pads like TensorFlow (the odd row or
@@ -10,17 +11,19 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from hubel.errors import ConfigError
 from hubel.layers import window
 from hubel.layers.activations import get_activation
-from hubel.layers.args import choice, integer_tuple, positive_int
+from hubel.layers.args import choice, integer_tuple, number, positive_int
 from hubel.layers.base import Layer, Shape, register_layer
 from hubel.layers.initializers import INITIALIZERS
 
-__all__ = ["Conv1D", "Conv2D", "DepthwiseConv2D"]
+__all__ = ["Conv1D", "Conv2D", "DepthwiseConv2D", "PatchWhitening"]
 
 _CONV = {1: F.conv1d, 2: F.conv2d}
 _LAYOUT = {1: "(steps, channels)", 2: "(height, width, channels)"}
@@ -276,3 +279,85 @@ class DepthwiseConv2D(_Conv):
             "depth_multiplier": self.depth_multiplier,
             "depthwise_initializer": self.depthwise_initializer,
         }
+
+
+@register_layer
+class PatchWhitening(_Conv):
+    """A convolution whose filters are fitted to the images by adapt() and then stay fixed: the
+    eigenvectors of the covariance of the kernel_size patches, each scaled by 1/√(eigenvalue +
+    epsilon), and their negatives, so that its 2·kh·kw·channels outputs are decorrelated with unit
+    variance and an activation after it loses no direction. The fast CIFAR-10 trainers (airbench,
+    hlb-CIFAR10) start with it. The filters are a non-trainable weight, saved with the model; the
+    bias trains, from the value that centres the outputs on the data adapt() saw.
+
+    Example:
+        >>> whiten = PatchWhitening(2)
+        >>> whiten.compute_output_shape((32, 32, 3))
+        (31, 31, 24)
+        >>> whiten.adapt(np.random.default_rng(0).random((64, 32, 32, 3)))
+        >>> whiten(torch.rand(8, 3, 32, 32)).shape
+        torch.Size([8, 24, 31, 31])
+    """
+
+    rank = 2
+
+    def __init__(
+        self,
+        kernel_size: int | tuple[int, ...] = 2,
+        epsilon: float = 5e-4,
+        strides: int | tuple[int, ...] = 1,
+        padding: str = "valid",
+        activation: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(kernel_size, strides, padding, 1, activation, True, "zeros", **kwargs)
+        self.epsilon = number("PatchWhitening", "epsilon", epsilon, low=0.0)
+
+    @property
+    def adapted(self) -> bool:
+        """Whether adapt() has fitted the filters (here, or before the model was saved)."""
+        return self.built and bool(self.kernel.any())
+
+    def output_channels(self, in_channels: int) -> int:
+        return 2 * math.prod(self.kernel_size) * in_channels
+
+    def create_weights(self, input_shape: Shape) -> None:
+        self.add_state("kernel", (self.output_channels(input_shape[-1]), input_shape[-1], *self.kernel_size), "zeros")
+        super().create_weights(input_shape)
+
+    def adapt(self, data: Any, batch_size: int = 256) -> None:
+        """Fit the filters to images (N, H, W, C), as they arrive at this layer (after any
+        rescaling). Patches are taken where they fit inside the image, with every padding."""
+        images = torch.as_tensor(np.asarray(data))
+        if images.dim() != 4 or images.shape[0] == 0:
+            raise self.shape_error(
+                tuple(images.shape), "adapt() takes a batch of images", "Pass an array (N, height, width, channels)."
+            )
+        self.build(tuple(images.shape[1:]))
+        self.adapt_channels_first(images.permute(0, 3, 1, 2), batch_size)
+
+    @torch.no_grad()
+    def adapt_channels_first(self, images: Tensor, batch_size: int = 256) -> None:
+        """adapt() for images already in the layout the layer computes in: (N, C, H, W)."""
+        size = self.kernel.shape[1] * math.prod(self.kernel_size)
+        total, outer, count = torch.zeros(size, dtype=torch.float64), torch.zeros(size, size, dtype=torch.float64), 0
+        for start in range(0, images.shape[0], batch_size):
+            # (n, C·kh·kw, positions) in the order of a convolution's (filters, C, kh, kw) weight
+            columns = F.unfold(images[start : start + batch_size].double(), self.kernel_size)
+            patches = columns.transpose(1, 2).reshape(-1, size)
+            total += patches.sum(0)
+            outer += patches.T @ patches
+            count += patches.shape[0]
+        mean = total / count
+        covariance = outer / count - torch.outer(mean, mean)
+        values, vectors = torch.linalg.eigh(covariance)  # ascending
+        filters = (vectors / (values.clamp(min=0) + self.epsilon).sqrt()).T.flip(0)  # largest first
+        kernel = torch.cat([filters, -filters]).reshape(self.kernel.shape)
+        self.kernel.copy_(kernel.to(self.kernel.dtype))
+        self.bias.copy_(-(kernel.flatten(1) @ mean).to(self.bias.dtype))
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        for fixed in ("dilation_rate", "use_bias", "bias_initializer"):
+            del config[fixed]
+        return {**config, "epsilon": self.epsilon}

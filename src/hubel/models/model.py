@@ -44,6 +44,10 @@ from hubel.registry import Registry
 __all__ = ["Model", "class_name", "walk_layers"]
 
 
+class _Captured(Exception):
+    """Model.adapt's way out of a forward pass once the layer it fits has seen its input."""
+
+
 @dataclass(frozen=True)
 class _Step:
     """One node of the graph, compiled for the forward pass: slots index a list of tensors."""
@@ -348,6 +352,47 @@ class Model(Layer):
             parameter = next(self.parameters(), None)
             trainer = Trainer(self, loss="mse", device=str(parameter.device) if parameter is not None else "cpu")
         return trainer.predict(x, batch_size=batch_size)
+
+    def adapt(self, x: Any, batch_size: int = 256) -> list[str]:
+        """Fit the layers that learn from the data rather than by gradient (PatchWhitening) to x,
+        Keras-layout images, each to what reaches it through the layers before it in inference
+        mode; returns their names. hubel train calls it on the training images of a new run.
+
+        Example:
+            >>> import hubel, numpy as np
+            >>> from hubel import layers as L
+            >>> L.clear_session()  # layer names count from 0 again
+            >>> model = hubel.Sequential([L.Input((8, 8, 3)), L.Rescaling(1 / 255), L.PatchWhitening(2)])
+            >>> model.adapt(np.random.default_rng(0).integers(0, 256, (16, 8, 8, 3)))
+            ['patch_whitening']
+        """
+        adapted = [layer for layer in walk_layers(self) if hasattr(layer, "adapt_channels_first")]
+        for layer in adapted:
+            layer.adapt_channels_first(self._inputs_of(layer, x, batch_size))
+        return [layer.name for layer in adapted]
+
+    def _inputs_of(self, layer: Layer, x: Any, batch_size: int) -> Tensor:
+        """What `layer` receives when x runs through the model in inference mode, channels first
+        on the CPU; each forward pass stops at the layer."""
+        seen: list[Tensor] = []
+
+        def capture(module: Any, arguments: tuple[Any, ...]) -> None:
+            seen.append(arguments[0].detach().float().cpu())
+            raise _Captured
+
+        hook, training = layer.register_forward_pre_hook(capture), self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, len(x), batch_size):
+                    try:
+                        self(x[start : start + batch_size])
+                    except _Captured:
+                        pass
+        finally:
+            hook.remove()
+            self.train(training)
+        return torch.cat(seen)
 
     def predict_on_batch(self, x: Any) -> Any:
         """The outputs for `x` taken as one batch, as Keras's predict_on_batch."""

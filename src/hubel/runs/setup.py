@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from hubel.data import datasets, imdb
-from hubel.data.folders import image_folder
+from hubel.data.folders import ImageFolderDataset, image_folder
 from hubel.data.images import image_extensions
 from hubel.data.text import text_folder
 from hubel.errors import ConfigError, DataError
 from hubel.layers.augment import RandomFlip, augmentation
 from hubel.layers.core import Input, Rescaling
 from hubel.layers.text import TextVectorization
-from hubel.models.model import Model
+from hubel.models.model import Model, walk_layers
 from hubel.models.sequential import Sequential
 from hubel.models.spec import model_from_spec
 from hubel.models.zoo import ZOO, Recipe, create_model
@@ -36,6 +36,7 @@ _MIRRORED = ("cifar10",)
 # network would otherwise learn its training set by heart (CIFAR-10: 100% training accuracy by
 # epoch 26 of 31, 86.3% on the test set, against 89.1% with them; benchmarks/README.md).
 _AUTO_AUGMENTATION, _AUTO_AUGMENTATION_FROM_EPOCHS = "flip,shift", 10
+_ADAPT_EXAMPLES = 5_000  # the images PatchWhitening's patch covariance is taken over (1.4 s for CIFAR-10)
 _DEFAULT_TEXT_MODEL = "ngram_bag"  # bigrams averaged: 90% on IMDB in seconds per epoch (benchmarks/README.md)
 
 
@@ -133,6 +134,15 @@ def _build_model(name: str, shape: tuple[int, ...], num_classes: int, augment: s
             [Input(input_shape), *layers[:at], *augmentation(augment), *layers[at:]], name=network.name
         )
     return network, name
+
+
+def _adapt(network: Model, train: Any) -> None:
+    """Fit the network's layers that learn from the data rather than by gradient (PatchWhitening)
+    to the first _ADAPT_EXAMPLES training images (spread over a folder's classes): a new run's
+    first step. The validation images, the last of a built-in set, are not among them."""
+    if any(hasattr(layer, "adapt_channels_first") for layer in walk_layers(network)):
+        first = train.numpy(_ADAPT_EXAMPLES)[0] if isinstance(train, ImageFolderDataset) else train[0][:_ADAPT_EXAMPLES]
+        network.adapt(first)
 
 
 def _augmentation(augment: str | None, data: str, epochs: int) -> str | None:

@@ -33,6 +33,7 @@ from hubel.runs.setup import (
     _DEFAULT_TEXT_MODEL,
     _PRECISIONS,
     _VALIDATION_SPLIT,
+    _adapt,
     _augmentation,
     _build_model,
     _data_kind,
@@ -373,8 +374,10 @@ _LAUNCH_ONLY = ("nproc", "port", "started_at")  # train's arguments that its lau
 
 
 def _image_network(name: str, loaded: dict[str, Any], augment: str | None, tta: str, data: str) -> tuple[Any, str]:
-    """The network for the zoo name or spec file, with its augmentation and test-time flips."""
+    """The network for the zoo name or spec file, with its augmentation and test-time flips, its
+    data-fitted layers adapted to the training images."""
     network, model_name = _build_model(name, loaded["shape"], len(loaded["class_names"]), augment)
+    _adapt(network, loaded["train"])
     network.test_time_augmentation = _test_time_augmentation(tta, network, data)  # validation uses it too
     return network, model_name
 
