@@ -147,7 +147,7 @@ def test_train_on_a_folder_then_predict_files_like_model_predict(tmp_path, capsy
     assert result["top"][0]["probability"] == max(positive, 1 - positive)
 
 
-def test_a_new_run_adapts_patch_whitening_to_its_training_images(tmp_path, capsys):
+def test_airbench_adapts_its_whitening_to_the_training_images_and_smooths_its_labels(tmp_path, capsys):
     folder = tmp_path / "shapes"
     rng = np.random.default_rng(0)
     for name in ("bars", "dots"):
@@ -156,20 +156,16 @@ def test_a_new_run_adapts_patch_whitening_to_its_training_images(tmp_path, capsy
             pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
             pixels[:, ::4] = 255 if name == "bars" else pixels[:, ::4]
             Image.fromarray(pixels).save(folder / name / f"{index}.png")
-    spec = tmp_path / "whitened.yaml"
-    spec.write_text(
-        "input_shape: [16, 16, 3]\nlayers:\n  - Rescaling: {scale: 0.00392156862745098}\n"
-        "  - PatchWhitening: {kernel_size: 2}\n  - GlobalAveragePooling2D\n"
-        "  - Dense: {units: 2, activation: softmax}\n"
-    )
     run = tmp_path / "run"
-    assert main(["train", str(folder), "--model", str(spec), "--image-size", "16,16", "--epochs", "1",
-                 "--tta", "none", "--out", str(run)]) == 0  # fmt: skip
+    assert main(["train", str(folder), "--model", "airbench", "--image-size", "16,16", "--epochs", "1",
+                 "--out", str(run)]) == 0  # fmt: skip
     whitening = hubel.load_model(run / "model.hubel").get_layer("patch_whitening")
     train, _ = hubel.data.image_folder(folder, (16, 16), validation_split=0.2, subset="both", seed=0, verbose=False)
     expected = L.PatchWhitening(2)
     expected.adapt(train.numpy()[0] / 255)  # every training image (fewer than 5,000), not the validation ones
-    assert torch.allclose(whitening.kernel, expected.kernel, atol=1e-5)
+    assert torch.allclose(whitening.kernel, expected.kernel, atol=1e-5)  # fitted, then fixed while training
+    assert yaml.safe_load((run / "config.yaml").read_text())["label_smoothing"] == 0.2
+    assert "labels smoothed by 0.2" in (run / "report.html").read_text()
 
 
 def test_tta_follows_the_data_unless_told(tmp_path, capsys):

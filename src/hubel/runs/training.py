@@ -46,6 +46,7 @@ from hubel.train.callbacks import Callback, EarlyStopping, JSONLinesLogger, Trai
 from hubel.train.checkpoint import checkpoint_exists
 from hubel.train.distributed import cores, init, launch
 from hubel.train.history import STEP_CURVES_UP_TO
+from hubel.train.losses import LOSSES
 from hubel.train.progress import format_logs
 from hubel.train.schedules import OneCycle
 from hubel.train.trainer import set_seed
@@ -266,10 +267,12 @@ def train(
         network, model_name = _image_network(name, loaded, augment, tta, data)
     binary = network.output_shape[-1] == 1
     loss = "binary_crossentropy" if binary else "sparse_categorical_crossentropy"
+    smoothing = recipe.label_smoothing
 
     def compiled(network: Any) -> tuple[Any, bool]:  # the optimizer (a fresh one) and whether its rate was chosen
         chosen, rate_chosen = _optimizer(recipe, optimizer, learning_rate)
-        network.compile(optimizer=chosen, loss=loss, metrics=["accuracy"], mixed_precision=_PRECISIONS[precision])
+        scored = LOSSES.get(loss)(label_smoothing=smoothing) if smoothing else loss
+        network.compile(optimizer=chosen, loss=scored, metrics=["accuracy"], mixed_precision=_PRECISIONS[precision])
         return chosen, rate_chosen
 
     chosen, rate_chosen = compiled(network)
@@ -305,6 +308,7 @@ def train(
         "optimizer": optimizer, "optimizer_used": repr(chosen), "learning_rate": chosen.learning_rate,
         "augment": augment, "tta": tta, "test_time_augmentation": network.test_time_augmentation,
         "precision": network.trainer.precision, "seed": seed, "loss": loss,
+        **({"label_smoothing": smoothing} if smoothing else {}),
         "class_names": loaded["class_names"], "input_shape": list(network.input_shape[1:]),
         "processes": world.size, "sync_batchnorm": sync_batchnorm,
         "versions": {"hubel": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
@@ -345,7 +349,8 @@ def train(
             return RunResult(directory, math.nan, math.nan, time.perf_counter() - started)
         torch.set_num_threads(cores())  # the others are done: process 0 finishes on every core
     notes = [
-        f"Trained with {config['optimizer_used']}, batch {batch_size}, in {config['precision']}"
+        f"Trained with {config['optimizer_used']}, batch {batch_size}"
+        f"{f', labels smoothed by {smoothing:g}' if smoothing else ''}, in {config['precision']}"
         f"{' autocast (the test set is measured in float32)' if config['precision'] != 'float32' else ''}; "
         f"augmentation: {augment or 'none'}"
         f"{'; predictions average each image with its mirror image' if network.test_time_augmentation else ''}"
