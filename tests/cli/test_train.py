@@ -190,6 +190,8 @@ def test_augment_auto_adds_flips_and_shifts_to_mirror_symmetric_data_in_long_run
 
     augmentation = runs.setup._augmentation
     assert augmentation("auto", "cifar10", 10) == "flip,shift" and augmentation("auto", "cifar10", 9) is None
+    assert augmentation("auto", "cifar10", 4, from_epochs=4) == "flip,shift"  # a recipe's own threshold
+    assert augmentation("auto", "cifar10", 3, from_epochs=4) is None
     assert augmentation("auto", "mnist", 40) is None  # digits and shoes are not mirror images
     assert augmentation("none", "cifar10", 40) is None and augmentation(None, "cifar10", 40) is None
     assert augmentation("flip", "digits", 1) == "flip"
@@ -217,6 +219,27 @@ def test_augment_auto_adds_flips_and_shifts_to_mirror_symmetric_data_in_long_run
     assert "augmentation: flip,shift" in (run / "report.html").read_text()
     short = runs.train("digits", "mlp", epochs=2, out=tmp_path / "short").directory  # below 3 epochs: none
     assert yaml.safe_load((short / "config.yaml").read_text())["augment"] is None
+
+
+def test_a_budget_without_a_model_plans_the_long_run_network_first_and_keeps_it_if_it_fits(
+    tmp_path, capsys, monkeypatch
+):
+    from hubel import runs
+
+    monkeypatch.setattr(runs.training, "_LONG_RUN_MODEL", {"digits": "mlp"})  # the default is mnist_one_conv
+    kept = runs.train("digits", budget=5, out=tmp_path / "kept").directory
+    assert yaml.safe_load((kept / "config.yaml").read_text())["model"] == "mlp"
+    config = yaml.safe_load((kept / "config.yaml").read_text())
+    line = f"Model: mlp (mlp takes 3 epochs or more; the budget buys it {config['budget']['epochs']})."
+    assert line in capsys.readouterr().out
+    monkeypatch.setattr(runs.training, "_LONG_RUN_FROM_EPOCHS", 10_000)  # more than 5 s buys
+    short = runs.train("digits", budget=5, out=tmp_path / "short").directory
+    assert yaml.safe_load((short / "config.yaml").read_text())["model"] == "mnist_one_conv"
+    assert "Model: mnist_one_conv (mlp takes 10000 epochs or more; the budget would buy it " in capsys.readouterr().out
+    monkeypatch.setattr(runs.training, "_LONG_RUN_FROM_EPOCHS", 1)
+    named = runs.train("digits", "mnist_one_conv", budget=5, out=tmp_path / "named").directory  # --model decides
+    assert yaml.safe_load((named / "config.yaml").read_text())["model"] == "mnist_one_conv"
+    assert " takes 1 epochs or more" not in capsys.readouterr().out
 
 
 def test_train_and_predict_errors_are_one_line(tmp_path, capsys):

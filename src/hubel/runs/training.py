@@ -31,6 +31,8 @@ from hubel.runs.inference import _test_outputs
 from hubel.runs.setup import (
     _DEFAULT_MODEL,
     _DEFAULT_TEXT_MODEL,
+    _LONG_RUN_FROM_EPOCHS,
+    _LONG_RUN_MODEL,
     _PRECISIONS,
     _VALIDATION_SPLIT,
     _adapt,
@@ -194,6 +196,8 @@ def train(
     clear_session()  # layer names start from conv2d again, as in a fresh process
     text = _data_kind(data) == "text"
     name = model or _DEFAULT_MODEL.get(data, _DEFAULT_TEXT_MODEL if text else "snacks_convnet")
+    long_run = None if model or budget is None or resume else _LONG_RUN_MODEL.get(data)
+    name = long_run or name  # planned first, below: kept if the budget buys it enough epochs
     if name in BACKBONES and world.size > 1:
         raise ConfigError(
             f"transfer learning from {name} runs in one process (its backbone's features are computed once and "
@@ -263,14 +267,14 @@ def train(
                 f"{name!r} is a text model, and {data!r} holds images. Pick an image model (`hubel zoo`)."
             )
         augment_after_plan = augment == "auto" and budget is not None  # on the planned epochs, below
-        augment = None if augment_after_plan else _augmentation(augment, data, epochs)
+        augment = None if augment_after_plan else _augmentation(augment, data, epochs, recipe.augment_from_epochs)
         network, model_name = _image_network(name, loaded, augment, tta, data)
     binary = network.output_shape[-1] == 1
     loss = "binary_crossentropy" if binary else "sparse_categorical_crossentropy"
-    smoothing = recipe.label_smoothing
 
     def compiled(network: Any) -> tuple[Any, bool]:  # the optimizer (a fresh one) and whether its rate was chosen
         chosen, rate_chosen = _optimizer(recipe, optimizer, learning_rate)
+        smoothing = recipe.label_smoothing
         scored = LOSSES.get(loss)(label_smoothing=smoothing) if smoothing else loss
         network.compile(optimizer=chosen, loss=scored, metrics=["accuracy"], mixed_precision=_PRECISIONS[precision])
         return chosen, rate_chosen
@@ -284,7 +288,15 @@ def train(
             raise ConfigError("--budget plans a new run; resume a budgeted run with --epochs.")
         planning = (train_data, loaded["validation"], loaded["test"], per_process, budget, started, world.size)
         plan = world.broadcast(_plan_budget(network, *planning))  # process 0's plan holds for all
-        if augment_after_plan and (augment := _augmentation("auto", data, plan["epochs"])):
+        long_run_epochs = plan["epochs"]
+        if long_run and long_run_epochs < _LONG_RUN_FROM_EPOCHS:  # too short for it: the default network
+            clear_session()
+            name = _DEFAULT_MODEL[data]
+            recipe = ZOO.get(name).recipe
+            network, model_name = _image_network(name, loaded, augment, tta, data)
+            chosen, rate_chosen = compiled(network)
+            plan = world.broadcast(_plan_budget(network, *planning))
+        if augment_after_plan and (augment := _augmentation("auto", data, plan["epochs"], recipe.augment_from_epochs)):
             clear_session()  # the same layer names as a run asked for the augmentation
             network, model_name = _image_network(name, loaded, augment, tta, data)
             chosen, rate_chosen = compiled(network)
@@ -295,6 +307,12 @@ def train(
                 if augment_after_plan and augment
                 else ""
             )
+            if long_run:
+                kept = name == long_run
+                chose += (
+                    f" Model: {name} ({long_run} takes {_LONG_RUN_FROM_EPOCHS} epochs or more; the budget "
+                    f"{'buys' if kept else 'would buy'} it {long_run_epochs})."
+                )
             print(_plan_line(plan) + chose)
         epochs = plan["epochs"]
         callbacks.append(
@@ -308,7 +326,7 @@ def train(
         "optimizer": optimizer, "optimizer_used": repr(chosen), "learning_rate": chosen.learning_rate,
         "augment": augment, "tta": tta, "test_time_augmentation": network.test_time_augmentation,
         "precision": network.trainer.precision, "seed": seed, "loss": loss,
-        **({"label_smoothing": smoothing} if smoothing else {}),
+        **({"label_smoothing": recipe.label_smoothing} if recipe.label_smoothing else {}),
         "class_names": loaded["class_names"], "input_shape": list(network.input_shape[1:]),
         "processes": world.size, "sync_batchnorm": sync_batchnorm,
         "versions": {"hubel": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
@@ -350,7 +368,8 @@ def train(
         torch.set_num_threads(cores())  # the others are done: process 0 finishes on every core
     notes = [
         f"Trained with {config['optimizer_used']}, batch {batch_size}"
-        f"{f', labels smoothed by {smoothing:g}' if smoothing else ''}, in {config['precision']}"
+        f"{f', labels smoothed by {recipe.label_smoothing:g}' if recipe.label_smoothing else ''}"
+        f", in {config['precision']}"
         f"{' autocast (the test set is measured in float32)' if config['precision'] != 'float32' else ''}; "
         f"augmentation: {augment or 'none'}"
         f"{'; predictions average each image with its mirror image' if network.test_time_augmentation else ''}"
