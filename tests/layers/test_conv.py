@@ -288,3 +288,5 @@ def test_patch_whitening_adapt_refuses_what_is_not_a_batch_of_images():
     with pytest.raises(ShapeError, match=r"adapt\(\) takes a batch of images.*\(N, height, width, channels\)"):
         L.PatchWhitening(2).adapt(np.zeros((10, 10, 3)))
     assert not L.PatchWhitening(2).adapted
+    with pytest.raises(ConfigError, match="adapt\\(\\) received no images as large as its kernel 3x3"):
+        L.PatchWhitening(3, padding="same").adapt(np.zeros((4, 2, 2, 3)))

@@ -9,6 +9,7 @@ column goes at the bottom/right).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -334,20 +335,29 @@ class PatchWhitening(_Conv):
                 tuple(images.shape), "adapt() takes a batch of images", "Pass an array (N, height, width, channels)."
             )
         self.build(tuple(images.shape[1:]))
-        self.adapt_channels_first(images.permute(0, 3, 1, 2), batch_size)
+        self.adapt_channels_first(images[start : start + batch_size].permute(0, 3, 1, 2)
+                                  for start in range(0, images.shape[0], batch_size))  # fmt: skip
 
     @torch.no_grad()
-    def adapt_channels_first(self, images: Tensor, batch_size: int = 256) -> None:
-        """adapt() for images already in the layout the layer computes in: (N, C, H, W)."""
+    def adapt_channels_first(self, batches: Iterable[Tensor]) -> None:
+        """adapt() for batches of images already in the layout the layer computes in, (n, C, H, W);
+        only the patches' sums are kept between batches."""
         size = self.kernel.shape[1] * math.prod(self.kernel_size)
         total, outer, count = torch.zeros(size, dtype=torch.float64), torch.zeros(size, size, dtype=torch.float64), 0
-        for start in range(0, images.shape[0], batch_size):
+        for batch in batches:
+            if any(side < kernel for side, kernel in zip(batch.shape[2:], self.kernel_size)):
+                continue  # no patch fits: nothing to count
             # (n, C·kh·kw, positions) in the order of a convolution's (filters, C, kh, kw) weight
-            columns = F.unfold(images[start : start + batch_size].double(), self.kernel_size)
+            columns = F.unfold(batch.double(), self.kernel_size)
             patches = columns.transpose(1, 2).reshape(-1, size)
             total += patches.sum(0)
             outer += patches.T @ patches
             count += patches.shape[0]
+        if count == 0:
+            raise ConfigError(
+                f"{self.describe()}: adapt() received no images as large as its kernel "
+                f"{'x'.join(map(str, self.kernel_size))}. Pass training images."
+            )
         mean = total / count
         covariance = outer / count - torch.outer(mean, mean)
         values, vectors = torch.linalg.eigh(covariance)  # ascending

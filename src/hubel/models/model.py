@@ -14,7 +14,7 @@ same bytes, so the conversion is free), and a nested model passes them on unconv
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -371,9 +371,9 @@ class Model(Layer):
             layer.adapt_channels_first(self._inputs_of(layer, x, batch_size))
         return [layer.name for layer in adapted]
 
-    def _inputs_of(self, layer: Layer, x: Any, batch_size: int) -> Tensor:
-        """What `layer` receives when x runs through the model in inference mode, channels first
-        on the CPU; each forward pass stops at the layer."""
+    def _inputs_of(self, layer: Layer, x: Any, batch_size: int) -> Iterator[Tensor]:
+        """What `layer` receives when x runs through the model in inference mode, batch by batch,
+        channels first on the CPU; each forward pass stops at the layer."""
         seen: list[Tensor] = []
 
         def capture(module: Any, arguments: tuple[Any, ...]) -> None:
@@ -383,16 +383,15 @@ class Model(Layer):
         hook, training = layer.register_forward_pre_hook(capture), self.training
         self.eval()
         try:
-            with torch.no_grad():
-                for start in range(0, len(x), batch_size):
-                    try:
+            for start in range(0, len(x), batch_size):
+                try:
+                    with torch.no_grad():
                         self(x[start : start + batch_size])
-                    except _Captured:
-                        pass
+                except _Captured:
+                    yield seen.pop()
         finally:
             hook.remove()
             self.train(training)
-        return torch.cat(seen)
 
     def predict_on_batch(self, x: Any) -> Any:
         """The outputs for `x` taken as one batch, as Keras's predict_on_batch."""

@@ -42,7 +42,9 @@ _MIRRORED = ("cifar10",)
 # network would otherwise learn its training set by heart (CIFAR-10: 100% training accuracy by
 # epoch 26 of 31, 86.3% on the test set, against 89.1% with them; benchmarks/README.md).
 _AUTO_AUGMENTATION, _AUTO_AUGMENTATION_FROM_EPOCHS = "flip,shift", 10
-_ADAPT_EXAMPLES = 5_000  # the images PatchWhitening's patch covariance is taken over (1.4 s for CIFAR-10)
+# PatchWhitening's patch covariance is taken over this many pixels of training images: 5,000
+# CIFAR-10 images (1.4 s), 200 at 160x160
+_ADAPT_PIXELS = 5_000 * 32 * 32
 _DEFAULT_TEXT_MODEL = "ngram_bag"  # bigrams averaged: 90% on IMDB in seconds per epoch (benchmarks/README.md)
 
 
@@ -144,11 +146,12 @@ def _build_model(name: str, shape: tuple[int, ...], num_classes: int, augment: s
 
 def _adapt(network: Model, train: Any) -> None:
     """Fit the network's layers that learn from the data rather than by gradient (PatchWhitening)
-    to the first _ADAPT_EXAMPLES training images (spread over a folder's classes): a new run's
-    first step. The validation images, the last of a built-in set, are not among them."""
+    to the first training images, _ADAPT_PIXELS of them (spread over a folder's classes): a new
+    run's first step. The validation images, the last of a built-in set, are not among them."""
     if any(hasattr(layer, "adapt_channels_first") for layer in walk_layers(network)):
-        first = train.numpy(_ADAPT_EXAMPLES)[0] if isinstance(train, ImageFolderDataset) else train[0][:_ADAPT_EXAMPLES]
-        network.adapt(first)
+        height, width = network.input_shape[1:3]
+        count = max(1, _ADAPT_PIXELS // (height * width))
+        network.adapt(train.numpy(count)[0] if isinstance(train, ImageFolderDataset) else train[0][:count])
 
 
 def _augmentation(augment: str | None, data: str, epochs: int, from_epochs: int | None = None) -> str | None:
