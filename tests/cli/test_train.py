@@ -168,6 +168,22 @@ def test_airbench_adapts_its_whitening_to_the_training_images_and_smooths_its_la
     assert "labels smoothed by 0.2" in (run / "report.html").read_text()
 
 
+def test_a_built_in_run_adapts_patch_whitening_without_the_validation_images(tmp_path):
+    spec = tmp_path / "whitened.yaml"
+    spec.write_text(
+        "input_shape: [8, 8, 1]\nlayers:\n  - Rescaling: {scale: 0.00392156862745098}\n"
+        "  - PatchWhitening: {kernel_size: 2}\n  - GlobalAveragePooling2D\n"
+        "  - Dense: {units: 10, activation: softmax}\n"
+    )
+    run = tmp_path / "run"
+    assert main(["train", "digits", "--model", str(spec), "--epochs", "1", "--out", str(run)]) == 0
+    whitening = hubel.load_model(run / "model.hubel").get_layer("patch_whitening")
+    (x_train, _), _ = hubel.datasets.load("digits")
+    expected = L.PatchWhitening(2)
+    expected.adapt(x_train[: int(len(x_train) * 0.9)].reshape(-1, 8, 8, 1) / 255)  # fit's validation: the last 10%
+    assert torch.allclose(whitening.kernel, expected.kernel, atol=1e-5)
+
+
 def test_tta_follows_the_data_unless_told(tmp_path, capsys):
     from hubel import runs
 

@@ -151,7 +151,10 @@ def _adapt(network: Model, train: Any) -> None:
     if any(hasattr(layer, "adapt_channels_first") for layer in walk_layers(network)):
         height, width = network.input_shape[1:3]
         count = max(1, _ADAPT_PIXELS // (height * width))
-        network.adapt(train.numpy(count)[0] if isinstance(train, ImageFolderDataset) else train[0][:count])
+        if isinstance(train, ImageFolderDataset):
+            network.adapt(train.numpy(count)[0])
+        else:  # fit holds out the last _VALIDATION_SPLIT of the arrays
+            network.adapt(train[0][: min(count, int(len(train[0]) * (1 - _VALIDATION_SPLIT)))])
 
 
 def _augmentation(augment: str | None, data: str, epochs: int, from_epochs: int | None = None) -> str | None:
