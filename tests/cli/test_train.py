@@ -241,7 +241,10 @@ def test_a_budget_without_a_model_plans_the_long_run_network_first_and_keeps_it_
     tmp_path, capsys, monkeypatch
 ):
     from hubel import runs
+    from hubel.models.zoo import ZOO
 
+    for data, long_run in runs.setup._LONG_RUN_MODEL.items():  # a fallback keeps the batch size already set
+        assert ZOO.get(long_run).recipe.batch_size == ZOO.get(runs.setup._DEFAULT_MODEL[data]).recipe.batch_size
     monkeypatch.setattr(runs.training, "_LONG_RUN_MODEL", {"digits": "mlp"})  # the default is mnist_one_conv
     kept = runs.train("digits", budget=5, out=tmp_path / "kept").directory
     assert yaml.safe_load((kept / "config.yaml").read_text())["model"] == "mlp"

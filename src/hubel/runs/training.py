@@ -287,20 +287,22 @@ def train(
         if resume:
             raise ConfigError("--budget plans a new run; resume a budgeted run with --epochs.")
         planning = (train_data, loaded["validation"], loaded["test"], per_process, budget, started, world.size)
+
+        def planned(name: str, augment: str | None) -> tuple[Any, str, Any, bool, dict[str, Any]]:
+            """A fresh network (its layer names as a run asking for it would get), compiled and timed."""
+            clear_session()
+            network, model_name = _image_network(name, loaded, augment, tta, data)
+            chosen, rate_chosen = compiled(network)
+            return network, model_name, chosen, rate_chosen, world.broadcast(_plan_budget(network, *planning))
+
         plan = world.broadcast(_plan_budget(network, *planning))  # process 0's plan holds for all
         long_run_epochs = plan["epochs"]
         if long_run and long_run_epochs < _LONG_RUN_FROM_EPOCHS:  # too short for it: the default network
-            clear_session()
             name = _DEFAULT_MODEL[data]
-            recipe = ZOO.get(name).recipe
-            network, model_name = _image_network(name, loaded, augment, tta, data)
-            chosen, rate_chosen = compiled(network)
-            plan = world.broadcast(_plan_budget(network, *planning))
+            recipe = ZOO.get(name).recipe  # its batch size is the long-run model's (tests/cli/test_train.py)
+            network, model_name, chosen, rate_chosen, plan = planned(name, augment)
         if augment_after_plan and (augment := _augmentation("auto", data, plan["epochs"], recipe.augment_from_epochs)):
-            clear_session()  # the same layer names as a run asked for the augmentation
-            network, model_name = _image_network(name, loaded, augment, tta, data)
-            chosen, rate_chosen = compiled(network)
-            plan = world.broadcast(_plan_budget(network, *planning))  # its steps, augmentation included, timed
+            network, model_name, chosen, rate_chosen, plan = planned(name, augment)  # augmentation's cost timed too
         if world.main:
             chose = (
                 f" Augmentation (auto, for {plan['epochs']} epochs): {augment}."
