@@ -290,3 +290,20 @@ def test_patch_whitening_adapt_refuses_what_is_not_a_batch_of_images():
     assert not L.PatchWhitening(2).adapted
     with pytest.raises(ConfigError, match="adapt\\(\\) received no images as large as its kernel 3x3"):
         L.PatchWhitening(3, padding="same").adapt(np.zeros((4, 2, 2, 3)))
+
+
+def test_dirac_passes_the_first_input_channels_through_and_draws_the_rest():
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 7, 7).contiguous(memory_format=torch.channels_last)
+    widening = L.Conv2D(6, 3, padding="same", use_bias=False, kernel_initializer="dirac")
+    widening.build((7, 7, 4))
+    y = widening(x)
+    assert torch.equal(y[:, :4], x)  # filter i < 4 copies input channel i
+    limit = math.sqrt(6 / (9 * 4 + 9 * 6))  # the others: glorot_uniform with Keras's fans
+    assert 0 < widening.kernel[4:].abs().max() <= limit and widening.kernel[4:].std() > limit / 3
+    square = L.Conv1D(5, 3, padding="same", kernel_initializer="dirac")
+    sequence = torch.randn(2, 5, 9)
+    square.build((9, 5))
+    assert torch.equal(square(sequence), sequence)  # as many filters as channels: the identity
+    with pytest.raises(ConfigError, match=r"'dirac' initializer is for kernels .* Received a weight of shape \(6,\)"):
+        L.Conv2D(6, 3, bias_initializer="dirac").build((7, 7, 4))

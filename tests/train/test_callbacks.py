@@ -14,6 +14,7 @@ from hubel.train import (
     CSVLogger,
     EarlyStopping,
     LearningRateScheduler,
+    Lookahead,
     ModelCheckpoint,
     ReduceLROnPlateau,
     TrainingBudget,
@@ -66,6 +67,43 @@ def test_reduce_lr_on_plateau():
     assert trainer.optimizer.learning_rate == pytest.approx(0.02)
     trainer, _ = drive(ReduceLROnPlateau(factor=0.5, patience=2), [1.0, 0.9, 0.8, 0.7])
     assert trainer.optimizer.learning_rate == 0.1
+
+
+def test_lookahead_pulls_the_weights_toward_a_slow_copy_every_few_steps_and_at_each_epochs_end():
+    trainer = fake_trainer()
+    lookahead = Lookahead(every=2, decay=0.5, power=1.0)
+    lookahead.trainer, lookahead.params = trainer, {"epochs": 1, "steps": 5}
+    lookahead.on_train_begin({})  # slow copy: 0
+    weights = []
+    for batch in range(5):
+        with torch.no_grad():
+            trainer.model.weight.add_(1.0)  # a training step
+        lookahead.on_train_batch_end(batch, {})
+        weights.append(trainer.model.weight.item())
+    # step 2 (progress 0.4, d = 0.2): 0 + 0.8·(2 − 0) = 1.6; step 4 (d = 0.4): 1.6 + 0.6·(3.6 − 1.6) = 2.8;
+    # step 5 ends the epoch (d = 0.5): 2.8 + 0.5·(3.8 − 2.8) = 3.3
+    assert weights == pytest.approx([1.0, 1.6, 2.6, 2.8, 3.3])
+    assert Lookahead().decay_at(0.0) == 0.0 and Lookahead().decay_at(2.0) == pytest.approx(0.95**5)
+    for bad in (dict(every=0), dict(every=2.5), dict(decay=1.0), dict(power=0)):
+        with pytest.raises(ConfigError, match="Lookahead: expected"):
+            Lookahead(**bad)
+
+
+def test_lookahead_in_a_real_fit_leaves_the_slow_copy_and_batch_norms_statistics_in_the_model():
+    (x, y), _ = hubel.datasets.load("digits")
+    hubel.set_seed(0)
+    model = hubel.Sequential(
+        [L.Input((8, 8)), L.Rescaling(1 / 16), L.Flatten(), L.Dense(32), L.BatchNormalization(), L.ReLU(),
+         L.Dense(10, activation="softmax")]
+    )  # fmt: skip
+    model.compile(optimizer=hubel.optimizers.SGD(0.1, momentum=0.9), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])  # fmt: skip
+    lookahead = Lookahead(every=5)
+    history = model.fit(x, y, epochs=3, batch_size=64, verbose=0, callbacks=[lookahead])
+    state = [value for value in model.state_dict().values() if value.is_floating_point()]
+    assert len(state) == len(lookahead._slow) == 8  # two kernels, two biases, gamma, beta, moving mean and variance
+    assert all(torch.equal(value, slow) for value, slow in zip(state, lookahead._slow))
+    assert history.history["accuracy"][-1] > 0.9
 
 
 def test_model_checkpoint_saves_only_improvements(tmp_path):

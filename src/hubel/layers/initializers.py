@@ -11,6 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from hubel.errors import ConfigError
 from hubel.registry import Registry
 
 __all__ = ["INITIALIZERS", "initialize", "list_initializers"]
@@ -86,6 +87,25 @@ def zeros(tensor: Tensor, fan_in: int, fan_out: int) -> None:
 @INITIALIZERS.register("ones")
 def ones(tensor: Tensor, fan_in: int, fan_out: int) -> None:
     torch.nn.init.ones_(tensor)
+
+
+@INITIALIZERS.register("dirac")
+def dirac(tensor: Tensor, fan_in: int, fan_out: int) -> None:
+    """hubel's own (airbench's convolution init): filter i < input channels passes input channel
+    i through unchanged (a 1 at the kernel's centre, 0 elsewhere); any further filters are
+    glorot_uniform. A convolution with as many filters as input channels starts as the identity.
+    Kernels only: (filters, input channels, *window), torch's layout."""
+    if tensor.dim() < 2:
+        raise ConfigError(
+            f"the 'dirac' initializer is for kernels (filters x input channels x window). Received a weight "
+            f"of shape {tuple(tensor.shape)}: use it as kernel_initializer, not for a bias or a vector."
+        )
+    glorot_uniform(tensor, fan_in, fan_out)
+    passed = min(tensor.shape[0], tensor.shape[1])
+    tensor[:passed].zero_()
+    centre = tuple(size // 2 for size in tensor.shape[2:])
+    channels = torch.arange(passed)
+    tensor[(channels, channels, *centre)] = 1.0
 
 
 def initialize(name: str, tensor: Tensor, fan_in: int = 1, fan_out: int = 1) -> None:

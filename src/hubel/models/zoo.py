@@ -38,6 +38,7 @@ class Recipe:
     one_cycle: bool = False  # also with --epochs (a --budget run always uses one)
     label_smoothing: float = 0.0  # of the cross-entropy's targets
     augment_from_epochs: int | None = None  # --augment auto's flips and shifts from this many epochs (None: 10)
+    lookahead: bool = False  # fit with a Lookahead callback (hubel.train.Lookahead: a slow copy of the weights)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from hubel.runs.setup import (
     _test_time_augmentation,
     _text_model,
 )
-from hubel.train.callbacks import Callback, EarlyStopping, JSONLinesLogger, TrainingBudget
+from hubel.train.callbacks import Callback, EarlyStopping, JSONLinesLogger, Lookahead, TrainingBudget
 from hubel.train.checkpoint import checkpoint_exists
 from hubel.train.distributed import cores, init, launch
 from hubel.train.history import STEP_CURVES_UP_TO
@@ -329,6 +329,7 @@ def train(
         "augment": augment, "tta": tta, "test_time_augmentation": network.test_time_augmentation,
         "precision": network.trainer.precision, "seed": seed, "loss": loss,
         **({"label_smoothing": recipe.label_smoothing} if recipe.label_smoothing else {}),
+        **({"lookahead": repr(Lookahead())} if recipe.lookahead else {}),
         "class_names": loaded["class_names"], "input_shape": list(network.input_shape[1:]),
         "processes": world.size, "sync_batchnorm": sync_batchnorm,
         "versions": {"hubel": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
@@ -350,6 +351,8 @@ def train(
             seconds=max(1.0, fit_ends_at - time.perf_counter() - plan["validation_seconds_per_epoch"]),
         )
         callbacks += [limit, _Replan(limit, chosen.schedule, plan, fit_ends_at, world)]
+    if recipe.lookahead:  # after the budget's limit: a stop inside an epoch still leaves the slow copy
+        callbacks.append(Lookahead())
     if not resume and world.main:
         (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     fit_options: dict[str, Any] = {
@@ -371,6 +374,7 @@ def train(
     notes = [
         f"Trained with {config['optimizer_used']}, batch {batch_size}"
         f"{f', labels smoothed by {recipe.label_smoothing:g}' if recipe.label_smoothing else ''}"
+        f"{f', {Lookahead()!r}' if recipe.lookahead else ''}"
         f", in {config['precision']}"
         f"{' autocast (the test set is measured in float32)' if config['precision'] != 'float32' else ''}; "
         f"augmentation: {augment or 'none'}"

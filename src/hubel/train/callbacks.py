@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from hubel.errors import ConfigError, HubelError
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ __all__ = [
     "EarlyStopping",
     "JSONLinesLogger",
     "LearningRateScheduler",
+    "Lookahead",
     "ModelCheckpoint",
     "ReduceLROnPlateau",
     "TrainingBudget",
@@ -301,6 +304,56 @@ class LearningRateScheduler(Callback):
     def on_epoch_begin(self, epoch: int, logs: Logs) -> None:
         optimizer = self.trainer.optimizer
         optimizer.learning_rate = float(self.schedule(epoch, optimizer.learning_rate))
+
+
+class Lookahead(Callback):
+    """Lookahead (Zhang et al., 2019) as airbench uses it: a slow copy of the weights (and of
+    batch norm's moving statistics) trails the trained ones. Every `every` steps, and at each
+    epoch's last step so that validation and the saved model see it, the slow copy moves toward
+    the weights, slow += (1 − d)·(weights − slow), and the weights become the slow copy. d rises
+    from 0 as decay · progress**power, so the early steps run as without it and the late ones
+    average out the noise of SGD. Progress is the steps taken over the learning-rate schedule's
+    total when it has one (OneCycle, which a time budget re-plans), else over fit's epochs × steps.
+
+    The slow copy starts from the weights at the start of fit (a resumed run starts a new one).
+
+    Example:
+        >>> Lookahead(every=5, decay=0.95**5).decay_at(0.5)
+        0.0967...
+    """
+
+    def __init__(self, every: int = 5, decay: float = 0.95**5, power: float = 3.0) -> None:
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ConfigError(f"Lookahead: expected `every` to be a whole number of steps >= 1. Received: {every!r}")
+        if not 0 <= decay < 1 or not power > 0:
+            raise ConfigError(f"Lookahead: expected 0 <= decay < 1 and power > 0. Received: {decay=}, {power=}")
+        self.every, self.decay, self.power = every, decay, power
+        self._slow: list[Any] = []
+        self._taken = 0
+
+    def __repr__(self) -> str:
+        return f"Lookahead(every={self.every}, decay={self.decay:.4g}, power={self.power:g})"
+
+    def decay_at(self, progress: float) -> float:
+        """The share of the slow copy a sync keeps, `progress` (0 to 1) through training."""
+        return self.decay * min(1.0, max(0.0, progress)) ** self.power
+
+    def _state(self) -> list[Any]:
+        return [value for value in self.trainer.model.state_dict().values() if value.is_floating_point()]
+
+    def on_train_begin(self, logs: Logs) -> None:
+        self._slow, self._taken = [value.detach().clone() for value in self._state()], 0
+
+    def on_train_batch_end(self, batch: int, logs: Logs) -> None:
+        self._taken += 1
+        planned = getattr(getattr(self.trainer.optimizer, "schedule", None), "total", None)  # OneCycle's, re-planned
+        planned = planned or self.params.get("epochs", 1) * self.params.get("steps", 1)  # by a budget, else fit's
+        if self._taken % self.every and batch + 1 < self.params.get("steps", 0) and not self.trainer.stop_training:
+            return
+        with torch.no_grad():
+            state = self._state()
+            torch._foreach_lerp_(self._slow, state, 1.0 - self.decay_at(self._taken / max(1, planned)))
+            torch._foreach_copy_(state, self._slow)
 
 
 class CSVLogger(Callback):
