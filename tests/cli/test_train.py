@@ -147,7 +147,7 @@ def test_train_on_a_folder_then_predict_files_like_model_predict(tmp_path, capsy
     assert result["top"][0]["probability"] == max(positive, 1 - positive)
 
 
-def test_airbench_adapts_its_whitening_to_the_training_images_and_smooths_its_labels(tmp_path, capsys):
+def test_airbench_adapts_its_whitening_and_trains_with_its_recipe(tmp_path, capsys):
     folder = tmp_path / "shapes"
     rng = np.random.default_rng(0)
     for name in ("bars", "dots"):
@@ -164,8 +164,11 @@ def test_airbench_adapts_its_whitening_to_the_training_images_and_smooths_its_la
     expected = L.PatchWhitening(2)
     expected.adapt(train.numpy()[0] / 255)  # every training image (fewer than 5,000), not the validation ones
     assert torch.allclose(whitening.kernel, expected.kernel, atol=1e-5)  # fitted, then fixed while training
-    assert yaml.safe_load((run / "config.yaml").read_text())["label_smoothing"] == 0.2
-    assert "labels smoothed by 0.2" in (run / "report.html").read_text()
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert (config["label_smoothing"], config["batch_size"], config["one_cycle_peak"]) == (0.2, 1024, 1.5)
+    assert config["lookahead"] == "Lookahead(every=5, decay=0.7738, power=3)"  # the recipe's callback, in fit
+    report = (run / "report.html").read_text()
+    assert "labels smoothed by 0.2" in report and "Lookahead(every=5" in report
 
 
 def test_a_built_in_run_adapts_patch_whitening_without_the_validation_images(tmp_path):
@@ -241,20 +244,21 @@ def test_a_budget_without_a_model_plans_the_long_run_network_first_and_keeps_it_
     tmp_path, capsys, monkeypatch
 ):
     from hubel import runs
-    from hubel.models.zoo import ZOO
 
-    for data, long_run in runs.setup._LONG_RUN_MODEL.items():  # a fallback keeps the batch size already set
-        assert ZOO.get(long_run).recipe.batch_size == ZOO.get(runs.setup._DEFAULT_MODEL[data]).recipe.batch_size
-    monkeypatch.setattr(runs.training, "_LONG_RUN_MODEL", {"digits": "mlp"})  # the default is mnist_one_conv
+    monkeypatch.setattr(runs.training, "_LONG_RUN_MODEL", {"digits": "fast_resnet_small"})  # default: mnist_one_conv
     kept = runs.train("digits", budget=5, out=tmp_path / "kept").directory
-    assert yaml.safe_load((kept / "config.yaml").read_text())["model"] == "mlp"
     config = yaml.safe_load((kept / "config.yaml").read_text())
-    line = f"Model: mlp (mlp takes 3 epochs or more; the budget buys it {config['budget']['epochs']})."
-    assert line in capsys.readouterr().out
+    assert (config["model"], config["batch_size"]) == ("fast_resnet_small", 128)
+    epochs = config["budget"]["epochs"]
+    assert f"Model: fast_resnet_small (fast_resnet_small takes 3 epochs or more; the budget buys it {epochs})." in (
+        capsys.readouterr().out
+    )
     monkeypatch.setattr(runs.training, "_LONG_RUN_FROM_EPOCHS", 10_000)  # more than 5 s buys
     short = runs.train("digits", budget=5, out=tmp_path / "short").directory
-    assert yaml.safe_load((short / "config.yaml").read_text())["model"] == "mnist_one_conv"
-    assert "Model: mnist_one_conv (mlp takes 10000 epochs or more; the budget would buy it " in capsys.readouterr().out
+    config = yaml.safe_load((short / "config.yaml").read_text())
+    assert (config["model"], config["batch_size"]) == ("mnist_one_conv", 32)  # its own recipe's batch
+    out = capsys.readouterr().out
+    assert "Model: mnist_one_conv (fast_resnet_small takes 10000 epochs or more; the budget would buy it " in out
     monkeypatch.setattr(runs.training, "_LONG_RUN_FROM_EPOCHS", 1)
     named = runs.train("digits", "mnist_one_conv", budget=5, out=tmp_path / "named").directory  # --model decides
     assert yaml.safe_load((named / "config.yaml").read_text())["model"] == "mnist_one_conv"

@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--model",
         help="a zoo name (see `hubel zoo`) or a spec file; a default suits the data (CIFAR-10 with --budget: "
-        "airbench when the budget buys it 3 epochs)",
+        "airbench_small when the budget buys it 3 epochs)",
     )
     train.add_argument("--epochs", type=int, help="passes over the training data (default 5)")
     train.add_argument("--budget", type=_duration, help="train for this wall-clock time instead: 90s, 5m, 1h")

@@ -46,7 +46,7 @@ from hubel.runs.setup import (
 )
 from hubel.train.callbacks import Callback, EarlyStopping, JSONLinesLogger, Lookahead, TrainingBudget
 from hubel.train.checkpoint import checkpoint_exists
-from hubel.train.distributed import cores, init, launch
+from hubel.train.distributed import World, cores, init, launch
 from hubel.train.history import STEP_CURVES_UP_TO
 from hubel.train.losses import LOSSES
 from hubel.train.progress import format_logs
@@ -230,13 +230,8 @@ def train(
         raise ConfigError(f"--fine-tune is for pretrained backbones ({', '.join(BACKBONES.names())}); {name!r} is not.")
     epochs = epochs or 5
     recipe = ZOO.get(name).recipe if name in ZOO else Recipe()
-    batch_size = batch_size or recipe.batch_size
-    if batch_size % world.size:
-        raise ConfigError(
-            f"a batch of {batch_size} does not split evenly over {world.size} processes: give --batch-size a "
-            f"multiple of {world.size}."
-        )
-    per_process = batch_size // world.size  # the batch is the run's, whatever the processes: same training
+    given_batch_size, batch_size = batch_size, batch_size or recipe.batch_size
+    per_process = _per_process(batch_size, world)
     if world.rank:
         world.barrier()  # process 0 decodes an image folder into its cache first; the others then read it
     loaded = _load_data(data, image_size, per_process, seed, verbose=world.main)
@@ -299,7 +294,10 @@ def train(
         long_run_epochs = plan["epochs"]
         if long_run and long_run_epochs < _LONG_RUN_FROM_EPOCHS:  # too short for it: the default network
             name = _DEFAULT_MODEL[data]
-            recipe = ZOO.get(name).recipe  # its batch size is the long-run model's (tests/cli/test_train.py)
+            recipe = ZOO.get(name).recipe
+            batch_size = given_batch_size or recipe.batch_size
+            per_process = _per_process(batch_size, world)
+            planning = (train_data, loaded["validation"], loaded["test"], per_process, budget, started, world.size)
             network, model_name, chosen, rate_chosen, plan = planned(name, augment)
         if augment_after_plan and (augment := _augmentation("auto", data, plan["epochs"], recipe.augment_from_epochs)):
             network, model_name, chosen, rate_chosen, plan = planned(name, augment)  # augmentation's cost timed too
@@ -340,7 +338,7 @@ def train(
         total_steps = plan["total_steps"] if plan else epochs * steps_per_epoch
         peak = one_cycle_peak or (chosen.learning_rate if rate_chosen else 2 * chosen.learning_rate)
         config["one_cycle_peak"] = peak
-        chosen.schedule = OneCycle(peak, total_steps=total_steps)
+        chosen.schedule = OneCycle(peak, total_steps=total_steps, **recipe.one_cycle_settings)
         config["schedule"] = (
             f"one-cycle to {peak:g} over {total_steps} steps ({epochs} epochs of up to {steps_per_epoch})"
         )
@@ -401,6 +399,16 @@ def train(
 
 
 _LAUNCH_ONLY = ("nproc", "port", "started_at")  # train's arguments that its launched processes do not take
+
+
+def _per_process(batch_size: int, world: World) -> int:
+    """Each process's share of the run's batch (the same training whatever the processes)."""
+    if batch_size % world.size:
+        raise ConfigError(
+            f"a batch of {batch_size} does not split evenly over {world.size} processes: give --batch-size a "
+            f"multiple of {world.size}."
+        )
+    return batch_size // world.size
 
 
 def _image_network(name: str, loaded: dict[str, Any], augment: str | None, tta: str, data: str) -> tuple[Any, str]:
