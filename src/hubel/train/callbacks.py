@@ -313,7 +313,8 @@ class Lookahead(Callback):
     the weights, slow += (1 − d)·(weights − slow), and the weights become the slow copy. d rises
     from 0 as decay · progress**power, so the early steps run as without it and the late ones
     average out the noise of SGD. Progress is the steps taken over the learning-rate schedule's
-    total when it has one (OneCycle, which a time budget re-plans), else over fit's epochs × steps.
+    total when it has one (OneCycle, which a time budget re-plans), else over fit's epochs × steps
+    (taken as done when neither is known).
 
     The slow copy starts from the weights at the start of fit (a resumed run starts a new one).
 
@@ -346,13 +347,16 @@ class Lookahead(Callback):
 
     def on_train_batch_end(self, batch: int, logs: Logs) -> None:
         self._taken += 1
-        planned = getattr(getattr(self.trainer.optimizer, "schedule", None), "total", None)  # OneCycle's, re-planned
-        planned = planned or self.params.get("epochs", 1) * self.params.get("steps", 1)  # by a budget, else fit's
-        if self._taken % self.every and batch + 1 < self.params.get("steps", 0) and not self.trainer.stop_training:
+        steps = self.params.get("steps")  # None for data of unknown length: then no sync at the epoch's end
+        epoch_ends = steps is not None and batch + 1 >= steps
+        if self._taken % self.every and not epoch_ends and not self.trainer.stop_training:
             return
+        planned = getattr(getattr(self.trainer.optimizer, "schedule", None), "total", None)  # OneCycle's, re-planned
+        planned = planned or self.params.get("epochs", 1) * (steps or 0)  # by a budget, else fit's
+        progress = self._taken / planned if planned else 1.0
         with torch.no_grad():
             state = self._state()
-            torch._foreach_lerp_(self._slow, state, 1.0 - self.decay_at(self._taken / max(1, planned)))
+            torch._foreach_lerp_(self._slow, state, 1.0 - self.decay_at(progress))
             torch._foreach_copy_(state, self._slow)
 
 
