@@ -279,7 +279,7 @@ def _airbench(num_classes: int, shape: Shape, widths: tuple[int, ...]) -> list[L
 for _name, _widths, _description in (
     ("airbench", (64, 256, 256), "a whitening layer fitted to the data, then 64-256-256 filters in pairs: airbench"),
     ("airbench_small", (64, 192, 192),
-     "airbench at 64-192-192 filters, 1.4x its epochs in a budget: CIFAR-10's default for runs of 3 epochs or more"),
+     "airbench at 64-192-192 filters, 1.4x its epochs: CIFAR-10's default for budgets"),
 ):  # fmt: skip
     register(_name, (32, 32, 3), _description, _AIRBENCH_RECIPE)(partial(_airbench, widths=_widths))
 
