@@ -281,23 +281,27 @@ def train(
     if budget is not None:
         if resume:
             raise ConfigError("--budget plans a new run; resume a budgeted run with --epochs.")
-        planning = (train_data, loaded["validation"], loaded["test"], per_process, budget, started, world.size)
+
+        def timed(network: Any) -> dict[str, Any]:  # process 0's plan holds for all
+            test = loaded["test"]  # per_process is read now: a fallback network brings its own batch
+            return world.broadcast(
+                _plan_budget(network, train_data, loaded["validation"], test, per_process, budget, started, world.size)
+            )
 
         def planned(name: str, augment: str | None) -> tuple[Any, str, Any, bool, dict[str, Any]]:
             """A fresh network (its layer names as a run asking for it would get), compiled and timed."""
             clear_session()
             network, model_name = _image_network(name, loaded, augment, tta, data)
             chosen, rate_chosen = compiled(network)
-            return network, model_name, chosen, rate_chosen, world.broadcast(_plan_budget(network, *planning))
+            return network, model_name, chosen, rate_chosen, timed(network)
 
-        plan = world.broadcast(_plan_budget(network, *planning))  # process 0's plan holds for all
+        plan = timed(network)
         long_run_epochs = plan["epochs"]
         if long_run and long_run_epochs < _LONG_RUN_FROM_EPOCHS:  # too short for it: the default network
             name = _DEFAULT_MODEL[data]
             recipe = ZOO.get(name).recipe
             batch_size = given_batch_size or recipe.batch_size
             per_process = _per_process(batch_size, world)
-            planning = (train_data, loaded["validation"], loaded["test"], per_process, budget, started, world.size)
             network, model_name, chosen, rate_chosen, plan = planned(name, augment)
         if augment_after_plan and (augment := _augmentation("auto", data, plan["epochs"], recipe.augment_from_epochs)):
             network, model_name, chosen, rate_chosen, plan = planned(name, augment)  # augmentation's cost timed too
@@ -320,6 +324,7 @@ def train(
         )  # keeps the best epoch; the plan stops the run
     if world.main:
         directory.mkdir(parents=True, exist_ok=True)
+    lookahead = Lookahead() if recipe.lookahead else None  # the recipe is settled: the plan may have changed it
     config = {
         "command": command or " ".join(sys.argv),
         "data": data, "model": model_name, "epochs": epochs, "batch_size": batch_size,
@@ -327,7 +332,7 @@ def train(
         "augment": augment, "tta": tta, "test_time_augmentation": network.test_time_augmentation,
         "precision": network.trainer.precision, "seed": seed, "loss": loss,
         **({"label_smoothing": recipe.label_smoothing} if recipe.label_smoothing else {}),
-        **({"lookahead": repr(Lookahead())} if recipe.lookahead else {}),
+        **({"lookahead": repr(lookahead)} if lookahead else {}),
         "class_names": loaded["class_names"], "input_shape": list(network.input_shape[1:]),
         "processes": world.size, "sync_batchnorm": sync_batchnorm,
         "versions": {"hubel": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
@@ -349,8 +354,8 @@ def train(
             seconds=max(1.0, fit_ends_at - time.perf_counter() - plan["validation_seconds_per_epoch"]),
         )
         callbacks += [limit, _Replan(limit, chosen.schedule, plan, fit_ends_at, world)]
-    if recipe.lookahead:  # after the budget's limit: a stop inside an epoch still leaves the slow copy
-        callbacks.append(Lookahead())
+    if lookahead:  # after the budget's limit: a stop inside an epoch still leaves the slow copy
+        callbacks.append(lookahead)
     if not resume and world.main:
         (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     fit_options: dict[str, Any] = {
@@ -372,7 +377,7 @@ def train(
     notes = [
         f"Trained with {config['optimizer_used']}, batch {batch_size}"
         f"{f', labels smoothed by {recipe.label_smoothing:g}' if recipe.label_smoothing else ''}"
-        f"{f', {Lookahead()!r}' if recipe.lookahead else ''}"
+        f"{f', {lookahead!r}' if lookahead else ''}"
         f", in {config['precision']}"
         f"{' autocast (the test set is measured in float32)' if config['precision'] != 'float32' else ''}; "
         f"augmentation: {augment or 'none'}"
