@@ -3,6 +3,7 @@ import torch
 
 from hubel import layers as L
 from hubel.errors import ConfigError, UnknownNameError
+from hubel.models import Sequential
 from hubel.train import SGD, Adam, RMSprop, get_metric, get_optimizer
 
 
@@ -125,6 +126,52 @@ def test_weight_decay_is_decoupled_on_every_optimizer_as_in_keras():
         assert _steps(optimizer, [0.0, 0.0]) == pytest.approx([0.95, 0.95**2], rel=1e-6)
     with pytest.raises(ConfigError, match="weight_decay"):
         SGD(weight_decay=-1)
+
+
+def test_learning_rate_multipliers_scale_the_step_of_the_weights_they_name_not_their_decay():
+    offset, kernel = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    named = [("batch_normalization_1.beta", offset), ("conv2d.kernel", kernel)]
+    sgd = SGD(0.1, momentum=0.5, nesterov=True, weight_decay=0.5, learning_rate_multipliers={"beta": 8})
+    sgd.build(named)
+    assert [group["lr_multiplier"] for group in sgd.torch.param_groups] == [1.0, 8.0]
+    assert "learning_rate_multipliers={'beta': 8.0}" in repr(sgd) and sgd.learning_rate == pytest.approx(0.1)
+    w, v, kernel_w, kernel_v = 1.0, 0.0, 1.0, 0.0
+    for gradient in (1.0, -2.0, 0.5):
+        offset.grad, kernel.grad = torch.full((2,), gradient), torch.full((2,), gradient)
+        sgd.step()
+        # decay at the base rate, then Keras's nesterov step at 8 × 0.1 for the offset, 0.1 for the kernel
+        w, kernel_w = w * (1 - 0.5 * 0.1), kernel_w * (1 - 0.5 * 0.1)
+        v, kernel_v = 0.5 * v - 0.8 * gradient, 0.5 * kernel_v - 0.1 * gradient
+        w, kernel_w = w + 0.5 * v - 0.8 * gradient, kernel_w + 0.5 * kernel_v - 0.1 * gradient
+        assert offset.tolist() == pytest.approx([w, w], rel=1e-6)
+        assert kernel.tolist() == pytest.approx([kernel_w, kernel_w], rel=1e-6)
+    # a schedule sets the base rate of every group; the multiplier stays
+    adam = Adam(lambda step: 0.01 / (step + 1), learning_rate_multipliers={"conv2d*": 3})
+    adam.build(named)
+    offset.grad, kernel.grad = torch.ones(2), torch.ones(2)
+    before_offset, before_kernel = offset.detach().clone(), kernel.detach().clone()
+    adam.step()  # Adam's first step is lr·sign(g) (up to epsilon)
+    assert (before_offset - offset).tolist() == pytest.approx([0.01, 0.01], rel=1e-4)
+    assert (before_kernel - kernel).tolist() == pytest.approx([0.03, 0.03], rel=1e-4)
+
+
+def test_learning_rate_multipliers_fit_a_model_and_are_checked():
+    model = Sequential([L.Input((4,)), L.Dense(3, activation="relu"), L.BatchNormalization(), L.Dense(2)])
+    x, y = torch.randn(64, 4).numpy(), (torch.arange(64) % 2).numpy()
+    model.compile(optimizer=SGD(0.1, learning_rate_multipliers={"beta": 64}), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    groups = model.optimizer.torch.param_groups
+    assert [[p.shape for p in group["params"]] for group in groups] == [
+        [(3, 4), (3,), (3,), (2, 3), (2,)],  # dense kernel, bias; batch norm's gamma; dense_1
+        [(3,)],  # batch norm's beta
+    ]
+    model.compile(optimizer=SGD(0.1, learning_rate_multipliers={"gama": 2}), loss="sparse_categorical_crossentropy")
+    with pytest.raises(ConfigError, match="pattern 'gama' matches none of the model's trainable weights"):
+        model.fit(x, y, epochs=1, verbose=0)
+    with pytest.raises(ConfigError, match="positive numbers"):
+        SGD(learning_rate_multipliers={"beta": 0})
+    with pytest.raises(ConfigError, match="named_parameters"):
+        SGD(learning_rate_multipliers={"beta": 2}).build([torch.nn.Parameter(torch.ones(1))])
 
 
 def test_gradient_clipping_keras_style():

@@ -250,7 +250,12 @@ for _name, _shape, _stem, _widths, _description in (
 # with the offsets' 64x rate (benchmarks/README.md).
 _AIRBENCH_RECIPE = Recipe(
     optimizer="sgd",
-    optimizer_settings={"momentum": 0.85, "nesterov": True, "weight_decay": 8.87e-3},
+    optimizer_settings={
+        "momentum": 0.85,
+        "nesterov": True,
+        "weight_decay": 8.87e-3,
+        "learning_rate_multipliers": {"beta": 64.0},  # batch norm offsets: 64× the step, as airbench
+    },
     learning_rate=1.5,
     batch_size=1024,
     one_cycle=True,

@@ -15,11 +15,21 @@ clipvalue). Every optimizer also keeps Keras's moving average of the weights whe
 after each update, average = ema_momentum * average + (1 - ema_momentum) * weight (the weight
 itself after the first update); fit writes the averages into the weights after its last epoch,
 and every `ema_overwrite_frequency` steps when that is set, as Keras's fit does.
+
+One thing Keras's optimizers lack, hubel's have: a rate multiplier for some weights, named by
+a pattern over the model's weight names (`fnmatch`, against the full name or any dotted tail):
+
+    hubel.optimizers.SGD(0.1, momentum=0.9, learning_rate_multipliers={"beta": 64.0})
+
+Batch norm's offsets (`batch_normalization_3.beta`) then take 64× the gradient step, as in the
+fast CIFAR-10 trainers. The multiplier scales the step, not the weight decay: every weight
+decays at the base rate.
 """
 
 from __future__ import annotations
 
 import difflib
+import fnmatch
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -48,10 +58,14 @@ class Optimizer:
         **settings: Any,
     ) -> None:
         clipping = dict(clipping or {})
+        self.learning_rate_multipliers = _multipliers(
+            type(self).__name__, clipping.pop("learning_rate_multipliers", None)
+        )
         moving_average = {key: clipping.pop(key) for key in _MOVING_AVERAGE if key in clipping}
         unexpected = [key for key in clipping if key not in _CLIPPING]
         if unexpected:
-            close = difflib.get_close_matches(unexpected[0], [*_CLIPPING, *_MOVING_AVERAGE, "learning_rate"], n=1)
+            known = [*_CLIPPING, *_MOVING_AVERAGE, "learning_rate", "learning_rate_multipliers"]
+            close = difflib.get_close_matches(unexpected[0], known, n=1)
             raise ConfigError(
                 f"{type(self).__name__}: unexpected argument `{unexpected[0]}`"
                 + (f" (did you mean `{close[0]}`?)" if close else "")
@@ -96,17 +110,47 @@ class Optimizer:
         self.torch: torch.optim.Optimizer | None = None
         self.iterations = 0
 
-    def make(self, parameters: Iterable[nn.Parameter], rate: float) -> torch.optim.Optimizer:
+    def make(self, parameters: Iterable[nn.Parameter] | list[dict[str, Any]], rate: float) -> torch.optim.Optimizer:
         raise NotImplementedError
 
-    def build(self, parameters: Iterable[nn.Parameter]) -> Optimizer:
-        """Create the torch optimizer over `parameters` (once; later calls keep its state)."""
+    def build(self, parameters: Iterable[nn.Parameter] | Iterable[tuple[str, nn.Parameter]]) -> Optimizer:
+        """Create the torch optimizer over `parameters`, or over `model.named_parameters()`, which
+        learning_rate_multipliers need (once; later calls keep its state)."""
         if self.torch is None:
-            trainable = [p for p in parameters if p.requires_grad]
+            named = [item if isinstance(item, tuple) else (None, item) for item in parameters]
+            trainable = [(name, p) for name, p in named if p.requires_grad]
             if not trainable:
                 raise ConfigError("the model has no trainable parameters (are all its layers frozen?).")
-            self.torch = self.make(trainable, self._initial_rate)
+            self.torch = self.make(self._groups(trainable), self._initial_rate)
         return self
+
+    def _groups(self, trainable: list[tuple[str | None, nn.Parameter]]) -> list[dict[str, Any]]:
+        """One parameter group per multiplier (1 first), each weight's multiplier from the first
+        pattern that matches its name or a dotted tail of it."""
+        if not self.learning_rate_multipliers:
+            return [{"params": [p for _, p in trainable]}]
+        if any(name is None for name, _ in trainable):
+            raise ConfigError(
+                f"{type(self).__name__}: learning_rate_multipliers name weights, so build the optimizer on "
+                "model.named_parameters() (fit does)."
+            )
+        groups: dict[float, list[nn.Parameter]] = {1.0: []}
+        used = set()
+        for name, parameter in trainable:
+            parts = str(name).split(".")
+            tails = [".".join(parts[i:]) for i in range(len(parts))]
+            pattern = next((key for key in self.learning_rate_multipliers
+                            if any(fnmatch.fnmatchcase(tail, key) for tail in tails)), None)  # fmt: skip
+            used.add(pattern)
+            groups.setdefault(self.learning_rate_multipliers.get(pattern, 1.0), []).append(parameter)
+        unused = [key for key in self.learning_rate_multipliers if key not in used]
+        if unused:
+            names = ", ".join(str(name) for name, _ in trainable[:6]) + (", ..." if len(trainable) > 6 else "")
+            raise ConfigError(
+                f"{type(self).__name__}: learning_rate_multipliers pattern {unused[0]!r} matches none of the "
+                f"model's trainable weights ({names}). Use a weight name or a pattern such as 'beta' or 'dense*'."
+            )
+        return [{"params": params, "lr_multiplier": multiple} for multiple, params in groups.items() if params]
 
     @property
     def learning_rate(self) -> float:
@@ -217,10 +261,29 @@ class Optimizer:
             if self.use_ema
             else {}
         )
+        multipliers = (
+            {"learning_rate_multipliers": self.learning_rate_multipliers} if self.learning_rate_multipliers else {}
+        )
         settings = ", ".join(
-            f"{key}={value!r}" for key, value in {**self.settings, **self.clipping, **moving_average}.items()
+            f"{key}={value!r}"
+            for key, value in {**self.settings, **self.clipping, **moving_average, **multipliers}.items()
         )
         return f"{type(self).__name__}(learning_rate={self.learning_rate:g}{', ' + settings if settings else ''})"
+
+
+def _multipliers(name: str, multipliers: Any) -> dict[str, float]:
+    """learning_rate_multipliers, checked: weight-name patterns to positive numbers."""
+    if multipliers is None:
+        return {}
+    if not isinstance(multipliers, dict) or not all(
+        isinstance(key, str) and isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        for key, value in multipliers.items()
+    ):
+        raise ConfigError(
+            f"{name}: expected `learning_rate_multipliers` to map weight-name patterns to positive numbers, "
+            f"such as {{'beta': 64.0}}. Received: {multipliers!r}"
+        )
+    return {key: float(value) for key, value in multipliers.items()}
 
 
 def _moving_average_settings(
@@ -267,7 +330,7 @@ class SGD(Optimizer):
     ) -> None:
         super().__init__(learning_rate, clipping, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
 
-    def make(self, parameters: Iterable[nn.Parameter], rate: float) -> torch.optim.Optimizer:
+    def make(self, parameters: Iterable[nn.Parameter] | list[dict[str, Any]], rate: float) -> torch.optim.Optimizer:
         return KerasSGD(parameters, lr=rate, **self.settings)
 
 
@@ -289,7 +352,7 @@ class Adam(Optimizer):
             learning_rate, clipping, betas=(beta_1, beta_2), eps=epsilon, amsgrad=amsgrad, weight_decay=weight_decay
         )
 
-    def make(self, parameters: Iterable[nn.Parameter], rate: float) -> torch.optim.Optimizer:
+    def make(self, parameters: Iterable[nn.Parameter] | list[dict[str, Any]], rate: float) -> torch.optim.Optimizer:
         return KerasAdam(parameters, lr=rate, **self.settings)
 
 
@@ -311,7 +374,7 @@ class AdamW(Optimizer):
             learning_rate, clipping, betas=(beta_1, beta_2), eps=epsilon, weight_decay=weight_decay, amsgrad=amsgrad
         )
 
-    def make(self, parameters: Iterable[nn.Parameter], rate: float) -> torch.optim.Optimizer:
+    def make(self, parameters: Iterable[nn.Parameter] | list[dict[str, Any]], rate: float) -> torch.optim.Optimizer:
         return KerasAdam(parameters, lr=rate, **self.settings)
 
 
@@ -339,7 +402,7 @@ class RMSprop(Optimizer):
             weight_decay=weight_decay,
         )
 
-    def make(self, parameters: Iterable[nn.Parameter], rate: float) -> torch.optim.Optimizer:
+    def make(self, parameters: Iterable[nn.Parameter] | list[dict[str, Any]], rate: float) -> torch.optim.Optimizer:
         return KerasRMSprop(parameters, lr=rate, **self.settings)
 
 

@@ -257,7 +257,7 @@ class Trainer:
             )
             return
         if self.optimizer.torch is None:
-            self.optimizer.build(self.model.parameters())
+            self.optimizer.build(self.model.named_parameters())
             return
         built = {id(p) for group in self.optimizer.torch.param_groups for p in group["params"]}
         if built != {id(p) for p in self.model.parameters() if p.requires_grad}:

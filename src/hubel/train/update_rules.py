@@ -8,6 +8,9 @@ as soon as a schedule changes the rate), and torch's SGD/Adam/RMSprop `weight_de
 to the gradient where Keras decays the variable itself (decoupled), before the update. Each
 rule below is Keras's `update_step`, line for line, on torch's multi-tensor (_foreach) kernels.
 
+A parameter group may carry `lr_multiplier` (hubel's learning_rate_multipliers): its gradient
+step is taken at lr × lr_multiplier, its weight decay at lr.
+
 The step counter lives in the parameter group (`group["step"]`), so it travels with
 state_dict(); the per-parameter state keeps torch's names where the meaning is torch's (Adam's
 exp_avg, exp_avg_sq; RMSprop's square_avg, grad_avg), so a checkpoint written by torch's Adam or
@@ -30,8 +33,8 @@ class _KerasRule(torch.optim.Optimizer):
     """Shared: collect the parameters that have gradients, decay them (decoupled, Keras's
     `variable - variable * weight_decay * learning_rate`), then run the rule."""
 
-    def __init__(self, parameters: Iterable[nn.Parameter], **defaults: Any) -> None:
-        super().__init__(parameters, {"weight_decay": 0.0, "step": 0, **defaults})
+    def __init__(self, parameters: Iterable[nn.Parameter] | Iterable[dict[str, Any]], **defaults: Any) -> None:
+        super().__init__(parameters, {"weight_decay": 0.0, "step": 0, "lr_multiplier": 1.0, **defaults})
 
     def _buffers(self, parameters: list[Tensor], name: str) -> list[Tensor]:
         buffers = []
@@ -47,6 +50,7 @@ class _KerasRule(torch.optim.Optimizer):
         rules): the step count then comes from torch's per-parameter `step`."""
         super().load_state_dict(state_dict)
         for group in self.param_groups:
+            group.setdefault("lr_multiplier", 1.0)
             if "step" not in group:
                 steps = [self.state[p]["step"] for p in group["params"] if "step" in self.state[p]]
                 group["step"] = int(max(steps)) if steps else 0
@@ -65,7 +69,7 @@ class _KerasRule(torch.optim.Optimizer):
             if group["weight_decay"]:
                 torch._foreach_mul_(parameters, 1.0 - group["weight_decay"] * group["lr"])
             group["step"] += 1
-            self._update(group, parameters, gradients)
+            self._update({**group, "lr": group["lr"] * group["lr_multiplier"]}, parameters, gradients)
         return loss
 
     def _update(self, group: dict[str, Any], parameters: list[Tensor], gradients: list[Tensor]) -> None:
@@ -77,7 +81,7 @@ class KerasSGD(_KerasRule):
 
     def __init__(
         self,
-        parameters: Iterable[nn.Parameter],
+        parameters: Iterable[nn.Parameter] | Iterable[dict[str, Any]],
         lr: float,
         momentum: float = 0.0,
         nesterov: bool = False,
@@ -106,7 +110,7 @@ class KerasAdam(_KerasRule):
 
     def __init__(
         self,
-        parameters: Iterable[nn.Parameter],
+        parameters: Iterable[nn.Parameter] | Iterable[dict[str, Any]],
         lr: float,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-7,
@@ -136,7 +140,7 @@ class KerasRMSprop(_KerasRule):
 
     def __init__(
         self,
-        parameters: Iterable[nn.Parameter],
+        parameters: Iterable[nn.Parameter] | Iterable[dict[str, Any]],
         lr: float,
         alpha: float = 0.9,
         eps: float = 1e-7,
