@@ -469,3 +469,68 @@ def test_the_budget_plans_the_test_pass_from_its_fastest_inference_timing(monkey
     plan = budget._plan_budget(network, (x, y), None, (x[:100], y[:100]), 16, 30.0, time.perf_counter())
     assert plan["inference_seconds_per_example"] == 0.001  # the third: three are timed
     assert plan["finish_seconds_planned"] == pytest.approx(100 * 0.001 + budget._REPORT_SECONDS)
+
+
+def test_validation_split_sets_what_fit_holds_out_and_0_trains_on_everything(tmp_path, capsys):
+    spec = tmp_path / "whitened.yaml"
+    spec.write_text(
+        "input_shape: [8, 8, 1]\nlayers:\n  - Rescaling: {scale: 0.00392156862745098}\n"
+        "  - PatchWhitening: {kernel_size: 2}\n  - GlobalAveragePooling2D\n"
+        "  - Dense: {units: 10, activation: softmax}\n"
+    )
+    (x_train, _), _ = hubel.datasets.load("digits")  # 1,442 training images
+    everything = tmp_path / "all"
+    assert main(["train", "digits", "--model", str(spec), "--budget", "4s", "--validation-split", "0",
+                 "--out", str(everything)]) == 0  # fmt: skip
+    result = json.loads((everything / "result.json").read_text())
+    assert result["budget"]["steps_per_epoch"] == 46  # ⌈1,442 / 32⌉: nothing held out
+    lines = [json.loads(line) for line in (everything / "metrics.jsonl").read_text().splitlines()]
+    assert lines and not any("val_accuracy" in line for line in lines)
+    assert yaml.safe_load((everything / "config.yaml").read_text())["validation_split"] == 0
+    assert "the last epoch was kept (no validation data)" in (everything / "report.html").read_text()
+    whitening = hubel.load_model(everything / "model.hubel").get_layer("patch_whitening")
+    expected = L.PatchWhitening(2)
+    expected.adapt(x_train.reshape(-1, 8, 8, 1) / 255)  # every training image
+    assert torch.allclose(whitening.kernel, expected.kernel, atol=1e-5)
+
+    quarter = tmp_path / "quarter"
+    assert main(["train", "digits", "--model", str(spec), "--epochs", "1", "--validation-split", "0.25",
+                 "--out", str(quarter)]) == 0  # fmt: skip
+    resumed = ["train", "digits", "--model", str(spec), "--epochs", "2", "--out", str(quarter), "--resume"]
+    assert main(resumed) == 0  # with the run's split
+    steps = hubel.load_model(quarter / "model.hubel").metadata["history_steps"]["epoch"]
+    per_epoch = [sum(epoch < p <= epoch + 1 for p in steps) for epoch in range(2)]
+    assert per_epoch == [34, 34]  # ⌈int(1,442 × 0.75) / 32⌉ = ⌈1,081 / 32⌉ in both
+    lines = [json.loads(line) for line in (quarter / "metrics.jsonl").read_text().splitlines()]
+    assert [("val_accuracy" in line) for line in lines] == [True, True]
+    capsys.readouterr()
+    assert main(["train", "digits", "--validation-split", "1", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expected the validation split to be a fraction from 0" in err
+
+
+def test_a_folder_trains_on_all_its_images_with_validation_split_0_when_it_has_a_test_folder(tmp_path, capsys):
+    folder = tmp_path / "colours"
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 12), ("test", 4)):
+        for name, colour in (("blue", (20, 20, 220)), ("red", (220, 20, 20))):
+            (folder / split / name).mkdir(parents=True)
+            for index in range(count):
+                noise = rng.integers(0, 40, (16, 16, 3))
+                Image.fromarray((np.array(colour) + noise).clip(0, 255).astype(np.uint8)).save(
+                    folder / split / name / f"{index}.png"
+                )
+    run = tmp_path / "run"
+    assert main(["train", str(folder), "--model", "cifar_convnet_gmp", "--image-size", "32,32", "--epochs", "2",
+                 "--batch-size", "8", "--validation-split", "0", "--out", str(run)]) == 0  # fmt: skip
+    assert json.loads((run / "result.json").read_text())["measured_on"] == "test"
+    steps = hubel.load_model(run / "model.hubel").metadata["history_steps"]["epoch"]
+    assert sum(0 < p <= 1 for p in steps) == 3  # all 24 training images, in batches of 8
+    capsys.readouterr()
+    (folder / "test").rename(folder / "elsewhere")
+    assert main(["train", str(folder), "--validation-split", "0", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no test/ folder" in err and "keep a validation split above 0" in err
+    (folder / "val").mkdir()
+    assert main(["train", str(folder), "--validation-split", "0.3", "--out", str(tmp_path / "c")]) == 2
+    assert "has a val/ folder, which is its validation data" in capsys.readouterr().err

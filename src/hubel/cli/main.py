@@ -115,6 +115,7 @@ def _train(args: argparse.Namespace) -> None:
             tta=args.tta,
             precision=args.precision,
             seed=args.seed,
+            validation_split=args.validation_split,
             out=args.out,
             resume=args.resume,
             budget=args.budget,
@@ -297,8 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("data", metavar="DATA", help="a built-in dataset name or a folder of images")
     train.add_argument(
         "--model",
-        help="a zoo name (see `hubel zoo`) or a spec file; a default suits the data (CIFAR-10 with --budget: "
-        "airbench_small when the budget buys it 3 epochs)",
+        help="a zoo name (see `hubel zoo`) or a spec file; a default suits the data (with --budget, when the "
+        "budget buys it 3 epochs: airbench_small on CIFAR-10, airbench_tiny on MNIST and Fashion-MNIST)",
     )
     train.add_argument("--epochs", type=int, help="passes over the training data (default 5)")
     train.add_argument("--budget", type=_duration, help="train for this wall-clock time instead: 90s, 5m, 1h")
@@ -308,6 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--lr", type=float, help="learning rate, the peak of a one-cycle schedule (default: the model's recipe)"
     )
     train.add_argument("--image-size", type=_shape, help="for folders: height,width (default 160,160)")
+    train.add_argument(
+        "--validation-split",
+        type=float,
+        metavar="FRACTION",
+        help="of the training data held out to validate each epoch (default 0.1 of a built-in dataset, 0.2 of a "
+        "folder without val/); 0 trains on all of it, with no validation",
+    )
     train.add_argument(
         "--augment",
         nargs="?",

@@ -15,7 +15,6 @@ from hubel.data.folders import ImageFolderDataset
 from hubel.errors import ConfigError
 from hubel.models.sequential import Sequential
 from hubel.runs.inference import _INFERENCE_BATCH
-from hubel.runs.setup import _VALIDATION_SPLIT
 from hubel.train.callbacks import Callback, TrainingBudget
 from hubel.train.distributed import World
 from hubel.train.schedules import OneCycle
@@ -27,14 +26,18 @@ _MAX_BUDGET_EPOCHS = 200
 _INFERENCE_TIMINGS = 3
 
 
-def _steps_per_epoch(train_data: Any, batch_size: int, validation: Any = None, processes: int = 1) -> int:
-    """Training steps in one epoch: a folder's batches, or what fit keeps of an array pair (all of
-    it when the validation data is separate); on several processes, global batches of
+def _steps_per_epoch(train_data: Any, batch_size: int, holdout: float = 0.0, processes: int = 1) -> int:
+    """Training steps in one epoch: a folder's batches, or what fit keeps of an array pair when it
+    holds out the last `holdout` for validation; on several processes, global batches of
     batch_size × processes."""
     if isinstance(train_data, ImageFolderDataset):
         return math.ceil(train_data.num_examples / (batch_size * processes))
-    kept = len(train_data[0]) if validation is not None else int(len(train_data[0]) * (1 - _VALIDATION_SPLIT))
-    return math.ceil(kept / (batch_size * processes))
+    return math.ceil(_kept(len(train_data[0]), holdout) / (batch_size * processes))
+
+
+def _kept(examples: int, holdout: float) -> int:
+    """What fit trains on of `examples` when it holds out the last `holdout` (fit's own rounding)."""
+    return int(examples * (1 - holdout)) if holdout else examples
 
 
 def _steps_that_fit(
@@ -129,13 +132,15 @@ def _plan_budget(
     budget: float,
     started: float,
     processes: int = 1,
+    holdout: float = 0.0,
 ) -> dict[str, Any]:
     """Time a few training steps and a few inference batches on a throwaway copy of the model (its
     weights, optimizer and the random state stay as they were), then size the run in steps: what
     is left of the budget, less the measured cost of validating each epoch and of the test pass,
     the saving and the report at the end, is spent training. The epochs are whole passes over the
     data but the last, which stops at the planned step. On several processes every one takes part
-    in the timed steps (they include the processes' communication) and process 0's plan is used."""
+    in the timed steps (they include the processes' communication) and process 0's plan is used.
+    fit holds out the last `holdout` of array data for validation (none without validation data)."""
     if budget <= 0:
         raise ConfigError(f"expected a positive time budget. Received: {budget}")
     global_batch = batch_size * processes
@@ -151,11 +156,9 @@ def _plan_budget(
     else:
         x_all, y_all = train_data
         x_probe, y_probe = x_all[: global_batch * 8], y_all[: global_batch * 8]
-        held_out = (
-            len(validation[0]) if validation is not None else len(x_all) - int(len(x_all) * (1 - _VALIDATION_SPLIT))
-        )
+        held_out = len(validation[0]) if validation is not None else len(x_all) - _kept(len(x_all), holdout)
         validation_steps = math.ceil(held_out / (batch_size * processes))  # each process validates its part
-    steps_per_epoch = _steps_per_epoch(train_data, batch_size, validation, processes)
+    steps_per_epoch = _steps_per_epoch(train_data, batch_size, holdout, processes)
     test_examples = len(test[0]) if isinstance(test, tuple) else len(getattr(test, "labels", test))
     random_state = torch.get_rng_state()
     probe = copy.deepcopy(network)

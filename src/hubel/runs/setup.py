@@ -4,11 +4,12 @@ network (a zoo name or a spec file, with augmentation), its optimizer and its te
 from __future__ import annotations
 
 import itertools
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from hubel.data import datasets, imdb
-from hubel.data.folders import ImageFolderDataset, image_folder
+from hubel.data.folders import _SPLIT_NAMES, ImageFolderDataset, image_folder
 from hubel.data.images import image_extensions
 from hubel.data.text import text_folder
 from hubel.errors import ConfigError, DataError
@@ -32,8 +33,11 @@ _DEFAULT_MODEL = {"mnist": "fast_resnet_small", "fashion_mnist": "fast_resnet_sm
 # With a --budget and no --model, a run on this data plans _LONG_RUN_MODEL first and keeps it when
 # its plan has _LONG_RUN_FROM_EPOCHS epochs or more, else takes the default network (with its own
 # recipe's batch size). On two cores, airbench_small against fast_resnet_small: 88.6% against 85.0%
-# in 3 minutes (3 epochs), 90.8% against 87.1% in 5, 92.2% against 88.7-89.3% in 10 (benchmarks/README.md).
-_LONG_RUN_MODEL, _LONG_RUN_FROM_EPOCHS = {"cifar10": "airbench_small"}, 3
+# in 3 minutes (3 epochs), 90.8% against 87.1% in 5, 92.2% against 88.7-89.3% in 10; airbench_tiny
+# in a minute, 4-5 epochs: Fashion-MNIST 93.2-93.8% against 92.5-92.9%, MNIST 99.6% against 99.5%
+# (benchmarks/README.md).
+_LONG_RUN_MODEL = {"cifar10": "airbench_small", "mnist": "airbench_tiny", "fashion_mnist": "airbench_tiny"}
+_LONG_RUN_FROM_EPOCHS = 3
 # Built-in datasets whose classes look the same in a mirror (not digits, not Fashion-MNIST's
 # shoes, which all point left): --tta auto averages their predictions over the mirror image.
 _MIRRORED = ("cifar10",)
@@ -48,18 +52,36 @@ _DEFAULT_TEXT_MODEL = "ngram_bag"  # bigrams averaged: 90% on IMDB in seconds pe
 
 
 def _load_data(
-    data: str, image_size: tuple[int, int] | None, batch_size: int, seed: int, verbose: bool = True
+    data: str,
+    image_size: tuple[int, int] | None,
+    batch_size: int,
+    seed: int,
+    verbose: bool = True,
+    validation_split: float | None = None,
 ) -> dict[str, Any]:
     """Training, validation and test data for a built-in name or a folder (of images or of text
-    files: then "kind" is "text" and x holds strings)."""
+    files: then "kind" is "text" and x holds strings). A built-in set's validation data is the
+    last `validation_split` of its training arrays (default 0.1), which fit holds out: "holdout"
+    says how much; a folder's is its val/ folder, else a stratified `validation_split` (default
+    0.2) of its images. 0 trains on everything and validates on nothing (a folder then needs a
+    test/ folder, which the run reports on)."""
+    if validation_split is not None and not (
+        isinstance(validation_split, (int, float)) and not isinstance(validation_split, bool)
+        and 0 <= validation_split < 1
+    ):  # fmt: skip
+        raise ConfigError(
+            f"expected the validation split to be a fraction from 0 (no validation) up to, not including, 1. "
+            f"Received: {validation_split!r}"
+        )
     if data in datasets.list_datasets():
         info = datasets.info(data)
+        holdout = _VALIDATION_SPLIT if validation_split is None else float(validation_split)
         if info.kind == "text":
             (x_train, y_train), (x_test, y_test) = imdb.load_texts()
-            return {"train": (x_train, y_train), "validation": None, "test": (x_test, y_test),
+            return {"train": (x_train, y_train), "validation": None, "test": (x_test, y_test), "holdout": holdout,
                     "class_names": list(info.class_names), "shape": None, "kind": "text"}  # fmt: skip
         (x_train, y_train), (x_test, y_test) = datasets.load(data)
-        return {"train": (x_train, y_train), "validation": None, "test": (x_test, y_test),
+        return {"train": (x_train, y_train), "validation": None, "test": (x_test, y_test), "holdout": holdout,
                 "class_names": list(info.class_names), "shape": x_train.shape[1:], "kind": "image"}  # fmt: skip
     root = Path(data)
     if not root.is_dir():
@@ -68,24 +90,47 @@ def _load_data(
         raise DataError(
             f"{data!r} is neither a built-in dataset ({', '.join(datasets.list_datasets())}) nor a folder.{hint}"
         )
-    if _holds_text(root):
-        train, validation = text_folder(root, validation_split=0.2, subset="both", seed=seed)
+    text = _holds_text(root)
+    given = next((name for name in _SPLIT_NAMES["validation"] if (root / name).is_dir()), None)
+    if validation_split is not None and given:
+        raise ConfigError(
+            f"{root} has a {given}/ folder, which is its validation data: drop the validation split, or move "
+            f"{given}/'s files into the training folders to split them."
+        )
+    size = image_size or (160, 160)
+    if validation_split == 0:  # train on every training file; report on test/
+        read = partial(text_folder, root) if text else partial(image_folder, root, size, batch_size)
+        try:
+            test = read(subset="test", verbose=False)
+        except ConfigError:
+            raise ConfigError(
+                f"{root} has no test/ folder, so its validation files are what the run is measured on: keep a "
+                f"validation split above 0, or add {root}/test/<class>/ files."
+            ) from None
+        train = read(subset="training", seed=seed, verbose=verbose)
+        if text:
+            return {"train": train.numpy(), "validation": None, "test": test.numpy(), "test_split": "test",
+                    "holdout": 0.0, "class_names": train.class_names, "shape": None, "kind": "text"}  # fmt: skip
+        return {"train": train, "validation": None, "test": test, "test_split": "test", "holdout": 0.0,
+                "class_names": train.class_names, "shape": (*size, 3), "kind": "image"}  # fmt: skip
+    fraction = 0.2 if validation_split is None else float(validation_split)
+    if text:
+        train, validation = text_folder(root, validation_split=fraction, subset="both", seed=seed)
         try:
             test, test_split = text_folder(root, subset="test", verbose=False), "test"
         except ConfigError:
             test, test_split = validation, "validation"  # no test/ folder: report on the validation texts
-        return {"train": train.numpy(), "validation": validation.numpy(), "test": test.numpy(),
+        return {"train": train.numpy(), "validation": validation.numpy(), "test": test.numpy(), "holdout": 0.0,
                 "test_split": test_split, "class_names": train.class_names, "shape": None, "kind": "text"}  # fmt: skip
-    size = image_size or (160, 160)
     train, validation = image_folder(
-        root, size, batch_size, validation_split=0.2, subset="both", seed=seed, verbose=verbose
+        root, size, batch_size, validation_split=fraction, subset="both", seed=seed, verbose=verbose
     )
     try:
         test: Any = image_folder(root, size, batch_size, subset="test", verbose=False)
         test_split = "test"
     except ConfigError:
         test, test_split = validation, "validation"  # no test/ folder: report on the validation images
-    return {"train": train, "validation": validation, "test": test, "test_split": test_split,
+    return {"train": train, "validation": validation, "test": test, "test_split": test_split, "holdout": 0.0,
             "class_names": train.class_names, "shape": (*size, 3), "kind": "image"}  # fmt: skip
 
 
@@ -143,17 +188,17 @@ def _build_model(name: str, shape: tuple[int, ...], num_classes: int, augment: s
     return network, name
 
 
-def _adapt(network: Model, train: Any) -> None:
+def _adapt(network: Model, train: Any, holdout: float = _VALIDATION_SPLIT) -> None:
     """Fit the network's layers that learn from the data rather than by gradient (PatchWhitening)
     to the first training images, _ADAPT_PIXELS of them (spread over a folder's classes): a new
-    run's first step. The validation images, the last of a built-in set, are not among them."""
+    run's first step. The validation images, the last `holdout` of a built-in set, are not among them."""
     if any(hasattr(layer, "adapt_channels_first") for layer in walk_layers(network)):
         height, width = network.input_shape[1:3]
         count = max(1, _ADAPT_PIXELS // (height * width))
         if isinstance(train, ImageFolderDataset):
             network.adapt(train.numpy(count)[0])
         else:  # fit holds out the last _VALIDATION_SPLIT of the arrays
-            network.adapt(train[0][: min(count, int(len(train[0]) * (1 - _VALIDATION_SPLIT)))])
+            network.adapt(train[0][: min(count, int(len(train[0]) * (1 - holdout)))])
 
 
 def _augmentation(augment: str | None, data: str, epochs: int, from_epochs: int | None = None) -> str | None:

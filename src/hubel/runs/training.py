@@ -26,7 +26,7 @@ from hubel.layers.base import clear_session
 from hubel.models.applications.backbones import BACKBONES
 from hubel.models.model import Model
 from hubel.models.zoo import ZOO, Recipe
-from hubel.runs.budget import _MAX_BUDGET_EPOCHS, _plan_budget, _plan_line, _Replan, _steps_per_epoch
+from hubel.runs.budget import _MAX_BUDGET_EPOCHS, _kept, _plan_budget, _plan_line, _Replan, _steps_per_epoch
 from hubel.runs.inference import _test_outputs
 from hubel.runs.setup import (
     _DEFAULT_MODEL,
@@ -34,7 +34,6 @@ from hubel.runs.setup import (
     _LONG_RUN_FROM_EPOCHS,
     _LONG_RUN_MODEL,
     _PRECISIONS,
-    _VALIDATION_SPLIT,
     _adapt,
     _augmentation,
     _build_model,
@@ -119,6 +118,7 @@ def train(
     tta: str = "auto",
     precision: str = "auto",
     seed: int = 0,
+    validation_split: float | None = None,
     out: str | Path | None = None,
     resume: bool = False,
     budget: float | None = None,
@@ -142,8 +142,12 @@ def train(
     average each image with its mirror image, for twice the inference), "none", or "auto": flip
     on CIFAR-10 and when the network trains with flips (--augment flip).
     precision is "auto" (bf16 autocast where the hardware runs it fast), "float32" or "bf16".
+    validation_split: the part of the training data held out to validate each epoch (default: the
+    last 0.1 of a built-in dataset's arrays; a folder's val/ folder, else a stratified 0.2); 0
+    trains on all of it and validates on nothing (a folder then needs a test/ folder).
     budget (seconds) replaces epochs: a few timed steps measure the throughput, the number of
-    epochs and a one-cycle schedule are sized to fit, and the best epoch's weights are kept.
+    epochs and a one-cycle schedule are sized to fit, and the best epoch's weights are kept (the
+    last epoch's without validation).
     The budget, and the run's seconds, count from started_at (a time.time(); default: the call),
     which the `hubel` command sets to its process's start, so that its imports count too.
 
@@ -189,6 +193,7 @@ def train(
         augment = saved.get("augment") if augment == "auto" else augment  # as the run went on
         tta = tta if tta != "auto" else saved.get("tta", "auto")
         optimizer = optimizer or saved.get("optimizer")
+        validation_split = validation_split if validation_split is not None else saved.get("validation_split")
         one_cycle_peak = saved.get("one_cycle_peak")
         if learning_rate is None and one_cycle_peak is None:
             learning_rate = saved.get("learning_rate")
@@ -222,10 +227,11 @@ def train(
                 f"for the built-in {data!r} use a zoo model such as fast_resnet (`hubel zoo`)."
             )
         shape = BACKBONES.get(name).input_shape
-        loaded = _load_data(data, image_size or shape[:2], 32, seed)  # photos are decoded as RGB
+        loaded = _load_data(data, image_size or shape[:2], 32, seed, validation_split=validation_split)  # as RGB
         augment = _augmentation(augment, data, 0)  # the head trains on cached features: auto adds none
         return _train_transfer(name, data, directory, loaded, epochs=epochs, fine_tune=fine_tune, augment=augment,
-                               seed=seed, command=command, started=started)  # fmt: skip
+                               seed=seed, validation_split=validation_split, command=command,
+                               started=started)  # fmt: skip
     if fine_tune:
         raise ConfigError(f"--fine-tune is for pretrained backbones ({', '.join(BACKBONES.names())}); {name!r} is not.")
     epochs = epochs or 5
@@ -234,7 +240,9 @@ def train(
     per_process = _per_process(batch_size, world)
     if world.rank:
         world.barrier()  # process 0 decodes an image folder into its cache first; the others then read it
-    loaded = _load_data(data, image_size, per_process, seed, verbose=world.main)
+    loaded = _load_data(data, image_size, per_process, seed, verbose=world.main, validation_split=validation_split)
+    holdout = loaded["holdout"]  # of the training arrays, held out by fit for validation
+    validated = bool(holdout) or loaded["validation"] is not None
     if world.main:
         world.barrier()
     augment_after_plan = False
@@ -245,7 +253,7 @@ def train(
         if tta == "flip":
             raise ConfigError("--tta flip mirrors images; text models read the words as they are.")
         texts = loaded["train"][0]
-        fitted = texts if loaded["validation"] is not None else texts[: int(len(texts) * (1 - _VALIDATION_SPLIT))]
+        fitted = texts[: _kept(len(texts), holdout)]
         network, model_name = _text_model(name, fitted, len(loaded["class_names"])), name
         vectorizer = network.layers[0]  # the texts become ids once, here, not once per fit and evaluate
         loaded = {
@@ -285,7 +293,9 @@ def train(
         def timed(network: Any) -> dict[str, Any]:  # process 0's plan holds for all
             test = loaded["test"]  # per_process is read now: a fallback network brings its own batch
             return world.broadcast(
-                _plan_budget(network, train_data, loaded["validation"], test, per_process, budget, started, world.size)
+                _plan_budget(
+                    network, train_data, loaded["validation"], test, per_process, budget, started, world.size, holdout
+                )
             )
 
         def planned(name: str, augment: str | None) -> tuple[Any, str, Any, bool, dict[str, Any]]:
@@ -319,9 +329,10 @@ def train(
                 )
             print(_plan_line(plan) + chose)
         epochs = plan["epochs"]
-        callbacks.append(
-            EarlyStopping(monitor="val_accuracy", patience=_MAX_BUDGET_EPOCHS, restore_best_weights=True)
-        )  # keeps the best epoch; the plan stops the run
+        if validated:
+            callbacks.append(
+                EarlyStopping(monitor="val_accuracy", patience=_MAX_BUDGET_EPOCHS, restore_best_weights=True)
+            )  # keeps the best epoch; the plan stops the run
     if world.main:
         directory.mkdir(parents=True, exist_ok=True)
     lookahead = Lookahead() if recipe.lookahead else None  # the recipe is settled: the plan may have changed it
@@ -330,7 +341,7 @@ def train(
         "data": data, "model": model_name, "epochs": epochs, "batch_size": batch_size,
         "optimizer": optimizer, "optimizer_used": repr(chosen), "learning_rate": chosen.learning_rate,
         "augment": augment, "tta": tta, "test_time_augmentation": network.test_time_augmentation,
-        "precision": network.trainer.precision, "seed": seed, "loss": loss,
+        "precision": network.trainer.precision, "seed": seed, "validation_split": validation_split, "loss": loss,
         **({"label_smoothing": recipe.label_smoothing} if recipe.label_smoothing else {}),
         **({"lookahead": repr(lookahead)} if lookahead else {}),
         "class_names": loaded["class_names"], "input_shape": list(network.input_shape[1:]),
@@ -339,7 +350,7 @@ def train(
         **({"budget": plan} if plan else {}),
     }  # fmt: skip
     if budget is not None or one_cycle_peak is not None or recipe.one_cycle:
-        steps_per_epoch = _steps_per_epoch(train_data, per_process, loaded["validation"], world.size)
+        steps_per_epoch = _steps_per_epoch(train_data, per_process, holdout, world.size)
         total_steps = plan["total_steps"] if plan else epochs * steps_per_epoch
         peak = one_cycle_peak or (chosen.learning_rate if rate_chosen else 2 * chosen.learning_rate)
         config["one_cycle_peak"] = peak
@@ -369,7 +380,7 @@ def train(
         data_arguments = [train_data] if isinstance(train_data, ImageFolderDataset) else list(train_data)
         history = network.fit(*data_arguments, validation_data=loaded["validation"], **fit_options)
     else:
-        history = network.fit(*train_data, validation_split=_VALIDATION_SPLIT, **fit_options)
+        history = network.fit(*train_data, validation_split=holdout, **fit_options)
     if world.size > 1:
         if not world.main:  # process 0 measures, reports and answers for the run
             return RunResult(directory, math.nan, math.nan, time.perf_counter() - started)
@@ -386,14 +397,18 @@ def train(
     ]
     if plan:
         plan["steps_taken"], plan["stopped_by"] = limit.taken, limit.stopped_by
-        best = max(history.history.get("val_accuracy", [0.0]))
+        kept = (
+            f"the best epoch (validation accuracy {max(history.history['val_accuracy']):.4f}) was kept"
+            if validated
+            else "the last epoch was kept (no validation data)"
+        )
         per_step = plan.get("seconds_per_step_in_training", plan["seconds_per_step"])
         trained = f"{len(history.epoch)} epoch{'' if len(history.epoch) == 1 else 's'}"
         notes.append(
             f"Time budget {budget:.0f} s: {per_step * 1000:.1f} ms per training step, so {plan['total_steps']} steps "
             f"({plan['steps_taken']} taken) in {trained} of up "
             f"to {plan['steps_per_epoch']} with a one-cycle schedule, after validation, the test pass and the report "
-            f"were set aside; the best epoch (validation accuracy {best:.4f}) was kept."
+            f"were set aside; {kept}."
         )
         plan["fit_seconds"] = history.params.get("seconds")
         plan["before_fit_seconds"] = fit_started - started
@@ -420,7 +435,7 @@ def _image_network(name: str, loaded: dict[str, Any], augment: str | None, tta: 
     """The network for the zoo name or spec file, with its augmentation and test-time flips, its
     data-fitted layers adapted to the training images."""
     network, model_name = _build_model(name, loaded["shape"], len(loaded["class_names"]), augment)
-    _adapt(network, loaded["train"])
+    _adapt(network, loaded["train"], loaded["holdout"])
     network.test_time_augmentation = _test_time_augmentation(tta, network, data)  # validation uses it too
     return network, model_name
 
@@ -505,6 +520,7 @@ def _train_transfer(
     fine_tune: bool,
     augment: str | None,
     seed: int,
+    validation_split: float | None,
     command: str | None,
     started: float,
 ) -> RunResult:
@@ -520,6 +536,7 @@ def _train_transfer(
         "command": command or " ".join(sys.argv), "data": data, "model": backbone, "epochs": total,
         "head_epochs": head_epochs, "fine_tune": fine_tune, "fine_tune_epochs": fine_tune_epochs,
         "fine_tune_blocks": _TRANSFER_FINE_TUNE_BLOCKS if fine_tune else 0, "augment": augment, "seed": seed,
+        "validation_split": validation_split,
         "class_names": loaded["class_names"], "input_shape": list(loaded["shape"]),
         "versions": {"hubel": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
     }  # fmt: skip
