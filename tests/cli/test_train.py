@@ -471,6 +471,27 @@ def test_the_budget_plans_the_test_pass_from_its_fastest_inference_timing(monkey
     assert plan["finish_seconds_planned"] == pytest.approx(100 * 0.001 + budget._REPORT_SECONDS)
 
 
+def test_the_budget_probe_times_steps_without_taking_them_at_the_peak_rate(capsys):
+    # The probe times a few steps on a copy before the schedule exists: at the recipe's peak rate
+    # (reached in the run only after its warm-up) a copy of airbench_tiny went to NaN on MNIST.
+    import copy
+    import time
+
+    from hubel import layers as L
+    from hubel.runs import budget
+    from hubel.train import SGD
+
+    network = hubel.Sequential([L.Input((8, 8, 1)), L.Flatten(), L.Dense(1)])
+    network.compile(optimizer=SGD(1e5), loss="mse")  # gradient descent diverges geometrically at this rate
+    x, y = np.random.default_rng(0).normal(size=(200, 8, 8, 1)).astype(np.float32), np.ones(200, np.float32)
+    copy.deepcopy(network).fit(x[:112], y[:112], batch_size=16, verbose=0)  # 7 steps at the rate itself
+    assert "the loss became" in capsys.readouterr().err
+    budget._plan_budget(network, (x, y), None, (x[:100], y[:100]), 16, 30.0, time.perf_counter())
+    captured = capsys.readouterr()
+    assert "the loss became" not in captured.out + captured.err
+    assert network.optimizer.learning_rate == 1e5  # the network's own optimizer is untouched
+
+
 def test_validation_split_sets_what_fit_holds_out_and_0_trains_on_everything(tmp_path, capsys):
     spec = tmp_path / "whitened.yaml"
     spec.write_text(

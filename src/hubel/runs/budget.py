@@ -162,6 +162,9 @@ def _plan_budget(
     test_examples = len(test[0]) if isinstance(test, tuple) else len(getattr(test, "labels", test))
     random_state = torch.get_rng_state()
     probe = copy.deepcopy(network)
+    # A step costs the same at any rate: the copy's weights barely move, so that the recipe's peak
+    # rate, which the run reaches only after its warm-up, cannot drive the probe to NaN (it did on MNIST)
+    probe.optimizer.learning_rate = probe.optimizer.learning_rate * 1e-6
     distributed = processes > 1
     probe.fit(x_probe[:global_batch], y_probe[:global_batch], batch_size=batch_size, verbose=0,
               distributed=distributed)  # warm-up  # fmt: skip
