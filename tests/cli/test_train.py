@@ -126,12 +126,18 @@ def test_train_on_a_folder_then_predict_files_like_model_predict(tmp_path, capsy
             )
     run = tmp_path / "run"
     code = main(["train", str(folder), "--model", "cifar_convnet_gmp", "--image-size", "32,32", "--epochs", "3",
-                 "--lr", "0.003", "--out", str(run)])  # fmt: skip
+                 "--lr", "0.003", "--validation-split", "0.4", "--seed", "2", "--out", str(run)])  # fmt: skip
     assert code == 0 and (run / "report.html").exists()
     out = capsys.readouterr().out  # no test/ folder: the last figures are the validation split's, and say so
     assert "Validation accuracy (no test/ folder)" in out and "Test accuracy" not in out
     assert json.loads((run / "result.json").read_text())["measured_on"] == "validation"
     assert "No test split was held out" in (run / "report.html").read_text()
+    assert "on 12 images" in (run / "report.html").read_text()  # 40% of 30
+    assert main(["report", str(run), "--out", str(tmp_path / "again.html")]) == 0  # the run's split and seed again
+    again, first = (tmp_path / "again.html").read_text(), (run / "report.html").read_text()
+    accuracy = json.loads((run / "result.json").read_text())["test_accuracy"]
+    assert "on 12 images" in again and f"{accuracy:.2%}" in again and f"{accuracy:.2%}" in first
+    capsys.readouterr()
     assert main(["runs", str(tmp_path)]) == 0
     row = capsys.readouterr().out.splitlines()[1].split()
     assert row[0] == "run" and row[5] == "-"  # a best validation accuracy, no test accuracy

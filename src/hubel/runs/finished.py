@@ -133,7 +133,10 @@ def report_run(run: str | Path, out: str | Path | None = None) -> Path:
     history_data = network.metadata.get("history") or {}
     epochs = list(range(len(next(iter(history_data.values()), []))))
     history = History(history_data, epochs, steps=network.metadata.get("history_steps"))
-    loaded = _load_data(config["data"], tuple(network.input_shape[1:3]), config.get("batch_size", 32), 0)
+    loaded = _load_data(  # the run's own split: a folder without test/ is measured on its validation files
+        config["data"], tuple(network.input_shape[1:3]), config.get("batch_size", 32), config.get("seed", 0),
+        validation_split=config.get("validation_split"),
+    )  # fmt: skip
     path = Path(out) if out else directory / "report.html"
     return report(network, history, loaded["test"], path=path, class_names=network.metadata.get("class_names"),
                   title=f"{config.get('model')} on {Path(config['data']).name}", seed=config.get("seed"),

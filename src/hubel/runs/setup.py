@@ -197,7 +197,7 @@ def _adapt(network: Model, train: Any, holdout: float = _VALIDATION_SPLIT) -> No
         count = max(1, _ADAPT_PIXELS // (height * width))
         if isinstance(train, ImageFolderDataset):
             network.adapt(train.numpy(count)[0])
-        else:  # fit holds out the last _VALIDATION_SPLIT of the arrays
+        else:  # fit holds out the last `holdout` of the arrays
             network.adapt(train[0][: min(count, int(len(train[0]) * (1 - holdout)))])
 
 
