@@ -98,40 +98,29 @@ def _load_data(
             f"{given}/'s files into the training folders to split them."
         )
     size = image_size or (160, 160)
+    read = partial(text_folder, root) if text else partial(image_folder, root, size, batch_size)
     if validation_split == 0:  # train on every training file; report on test/
-        read = partial(text_folder, root) if text else partial(image_folder, root, size, batch_size)
         try:
-            test = read(subset="test", verbose=False)
+            test, test_split = read(subset="test", verbose=False), "test"
         except ConfigError:
             raise ConfigError(
                 f"{root} has no test/ folder, so its validation files are what the run is measured on: keep a "
                 f"validation split above 0, or add {root}/test/<class>/ files."
             ) from None
-        train = read(subset="training", seed=seed, verbose=verbose)
-        if text:
-            return {"train": train.numpy(), "validation": None, "test": test.numpy(), "test_split": "test",
-                    "holdout": 0.0, "class_names": train.class_names, "shape": None, "kind": "text"}  # fmt: skip
-        return {"train": train, "validation": None, "test": test, "test_split": "test", "holdout": 0.0,
-                "class_names": train.class_names, "shape": (*size, 3), "kind": "image"}  # fmt: skip
-    fraction = 0.2 if validation_split is None else float(validation_split)
-    if text:
-        train, validation = text_folder(root, validation_split=fraction, subset="both", seed=seed)
+        train, validation = read(subset="training", seed=seed, verbose=verbose), None
+    else:
+        fraction = 0.2 if validation_split is None else float(validation_split)
+        train, validation = read(validation_split=fraction, subset="both", seed=seed, verbose=verbose)
         try:
-            test, test_split = text_folder(root, subset="test", verbose=False), "test"
+            test, test_split = read(subset="test", verbose=False), "test"
         except ConfigError:
-            test, test_split = validation, "validation"  # no test/ folder: report on the validation texts
-        return {"train": train.numpy(), "validation": validation.numpy(), "test": test.numpy(), "holdout": 0.0,
-                "test_split": test_split, "class_names": train.class_names, "shape": None, "kind": "text"}  # fmt: skip
-    train, validation = image_folder(
-        root, size, batch_size, validation_split=fraction, subset="both", seed=seed, verbose=verbose
-    )
-    try:
-        test: Any = image_folder(root, size, batch_size, subset="test", verbose=False)
-        test_split = "test"
-    except ConfigError:
-        test, test_split = validation, "validation"  # no test/ folder: report on the validation images
+            test, test_split = validation, "validation"  # no test/ folder: report on the validation files
+    class_names = train.class_names
+    if text:  # the texts themselves, as arrays
+        train, validation, test = (None if part is None else part.numpy() for part in (train, validation, test))
     return {"train": train, "validation": validation, "test": test, "test_split": test_split, "holdout": 0.0,
-            "class_names": train.class_names, "shape": (*size, 3), "kind": "image"}  # fmt: skip
+            "class_names": class_names, "shape": None if text else (*size, 3),
+            "kind": "text" if text else "image"}  # fmt: skip
 
 
 def _data_kind(data: str) -> str:

@@ -110,7 +110,7 @@ class Optimizer:
         self.torch: torch.optim.Optimizer | None = None
         self.iterations = 0
 
-    def make(self, parameters: Iterable[nn.Parameter] | list[dict[str, Any]], rate: float) -> torch.optim.Optimizer:
+    def make(self, groups: list[dict[str, Any]], rate: float) -> torch.optim.Optimizer:
         raise NotImplementedError
 
     def build(self, parameters: Iterable[nn.Parameter] | Iterable[tuple[str, nn.Parameter]]) -> Optimizer:
@@ -330,8 +330,8 @@ class SGD(Optimizer):
     ) -> None:
         super().__init__(learning_rate, clipping, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
 
-    def make(self, parameters: Iterable[nn.Parameter] | list[dict[str, Any]], rate: float) -> torch.optim.Optimizer:
-        return KerasSGD(parameters, lr=rate, **self.settings)
+    def make(self, groups: list[dict[str, Any]], rate: float) -> torch.optim.Optimizer:
+        return KerasSGD(groups, lr=rate, **self.settings)
 
 
 @OPTIMIZERS.register("adam")
@@ -352,8 +352,8 @@ class Adam(Optimizer):
             learning_rate, clipping, betas=(beta_1, beta_2), eps=epsilon, amsgrad=amsgrad, weight_decay=weight_decay
         )
 
-    def make(self, parameters: Iterable[nn.Parameter] | list[dict[str, Any]], rate: float) -> torch.optim.Optimizer:
-        return KerasAdam(parameters, lr=rate, **self.settings)
+    def make(self, groups: list[dict[str, Any]], rate: float) -> torch.optim.Optimizer:
+        return KerasAdam(groups, lr=rate, **self.settings)
 
 
 @OPTIMIZERS.register("adamw")
@@ -374,8 +374,8 @@ class AdamW(Optimizer):
             learning_rate, clipping, betas=(beta_1, beta_2), eps=epsilon, weight_decay=weight_decay, amsgrad=amsgrad
         )
 
-    def make(self, parameters: Iterable[nn.Parameter] | list[dict[str, Any]], rate: float) -> torch.optim.Optimizer:
-        return KerasAdam(parameters, lr=rate, **self.settings)
+    def make(self, groups: list[dict[str, Any]], rate: float) -> torch.optim.Optimizer:
+        return KerasAdam(groups, lr=rate, **self.settings)
 
 
 @OPTIMIZERS.register("rmsprop")
@@ -402,8 +402,8 @@ class RMSprop(Optimizer):
             weight_decay=weight_decay,
         )
 
-    def make(self, parameters: Iterable[nn.Parameter] | list[dict[str, Any]], rate: float) -> torch.optim.Optimizer:
-        return KerasRMSprop(parameters, lr=rate, **self.settings)
+    def make(self, groups: list[dict[str, Any]], rate: float) -> torch.optim.Optimizer:
+        return KerasRMSprop(groups, lr=rate, **self.settings)
 
 
 def get_optimizer(optimizer: str | Optimizer | torch.optim.Optimizer) -> Optimizer:

@@ -69,7 +69,9 @@ class _KerasRule(torch.optim.Optimizer):
             if group["weight_decay"]:
                 torch._foreach_mul_(parameters, 1.0 - group["weight_decay"] * group["lr"])
             group["step"] += 1
-            self._update({**group, "lr": group["lr"] * group["lr_multiplier"]}, parameters, gradients)
+            multiplied = group["lr_multiplier"] != 1.0  # the step's rate only; the decay above took lr
+            self._update({**group, "lr": group["lr"] * group["lr_multiplier"]} if multiplied else group, parameters,
+                         gradients)  # fmt: skip
         return loss
 
     def _update(self, group: dict[str, Any], parameters: list[Tensor], gradients: list[Tensor]) -> None:
