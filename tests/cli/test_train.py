@@ -174,8 +174,9 @@ def test_airbench_adapts_its_whitening_and_trains_with_its_recipe(tmp_path, caps
     assert (config["label_smoothing"], config["batch_size"], config["one_cycle_peak"]) == (0.2, 1024, 1.5)
     assert config["lookahead"] == "Lookahead(every=5, decay=0.7738, power=3)"  # the recipe's callback, in fit
     assert "learning_rate_multipliers={'beta': 64.0}" in config["optimizer_used"]  # batch norm's offsets
+    assert config["freeze_weights"] == ["FreezeWeights('patch_whitening*.bias', after_epochs=3)"]
     report = (run / "report.html").read_text()
-    assert "labels smoothed by 0.2" in report and "Lookahead(every=5" in report
+    assert "labels smoothed by 0.2" in report and "Lookahead(every=5" in report and "FreezeWeights(" in report
 
 
 def test_a_built_in_run_adapts_patch_whitening_without_the_validation_images(tmp_path):

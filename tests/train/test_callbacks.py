@@ -13,6 +13,7 @@ from hubel.errors import ConfigError
 from hubel.train import (
     CSVLogger,
     EarlyStopping,
+    FreezeWeights,
     LearningRateScheduler,
     Lookahead,
     ModelCheckpoint,
@@ -104,6 +105,53 @@ def test_lookahead_in_a_real_fit_leaves_the_slow_copy_and_batch_norms_statistics
     assert len(state) == len(lookahead._slow) == 8  # two kernels, two biases, gamma, beta, moving mean and variance
     assert all(torch.equal(value, slow) for value, slow in zip(state, lookahead._slow))
     assert history.history["accuracy"][-1] > 0.9
+
+
+def test_freeze_weights_holds_the_whitening_bias_from_its_epoch_and_spares_the_gradients_before_it():
+    (x, y), _ = hubel.datasets.load("digits")
+    x = x.reshape(-1, 8, 8, 1)
+    hubel.set_seed(0)
+    model = hubel.Sequential(
+        [L.Input((8, 8, 1)), L.Rescaling(1 / 16), L.PatchWhitening(2), L.Activation("gelu"), L.Conv2D(8, 3),
+         L.Flatten(), L.Dense(10, activation="softmax")]
+    )  # fmt: skip
+    model.adapt(x)
+    model.compile(optimizer=hubel.optimizers.SGD(0.05, momentum=0.9, weight_decay=0.01),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])  # fmt: skip
+    whitening = model.get_layer("patch_whitening")
+    biases, kernels, asked = [], [], []  # at each epoch's end; whether a step asked for the whitening's gradient
+    whitening.register_forward_hook(lambda layer, inputs, output: asked.append(output.requires_grad))
+
+    class Record(hubel.train.Callback):
+        def on_epoch_end(self, epoch, logs):
+            biases.append(whitening.bias.detach().clone())
+            kernels.append(model.get_layer("conv2d").kernel.detach().clone())
+
+    freeze = FreezeWeights("patch_whitening*.bias", after_epochs=2)
+    history = model.fit(x, y, epochs=4, batch_size=256, verbose=0, callbacks=[freeze, Record()])
+    assert not torch.equal(biases[0], biases[1])  # trained in epochs 0 and 1 (momentum and decay too) ...
+    assert torch.equal(biases[1], biases[2]) and torch.equal(biases[2], biases[3])  # ... then held exactly
+    assert not torch.equal(kernels[2], kernels[3])  # the other weights train on
+    steps = math.ceil(len(x) * 1.0 / 256)
+    assert asked[: 2 * steps] == [True] * 2 * steps and not any(asked[2 * steps : 4 * steps])  # no gradient asked
+    assert history.history["accuracy"][-1] > 0.8
+    assert whitening.bias.requires_grad and repr(freeze) == "FreezeWeights('patch_whitening*.bias', after_epochs=2)"
+    model.fit(x, y, epochs=1, batch_size=256, verbose=0)  # trainable again at fit's end: no compile needed
+
+
+def test_freeze_weights_says_what_it_needs():
+    model = hubel.Sequential([L.Input((4,)), L.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x, y = np.zeros((8, 4), np.float32), np.zeros(8, np.int64)
+    with pytest.raises(ConfigError, match=r"'conv\*' matches none of the model's trainable weights \(dense.kernel, "):
+        model.fit(x, y, verbose=0, callbacks=[FreezeWeights("conv*", after_epochs=1)])
+    for weights, epochs in (("", 1), (["dense*", 3], 1), ("dense*", -1), ("dense*", 1.5), ("dense*", True)):
+        with pytest.raises(ConfigError, match="FreezeWeights: expected"):
+            FreezeWeights(weights, epochs)
+    several = FreezeWeights(["kernel", "bias"], 0)
+    several.trainer, several.params = SimpleNamespace(model=model), {"world_size": 2}
+    with pytest.raises(ConfigError, match="DistributedDataParallel does not allow"):
+        several.on_train_begin({})
 
 
 def test_model_checkpoint_saves_only_improvements(tmp_path):

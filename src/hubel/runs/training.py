@@ -43,7 +43,7 @@ from hubel.runs.setup import (
     _test_time_augmentation,
     _text_model,
 )
-from hubel.train.callbacks import Callback, EarlyStopping, JSONLinesLogger, Lookahead, TrainingBudget
+from hubel.train.callbacks import Callback, EarlyStopping, FreezeWeights, JSONLinesLogger, Lookahead, TrainingBudget
 from hubel.train.checkpoint import checkpoint_exists
 from hubel.train.distributed import World, cores, init, launch
 from hubel.train.history import STEP_CURVES_UP_TO
@@ -336,6 +336,9 @@ def train(
     if world.main:
         directory.mkdir(parents=True, exist_ok=True)
     lookahead = Lookahead() if recipe.lookahead else None  # the recipe is settled: the plan may have changed it
+    # held weights take their gradients away, which DistributedDataParallel does not allow: they train on
+    held = [FreezeWeights(weights, epochs) for weights, epochs in recipe.freeze_after_epochs.items()]
+    held = held if world.size == 1 else []
     config = {
         "command": command or " ".join(sys.argv),
         "data": data, "model": model_name, "epochs": epochs, "batch_size": batch_size,
@@ -344,6 +347,7 @@ def train(
         "precision": network.trainer.precision, "seed": seed, "validation_split": validation_split, "loss": loss,
         **({"label_smoothing": recipe.label_smoothing} if recipe.label_smoothing else {}),
         **({"lookahead": repr(lookahead)} if lookahead else {}),
+        **({"freeze_weights": [repr(callback) for callback in held]} if held else {}),
         "class_names": loaded["class_names"], "input_shape": list(network.input_shape[1:]),
         "processes": world.size, "sync_batchnorm": sync_batchnorm,
         "versions": {"hubel": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
@@ -367,6 +371,7 @@ def train(
         callbacks += [limit, _Replan(limit, chosen.schedule, plan, fit_ends_at, world)]
     if lookahead:  # after the budget's limit: a stop inside an epoch still leaves the slow copy
         callbacks.append(lookahead)
+    callbacks += held
     if not resume and world.main:
         (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     fit_options: dict[str, Any] = {
@@ -389,6 +394,7 @@ def train(
         f"Trained with {config['optimizer_used']}, batch {batch_size}"
         f"{f', labels smoothed by {recipe.label_smoothing:g}' if recipe.label_smoothing else ''}"
         f"{f', {lookahead!r}' if lookahead else ''}"
+        f"{''.join(f', {callback!r}' for callback in held)}"
         f", in {config['precision']}"
         f"{' autocast (the test set is measured in float32)' if config['precision'] != 'float32' else ''}; "
         f"augmentation: {augment or 'none'}"

@@ -31,6 +31,7 @@ __all__ = [
     "CallbackError",
     "CallbackList",
     "EarlyStopping",
+    "FreezeWeights",
     "JSONLinesLogger",
     "LearningRateScheduler",
     "Lookahead",
@@ -358,6 +359,69 @@ class Lookahead(Callback):
             state = self._state()
             torch._foreach_lerp_(self._slow, state, 1.0 - self.decay_at(progress))
             torch._foreach_copy_(state, self._slow)
+
+
+class FreezeWeights(Callback):
+    """Train some weights for the first `after_epochs` epochs only, then hold them: from then on
+    they get no gradient, so the backward pass also skips what only they needed. airbench trains
+    its whitening layer's bias for 3 epochs; holding it spares the first convolution's input
+    gradient, 7% of a step of `airbench_small` (benchmarks/README.md). Weights are named as in
+    learning_rate_multipliers: fnmatch patterns over the model's weight names or their dotted
+    tails. fit's end makes them trainable again, so the model compiles and fits as before.
+
+    Not on several processes: DistributedDataParallel expects every weight's gradient each step.
+
+    Example:
+        >>> FreezeWeights("patch_whitening*.bias", after_epochs=3)
+        FreezeWeights('patch_whitening*.bias', after_epochs=3)
+    """
+
+    def __init__(self, weights: str | Sequence[str], after_epochs: int) -> None:
+        patterns = [weights] if isinstance(weights, str) else list(weights)
+        if not patterns or not all(isinstance(pattern, str) and pattern for pattern in patterns):
+            raise ConfigError(
+                f"FreezeWeights: expected `weights` to be a weight name or pattern, or a list of them. "
+                f"Received: {weights!r}"
+            )
+        if isinstance(after_epochs, bool) or not isinstance(after_epochs, int) or after_epochs < 0:
+            raise ConfigError(
+                f"FreezeWeights: expected `after_epochs` to be a whole number >= 0. Received: {after_epochs!r}"
+            )
+        self.patterns, self.after_epochs = patterns, after_epochs
+        self._held: list[torch.nn.Parameter] = []
+
+    def __repr__(self) -> str:
+        weights = self.patterns[0] if len(self.patterns) == 1 else self.patterns
+        return f"FreezeWeights({weights!r}, after_epochs={self.after_epochs})"
+
+    def on_train_begin(self, logs: Logs) -> None:
+        from hubel.train.optimizers import weight_matches
+
+        if self.params.get("world_size", 1) > 1:
+            raise ConfigError(
+                "FreezeWeights holds weights by taking their gradients away, which DistributedDataParallel "
+                "does not allow: leave it out of a fit on several processes."
+            )
+        named = [(name, p) for name, p in self.trainer.model.named_parameters() if p.requires_grad]
+        for pattern in self.patterns:
+            if not any(weight_matches(name, pattern) for name, _ in named):
+                names = ", ".join(name for name, _ in named[:6]) + (", ..." if len(named) > 6 else "")
+                raise ConfigError(
+                    f"FreezeWeights: {pattern!r} matches none of the model's trainable weights ({names}). "
+                    "Use a weight name or a pattern such as 'patch_whitening*.bias'."
+                )
+        self._held = [p for name, p in named if any(weight_matches(name, pattern) for pattern in self.patterns)]
+
+    def on_epoch_begin(self, epoch: int, logs: Logs) -> None:
+        if epoch >= self.after_epochs:
+            for parameter in self._held:
+                parameter.requires_grad_(False)
+                parameter.grad = None  # the optimizer steps only the weights that have a gradient
+
+    def on_train_end(self, logs: Logs) -> None:
+        for parameter in self._held:
+            parameter.requires_grad_(True)
+        self._held = []
 
 
 class CSVLogger(Callback):

@@ -40,12 +40,34 @@ from hubel.errors import ConfigError
 from hubel.registry import Registry
 from hubel.train.update_rules import KerasAdam, KerasRMSprop, KerasSGD
 
-__all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "Optimizer", "RMSprop", "get_optimizer", "list_optimizers"]
+__all__ = [
+    "OPTIMIZERS",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Optimizer",
+    "RMSprop",
+    "get_optimizer",
+    "list_optimizers",
+    "weight_matches",
+]
 
 Schedule = Callable[[int], float]
 _CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm")  # Keras's, accepted by every optimizer
 _MOVING_AVERAGE = ("use_ema", "ema_momentum", "ema_overwrite_frequency")  # so are these
 OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer", "hubel.train.list_optimizers()")
+
+
+def weight_matches(name: str, pattern: str) -> bool:
+    """Whether a weight's name (`batch_normalization_3.beta`), or a dotted tail of it (`beta`),
+    matches an fnmatch pattern: how learning_rate_multipliers and FreezeWeights name weights.
+
+    Example:
+        >>> weight_matches("batch_normalization_3.beta", "beta"), weight_matches("dense.kernel", "conv*")
+        (True, False)
+    """
+    parts = name.split(".")
+    return any(fnmatch.fnmatchcase(".".join(parts[start:]), pattern) for start in range(len(parts)))
 
 
 class Optimizer:
@@ -137,10 +159,7 @@ class Optimizer:
         groups: dict[float, list[nn.Parameter]] = {1.0: []}
         used = set()
         for name, parameter in trainable:
-            parts = str(name).split(".")
-            tails = [".".join(parts[i:]) for i in range(len(parts))]
-            pattern = next((key for key in self.learning_rate_multipliers
-                            if any(fnmatch.fnmatchcase(tail, key) for tail in tails)), None)  # fmt: skip
+            pattern = next((key for key in self.learning_rate_multipliers if weight_matches(str(name), key)), None)
             used.add(pattern)
             groups.setdefault(self.learning_rate_multipliers.get(pattern, 1.0), []).append(parameter)
         unused = [key for key in self.learning_rate_multipliers if key not in used]
