@@ -180,6 +180,12 @@ def test_named_augmentations_for_the_command_line():
     layers = augmentation("flip, shift,flip")
     assert [type(layer).__name__ for layer in layers] == ["RandomFlip", "RandomTranslation"]
     assert layers[0].mode == "horizontal" and layers[1].height_factor == (-1 / 16, 1 / 16)
+    shift = layers[1].train()
+    images = torch.rand(64, 3, 32, 32)
+    shifted = shift(images)
+    # by whole pixels, as a crop of the padded image: every output pixel is one of its image's pixels
+    assert all(torch.isin(out, image).all() for out, image in zip(shifted, images))
+    assert not torch.equal(shifted, images)
     assert len(augmentation(",".join(list_augmentations()))) == 5
     with pytest.raises(UnknownNameError, match=r"Unknown augmentation 'flp'\. Did you mean 'flip'"):
         augmentation("flp")

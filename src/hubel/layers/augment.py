@@ -415,7 +415,7 @@ class RandomBrightness(_ValueLayer):
 _PRESETS: Registry[Callable[[], Layer]] = Registry("augmentation", "hubel.layers.augment.list_augmentations()")
 for _name, _make in {
     "flip": lambda: RandomFlip("horizontal"),
-    "shift": lambda: RandomTranslation(1 / 16, 1 / 16),
+    "shift": lambda: RandomTranslation(1 / 16, 1 / 16, interpolation="nearest"),  # whole pixels: no blur
     "rotate": lambda: RandomRotation(0.05),
     "zoom": lambda: RandomZoom(0.1),
     "contrast": lambda: RandomContrast(0.2),
@@ -430,8 +430,8 @@ def list_augmentations() -> list[str]:
 
 def augmentation(names: str) -> list[Layer]:
     """Augmentation layers from comma-separated names (what `hubel train --augment` takes):
-    flip (left-right), shift (up to 1/16 of the height and width, reflected at the border, as
-    the fast CIFAR-10 trainers crop), rotate (up to 18°), zoom (±10%), contrast (±20%).
+    flip (left-right), shift (by whole pixels, up to 1/16 of the height and width, reflected at
+    the border, as the fast CIFAR-10 trainers crop), rotate (up to 18°), zoom (±10%), contrast (±20%).
 
     Example:
         >>> [type(layer).__name__ for layer in augmentation("flip,shift")]
