@@ -461,7 +461,7 @@ def test_a_killed_hubel_train_resumes_and_logs_every_epoch_once(tmp_path):
     assert json.loads((run / "result.json").read_text())["epochs_trained"] == 30
 
 
-def test_the_budget_plans_the_test_pass_from_its_fastest_inference_timing(monkeypatch):
+def test_the_budget_plans_from_its_fastest_inference_timing_and_times_fewer_steps_when_they_are_slow(monkeypatch):
     # After bf16 training, float32's first batches choose their kernels anew and ran 2-3x slower
     # than the rest: the plan takes the fastest of its timings, not the first.
     import time
@@ -477,6 +477,11 @@ def test_the_budget_plans_the_test_pass_from_its_fastest_inference_timing(monkey
     plan = budget._plan_budget(network, (x, y), None, (x[:100], y[:100]), 16, 30.0, time.perf_counter())
     assert plan["inference_seconds_per_example"] == 0.001  # the third: three are timed
     assert plan["finish_seconds_planned"] == pytest.approx(100 * 0.001 + budget._REPORT_SECONDS)
+    assert plan["timed_steps"] == 6  # fast steps: six are timed
+    monkeypatch.setattr(budget, "_seconds_per_example", lambda network, x: 0.001)
+    monkeypatch.setattr(budget, "_PROBE_SECONDS", 1e-9)  # as if each step took longer than the probe's time
+    plan = budget._plan_budget(network, (x, y), None, (x[:100], y[:100]), 16, 30.0, time.perf_counter())
+    assert plan["timed_steps"] == 1 and plan["seconds_per_step"] > 0  # slow steps: fewer, which train nothing
 
 
 def test_the_budget_probe_times_steps_without_taking_them_at_the_peak_rate(capsys):

@@ -24,6 +24,7 @@ _MAX_BUDGET_EPOCHS = 200
 # the inference probe's best of 3: after bf16 training, float32's first two batches ran 3x and 2x
 # slower than the rest (kernels chosen anew), and one timing planned 4.6 s for a 1.4 s test pass
 _INFERENCE_TIMINGS = 3
+_PROBE_SECONDS = 2.0  # the probe's timed steps stop once they have taken this long (at most 6)
 
 
 def _steps_per_epoch(train_data: Any, batch_size: int, holdout: float = 0.0, processes: int = 1) -> int:
@@ -168,11 +169,13 @@ def _plan_budget(
     distributed = processes > 1
     probe.fit(x_probe[:global_batch], y_probe[:global_batch], batch_size=batch_size, verbose=0,
               distributed=distributed)  # warm-up  # fmt: skip
-    x_timed, y_timed = x_probe[: global_batch * 6], y_probe[: global_batch * 6]  # a rough figure: _Replan re-times
-    timed_steps = math.ceil(len(x_timed) / global_batch)
+    # a rough figure (_Replan re-times the run's own steps): 6 steps, or fewer where they take seconds,
+    # since the probe's steps train nothing
+    x_timed, y_timed = x_probe[: global_batch * 6], y_probe[: global_batch * 6]
+    timed = TrainingBudget(seconds=_PROBE_SECONDS)
     start = time.perf_counter()
-    probe.fit(x_timed, y_timed, batch_size=batch_size, verbose=0, distributed=distributed)
-    seconds_per_step = (time.perf_counter() - start) / timed_steps
+    probe.fit(x_timed, y_timed, batch_size=batch_size, verbose=0, distributed=distributed, callbacks=[timed])
+    seconds_per_step = (time.perf_counter() - start) / timed.taken
     probe.trainer.use_precision(None)  # the test pass runs in float32, as the saved model predicts
     seconds_per_example = min(
         _seconds_per_example(probe, x_probe[:_INFERENCE_BATCH]) for _ in range(_INFERENCE_TIMINGS)
@@ -187,7 +190,7 @@ def _plan_budget(
     total_steps, epochs = _steps_that_fit(left, seconds_per_step, validation_seconds, steps_per_epoch)
     planned_after = time.perf_counter() - started  # loading the data and the probe, so far
     fit_ends_after = planned_after + left  # seconds into the run
-    return {"seconds": budget, "seconds_per_step": seconds_per_step, "timed_steps": timed_steps,
+    return {"seconds": budget, "seconds_per_step": seconds_per_step, "timed_steps": timed.taken,
             "steps_per_epoch": steps_per_epoch, "epochs": epochs, "total_steps": total_steps,
             "validation_seconds_per_epoch": validation_seconds, "finish_seconds_planned": finish_seconds,
             "inference_seconds_per_example": seconds_per_example,
