@@ -40,9 +40,8 @@ class Recipe:
     label_smoothing: float = 0.0  # of the cross-entropy's targets
     augment_from_epochs: int | None = None  # --augment auto's flips and shifts from this many epochs (None: 10)
     lookahead: bool = False  # fit with a Lookahead callback (hubel.train.Lookahead: a slow copy of the weights)
-    freeze_after_epochs: dict[str, int] = field(
-        default_factory=dict
-    )  # weight pattern -> epochs it trains (FreezeWeights)
+    # weight pattern -> the epochs those weights train before a FreezeWeights callback holds them
+    freeze_after_epochs: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -249,8 +248,9 @@ for _name, _shape, _stem, _widths, _description in (
 # at 64x the rate; the whitening layer's bias trains for 3 epochs, then holds. Whitened
 # patches make the first epoch worth several; at 256 filters it learns CIFAR-10 by heart sooner
 # than the residual networks, so --augment auto adds flips and shifts from 6 epochs. At 64-192-192
-# the recipe took a ten-minute run from 91.3% (the residual networks' SGD) to 92.2%, and to 92.4%
-# with the offsets' 64x rate (benchmarks/README.md).
+# the recipe took a ten-minute run from 91.3% (the residual networks' SGD) to 92.2%, to 92.4%
+# with the offsets' 64x rate, and to 92.8-92.9% with the bias held and whole-pixel shifts
+# (benchmarks/README.md).
 _AIRBENCH_RECIPE = Recipe(
     optimizer="sgd",
     optimizer_settings={

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from hubel.errors import ConfigError, HubelError
+from hubel.train.optimizers import weight_matches
 
 if TYPE_CHECKING:
     from hubel.train.trainer import Trainer
@@ -395,8 +396,6 @@ class FreezeWeights(Callback):
         return f"FreezeWeights({weights!r}, after_epochs={self.after_epochs})"
 
     def on_train_begin(self, logs: Logs) -> None:
-        from hubel.train.optimizers import weight_matches
-
         if self.params.get("world_size", 1) > 1:
             raise ConfigError(
                 "FreezeWeights holds weights by taking their gradients away, which DistributedDataParallel "
