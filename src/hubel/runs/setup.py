@@ -33,9 +33,9 @@ _DEFAULT_MODEL = {"mnist": "fast_resnet_small", "fashion_mnist": "fast_resnet_sm
 # With a --budget and no --model, a run on this data plans _LONG_RUN_MODEL first and keeps it when
 # its plan has _LONG_RUN_FROM_EPOCHS epochs or more, else takes the default network (with its own
 # recipe's batch size). On two cores, airbench_small against fast_resnet_small: 87.6-88.6% against
-# 85.0% in 3 minutes (3 epochs), 90.1-90.8% against 87.1% in 5, 92.2-92.4% against 88.7-89.3% in 10;
-# airbench_tiny in a minute, 4-5 epochs: Fashion-MNIST 93.3-93.5% against 92.3-92.8%, MNIST
-# 99.57-99.65% against 99.42-99.54% (benchmarks/README.md).
+# 85.0% in 3 minutes (3 epochs), 90.1-90.8% against 87.1% in 5, 92.8-92.9% against 88.7-89.3% in 10;
+# airbench_tiny in a minute, 3-5 epochs: Fashion-MNIST 93.3-93.5% against 92.3-92.8%, MNIST
+# 99.60-99.66% against 99.42-99.54% (benchmarks/README.md).
 _LONG_RUN_MODEL = {"cifar10": "airbench_small", "mnist": "airbench_tiny", "fashion_mnist": "airbench_tiny"}
 _LONG_RUN_FROM_EPOCHS = 3
 # Built-in datasets whose classes look the same in a mirror (not digits, not Fashion-MNIST's

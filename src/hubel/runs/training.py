@@ -336,9 +336,8 @@ def train(
     if world.main:
         directory.mkdir(parents=True, exist_ok=True)
     lookahead = Lookahead() if recipe.lookahead else None  # the recipe is settled: the plan may have changed it
-    # held weights take their gradients away, which DistributedDataParallel does not allow: they train on
-    held = [FreezeWeights(weights, epochs) for weights, epochs in recipe.freeze_after_epochs.items()]
-    held = held if world.size == 1 else []
+    # held weights lose their gradients, which DistributedDataParallel does not allow: there they train on
+    held = [FreezeWeights(weights, epochs) for weights, epochs in recipe.freeze_after_epochs.items() if world.size == 1]
     config = {
         "command": command or " ".join(sys.argv),
         "data": data, "model": model_name, "epochs": epochs, "batch_size": batch_size,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from hubel.errors import ConfigError, HubelError
-from hubel.train.optimizers import weight_matches
+from hubel.train.optimizers import weight_matches, weight_names
 
 if TYPE_CHECKING:
     from hubel.train.trainer import Trainer
@@ -404,9 +404,9 @@ class FreezeWeights(Callback):
         named = [(name, p) for name, p in self.trainer.model.named_parameters() if p.requires_grad]
         for pattern in self.patterns:
             if not any(weight_matches(name, pattern) for name, _ in named):
-                names = ", ".join(name for name, _ in named[:6]) + (", ..." if len(named) > 6 else "")
                 raise ConfigError(
-                    f"FreezeWeights: {pattern!r} matches none of the model's trainable weights ({names}). "
+                    f"FreezeWeights: {pattern!r} matches none of the model's trainable weights "
+                    f"({weight_names([name for name, _ in named])}). "
                     "Use a weight name or a pattern such as 'patch_whitening*.bias'."
                 )
         self._held = [p for name, p in named if any(weight_matches(name, pattern) for pattern in self.patterns)]

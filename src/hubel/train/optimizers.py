@@ -50,6 +50,7 @@ __all__ = [
     "get_optimizer",
     "list_optimizers",
     "weight_matches",
+    "weight_names",
 ]
 
 Schedule = Callable[[int], float]
@@ -68,6 +69,11 @@ def weight_matches(name: str, pattern: str) -> bool:
     """
     parts = name.split(".")
     return any(fnmatch.fnmatchcase(".".join(parts[start:]), pattern) for start in range(len(parts)))
+
+
+def weight_names(names: list[str], shown: int = 6) -> str:
+    """The first few weight names, for a message about a pattern that matched none of them."""
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 
 
 class Optimizer:
@@ -164,7 +170,7 @@ class Optimizer:
             groups.setdefault(self.learning_rate_multipliers.get(pattern, 1.0), []).append(parameter)
         unused = [key for key in self.learning_rate_multipliers if key not in used]
         if unused:
-            names = ", ".join(str(name) for name, _ in trainable[:6]) + (", ..." if len(trainable) > 6 else "")
+            names = weight_names([str(name) for name, _ in trainable])
             raise ConfigError(
                 f"{type(self).__name__}: learning_rate_multipliers pattern {unused[0]!r} matches none of the "
                 f"model's trainable weights ({names}). Use a weight name or a pattern such as 'beta' or 'dense*'."
