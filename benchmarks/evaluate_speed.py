@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import torch
+from export_speed import public_operators
 
 import hubel
 from hubel.models.zoo import create_model
@@ -55,9 +56,14 @@ def main() -> None:
         inference.setdefault(name, []).append(result["seconds"])
         engines.setdefault(name, set()).add(result["engine"])
 
+    def public_predict() -> None:
+        with public_operators():  # the layers without hubel.layers.inference's paths
+            model.predict(x_test, batch_size=256)
+
     contenders = {
         "ONNX Runtime session (bare)": bare_session,
         "model.predict (PyTorch)": lambda: model.predict(x_test, batch_size=256),
+        "model.predict, public operators": public_predict,
         "hubel evaluate --engine torch": lambda: hubel_evaluate("torch", "hubel evaluate --engine torch"),
         "hubel evaluate (auto)": lambda: hubel_evaluate("auto", "hubel evaluate (auto)"),
     }

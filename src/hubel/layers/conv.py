@@ -22,6 +22,7 @@ from hubel.layers import window
 from hubel.layers.activations import get_activation
 from hubel.layers.args import choice, integer_tuple, number, positive_int
 from hubel.layers.base import Layer, Shape, register_layer
+from hubel.layers.inference import conv2d_for_inference
 from hubel.layers.initializers import INITIALIZERS
 
 __all__ = ["Conv1D", "Conv2D", "DepthwiseConv2D", "PatchWhitening"]
@@ -100,6 +101,12 @@ class _Conv(Layer):
             implicit = [before for before, _ in amounts]
         else:
             x, implicit = window.pad(x, amounts), [0] * self.rank
+        if self.rank == 2:
+            fused = conv2d_for_inference(
+                x, self.kernel, self.bias, self.strides, implicit, self.dilation_rate, self.groups, self.activation
+            )
+            if fused is not None:
+                return fused
         y = _CONV[self.rank](x, self.kernel, self.bias, self.strides, implicit, self.dilation_rate, self.groups)
         return self._activation_fn(y)
 

@@ -24,6 +24,7 @@ from hubel.layers.args import (
     shape_tuple,
 )
 from hubel.layers.base import Layer, Shape, internal_to_keras, keras_to_internal, register_layer, unique_name
+from hubel.layers.inference import linear_for_inference
 from hubel.layers.initializers import INITIALIZERS
 from hubel.layers.symbolic import Node, SymbolicTensor
 
@@ -139,7 +140,8 @@ class Dense(Layer):
 
     def forward(self, x: Tensor) -> Tensor:  # (N, F) -> (N, units); (N, C, ...) acts on C
         if x.dim() == 2:
-            return self._activation_fn(F.linear(x, self.kernel, self.bias))
+            fused = linear_for_inference(x, self.kernel, self.bias, self.activation)
+            return fused if fused is not None else self._activation_fn(F.linear(x, self.kernel, self.bias))
         y = F.linear(internal_to_keras(x), self.kernel, self.bias)
         return self._activation_fn(keras_to_internal(y))
 

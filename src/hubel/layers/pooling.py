@@ -17,6 +17,7 @@ from torch import Tensor
 from hubel.layers import window
 from hubel.layers.args import choice, integer_tuple
 from hubel.layers.base import Layer, Shape, register_layer
+from hubel.layers.inference import max_pool_for_inference
 
 __all__ = [
     "AveragePooling1D",
@@ -65,6 +66,10 @@ class _Pooling(Layer):
         ]
         implicit = [before for before, _ in amounts]
         if self.mode == "max":
+            if not any(before or after for before, after in amounts):
+                pooled = max_pool_for_inference(x, self.pool_size, self.strides)
+                if pooled is not None:
+                    return pooled
             if window.symmetric(amounts):  # torch pads max pooling with -inf by itself
                 return _MAX[self.rank](x, self.pool_size, self.strides, implicit)
             return _MAX[self.rank](window.pad(x, amounts, -math.inf), self.pool_size, self.strides)
