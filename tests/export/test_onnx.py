@@ -4,6 +4,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
+import torch
 
 import hubel
 from hubel import layers as L
@@ -37,6 +38,17 @@ def test_the_graph_takes_raw_pixels_and_gives_predict_outputs(digits_model, tmp_
     metadata = {entry.key: entry.value for entry in onnx.load(str(result.path)).metadata_props}
     assert json.loads(metadata["class_names"]) == model.metadata["class_names"]
     assert json.loads(metadata["input_shape"]) == [8, 8, 1] and metadata["input_dtype"] == "float32"
+
+
+@pytest.mark.parametrize("gradient", [True, False])
+def test_the_graph_holds_torchs_public_operators_with_or_without_gradients(digits_model, tmp_path, gradient):
+    # hubel.layers.inference's paths stand aside while the exporter traces, even under no_grad
+    model, x_test = digits_model
+    with torch.set_grad_enabled(gradient):
+        result = model.export(tmp_path / "digits.onnx", sample=x_test[:40])
+    operators = {node.op_type for node in onnx.load(str(result.path)).graph.node}
+    assert {"Conv", "Relu", "MaxPool", "Gemm"} <= operators and "Max" not in operators
+    assert result.max_difference <= 1e-4
 
 
 def test_test_time_flips_are_in_the_graph_and_in_predict_and_evaluate(digits_model, tmp_path):

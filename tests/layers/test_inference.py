@@ -63,6 +63,22 @@ def test_max_pooling_layer_trains_as_torch_pools_ties_to_the_first_maximum():
     assert torch.equal(x.grad, expected)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("size", [(8, 8), (9, 7)])
+def test_max_pooling_layer_s_gradient_equals_torchs(dtype, size):
+    layer = L.MaxPooling2D(2)
+    layer.build((*size, 6))
+    x = random(4, 6, *size, seed=8).to(dtype).relu()  # ReLU's zeros: windows with ties
+    gradient = random(4, 6, size[0] // 2, size[1] // 2, seed=9).to(dtype)
+    ours, theirs = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    pooled = layer(ours)
+    assert "Unpooled" in type(pooled.grad_fn).__name__  # training takes the max_unpool2d backward
+    pooled.backward(gradient)
+    F.max_pool2d(theirs, 2).backward(gradient)
+    assert torch.equal(pooled, F.max_pool2d(x, 2))
+    assert torch.equal(ours.grad, theirs.grad)
+
+
 def test_the_pinned_torch_has_onednn_s_fused_operators():
     # Without them every Dense and Conv2D falls back to the public path, slower on AMD CPUs.
     assert inference._onednn_available()

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["conv2d_for_inference", "gradient_needed", "linear_for_inference", "max_pool_for_inference"]
+__all__ = ["conv2d_for_inference", "gradient_needed", "linear_for_inference", "max_pool_for_inference", "tracing"]
 
 _FUSED = {"relu": "relu", "linear": "none"}  # hubel's activation -> oneDNN's post-op
 
@@ -34,6 +34,12 @@ _FUSED = {"relu": "relu", "linear": "none"}  # hubel's activation -> oneDNN's po
 def gradient_needed(*tensors: Tensor | None) -> bool:
     """Whether autograd would record an operation on these tensors."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def tracing() -> bool:
+    """True while torch.jit traces (the ONNX export) or torch.compile compiles the model: they get
+    torch's public operators, which exporters and compilers know."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
 def max_pool_for_inference(x: Tensor, pool_size: Sequence[int], strides: Sequence[int]) -> Tensor | None:
@@ -46,7 +52,7 @@ def max_pool_for_inference(x: Tensor, pool_size: Sequence[int], strides: Sequenc
         >>> max_pool_for_inference(x, (2, 2), (2, 2)).flatten().tolist()
         [5.0, 7.0, 13.0, 15.0]
     """
-    if tuple(pool_size) != tuple(strides) or x.device.type != "cpu" or gradient_needed(x):
+    if tuple(pool_size) != tuple(strides) or x.device.type != "cpu" or gradient_needed(x) or tracing():
         return None
     for axis, size in enumerate(pool_size, start=2):
         whole = x.shape[axis] // size * size
@@ -97,6 +103,7 @@ def _applies(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
         and x.dtype == weight.dtype == torch.float32
         and not torch.is_autocast_enabled("cpu")  # autocast would have run the public op in bf16
         and not gradient_needed(x, weight, bias)
+        and not tracing()
     )
 
 

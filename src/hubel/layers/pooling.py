@@ -13,11 +13,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from hubel.layers import window
 from hubel.layers.args import choice, integer_tuple
 from hubel.layers.base import Layer, Shape, register_layer
-from hubel.layers.inference import max_pool_for_inference
+from hubel.layers.inference import max_pool_for_inference, tracing
 
 __all__ = [
     "AveragePooling1D",
@@ -33,6 +34,28 @@ __all__ = [
 _LAYOUT = {1: "(steps, channels)", 2: "(height, width, channels)"}
 _MAX = {1: F.max_pool1d, 2: F.max_pool2d}
 _AVG = {1: F.avg_pool1d, 2: F.avg_pool2d}
+
+
+class _MaxPoolUnpooledGradient(torch.autograd.Function):
+    """2D max pooling over windows that do not overlap, whose backward pass places each gradient
+    at its window's maximum with `max_unpool2d`: the same values as torch's pooling backward (both
+    follow the indices the forward pass recorded, unique when windows do not overlap), in less
+    time on a CPU. (128, 64, 26, 26) bf16 channels-last, forward and backward: 3.5 ms against 4.6;
+    the Fashion-MNIST tutorial network's bf16 fit at batch 128, 1.06x (benchmarks/README.md, "Max
+    pooling's backward pass"). 1D pooling keeps torch's: max_unpool1d was slower."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, pool_size: tuple[int, int]) -> Tensor:  # (N, C, H, W) -> (N, C, H', W')
+        pooled, indices = F.max_pool2d_with_indices(x, pool_size, pool_size)
+        ctx.save_for_backward(indices)
+        ctx.pool_size, ctx.input_size = pool_size, x.shape[2:]
+        return pooled
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, gradient: Tensor) -> tuple[Tensor, None]:
+        (indices,) = ctx.saved_tensors
+        return F.max_unpool2d(gradient, indices, ctx.pool_size, ctx.pool_size, output_size=ctx.input_size), None
 
 
 class _Pooling(Layer):
@@ -70,6 +93,8 @@ class _Pooling(Layer):
                 pooled = max_pool_for_inference(x, self.pool_size, self.strides)
                 if pooled is not None:
                     return pooled
+                if self.rank == 2 and self.pool_size == self.strides and x.device.type == "cpu" and not tracing():
+                    return _MaxPoolUnpooledGradient.apply(x, self.pool_size)
             if window.symmetric(amounts):  # torch pads max pooling with -inf by itself
                 return _MAX[self.rank](x, self.pool_size, self.strides, implicit)
             return _MAX[self.rank](window.pad(x, amounts, -math.inf), self.pool_size, self.strides)
