@@ -97,6 +97,29 @@ def test_adam_takes_keras_steps_epsilon_outside_the_bias_correction():
     assert amsgrad[:2] == pytest.approx(expected[:2], rel=1e-6)  # v only grows in these two steps
 
 
+def test_adam_on_torchs_fused_kernel_takes_the_multi_tensor_rules_steps(monkeypatch):
+    from hubel.train import update_rules
+
+    def train(fused: bool) -> list[torch.Tensor]:
+        monkeypatch.setattr(update_rules, "_fused_adam_fits", lambda parameters: fused)
+        generator = torch.Generator().manual_seed(0)
+        weights = [
+            torch.nn.Parameter(torch.randn(*shape, generator=generator)) for shape in [(8, 3, 3, 3), (8,), (5, 4)]
+        ]
+        optimizer = Adam(0.01, epsilon=0.1, weight_decay=0.01).build(weights)
+        for _ in range(4):
+            for weight in weights:
+                gradient = torch.randn(*weight.shape, generator=generator) * 0.01
+                # a convolution's gradient laid out channels-last, as training on images gives it
+                weight.grad = gradient.contiguous(memory_format=torch.channels_last) if weight.dim() == 4 else gradient
+            optimizer.step()
+        return [weight.detach() for weight in weights]
+
+    assert update_rules._fused_adam_fits([torch.zeros(3)])  # the pinned torch has the kernel
+    for fused, multi_tensor in zip(train(True), train(False)):
+        torch.testing.assert_close(fused, multi_tensor, rtol=1e-6, atol=1e-7)
+
+
 def test_rmsprop_puts_epsilon_inside_the_root_and_sgd_momentum_scales_steps_by_the_rate():
     lr, rho, eps, gradients = 0.01, 0.9, 1e-3, [1e-3, 2e-3]
     w, velocity, expected = 1.0, 0.0, []

@@ -125,6 +125,18 @@ class KerasAdam(_KerasRule):
         (beta_1, beta_2), step = group["betas"], group["step"]
         alpha = group["lr"] * math.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
         means, velocities = self._buffers(parameters, "exp_avg"), self._buffers(parameters, "exp_avg_sq")
+        if not group["amsgrad"] and _fused_adam_fits(parameters):
+            # torch's fused kernel: one pass over each weight instead of seven. It adds its ε to
+            # √v/√(1 − β₂ᵗ) where Keras adds ε to √v; given ε/√(1 − β₂ᵗ) it takes Keras's step,
+            # (lr/(1 − β₁ᵗ))·m/((√v + ε)/√(1 − β₂ᵗ)) = alpha·m/(√v + ε). The CIFAR-10 tutorial
+            # network's update in a bf16 fit at batch 128: 2.3 ms -> 1.0 (benchmarks/README.md).
+            steps = [torch.tensor(float(step))] * len(parameters)  # read, not counted, by the kernel
+            torch._fused_adam_(
+                parameters, [g.contiguous() for g in gradients], means, velocities, [], steps,
+                lr=group["lr"], beta1=beta_1, beta2=beta_2, weight_decay=0.0,
+                eps=group["eps"] / math.sqrt(1.0 - beta_2**step), amsgrad=False, maximize=False,
+            )  # fmt: skip
+            return
         torch._foreach_lerp_(means, gradients, 1.0 - beta_1)
         torch._foreach_lerp_(velocities, torch._foreach_mul(gradients, gradients), 1.0 - beta_2)
         if group["amsgrad"]:
@@ -134,6 +146,15 @@ class KerasAdam(_KerasRule):
         denominators = torch._foreach_sqrt(velocities)
         torch._foreach_add_(denominators, group["eps"])
         torch._foreach_addcdiv_(parameters, means, denominators, value=-alpha)
+
+
+def _fused_adam_fits(parameters: list[Tensor]) -> bool:
+    """torch's fused Adam runs here: it has one (torch 2.4 and later on CPUs), and the weights are
+    contiguous float32 CPU tensors (its kernel walks the memory of a weight and its gradient in
+    step, so the gradients are made contiguous too)."""
+    return hasattr(torch, "_fused_adam_") and all(
+        p.device.type == "cpu" and p.dtype == torch.float32 and p.is_contiguous() for p in parameters
+    )
 
 
 class KerasRMSprop(_KerasRule):
