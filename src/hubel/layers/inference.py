@@ -5,8 +5,8 @@ path, to float rounding, or None when it does not apply and the layer takes its 
 - Max pooling whose windows do not overlap is a chain of `torch.maximum` over strided views of
   the input: torch's kernel without indices is slow on channels-last tensors (on two AMD EPYC
   cores, 2x2 pooling of 256 (64, 26, 26) images took 4.9 ms, the views 2.5 ms; 1D pooling of
-  IMDB's (496, 128) sequences 70 ms, the views 3.5 ms). Training keeps torch's kernel: its
-  gradient goes to the first maximum of a window, as Keras's does.
+  IMDB's (496, 128) sequences 70 ms, the views 3.5 ms). Training pools with indices, so that
+  the gradient goes to a window's first maximum, as Keras's does.
 - Dense and 2D convolutions in float32 on a CPU run through oneDNN's inference primitives with
   a ReLU fused in (`torch.ops.mkldnn._linear_pointwise` and `_convolution_pointwise`, what
   torch.compile emits for them). `F.linear` goes to MKL, which takes a slow path on AMD CPUs:

@@ -149,9 +149,9 @@ class KerasAdam(_KerasRule):
 
 
 def _fused_adam_fits(parameters: list[Tensor]) -> bool:
-    """torch's fused Adam runs here: it has one (torch 2.4 and later on CPUs), and the weights are
-    contiguous float32 CPU tensors (its kernel walks the memory of a weight and its gradient in
-    step, so the gradients are made contiguous too)."""
+    """Whether torch's fused Adam can take these weights: torch has it (2.4 and later, on CPUs)
+    and they are contiguous float32 CPU tensors (its kernel walks a weight and its gradient in
+    memory order, so the gradients are made contiguous too)."""
     return hasattr(torch, "_fused_adam_") and all(
         p.device.type == "cpu" and p.dtype == torch.float32 and p.is_contiguous() for p in parameters
     )
