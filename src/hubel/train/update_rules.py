@@ -123,7 +123,6 @@ class KerasAdam(_KerasRule):
 
     def _update(self, group: dict[str, Any], parameters: list[Tensor], gradients: list[Tensor]) -> None:
         (beta_1, beta_2), step = group["betas"], group["step"]
-        alpha = group["lr"] * math.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
         means, velocities = self._buffers(parameters, "exp_avg"), self._buffers(parameters, "exp_avg_sq")
         if not group["amsgrad"] and _fused_adam_fits(parameters):
             # torch's fused kernel: one pass over each weight instead of seven. It adds its ε to
@@ -137,6 +136,7 @@ class KerasAdam(_KerasRule):
                 eps=group["eps"] / math.sqrt(1.0 - beta_2**step), amsgrad=False, maximize=False,
             )  # fmt: skip
             return
+        alpha = group["lr"] * math.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
         torch._foreach_lerp_(means, gradients, 1.0 - beta_1)
         torch._foreach_lerp_(velocities, torch._foreach_mul(gradients, gradients), 1.0 - beta_2)
         if group["amsgrad"]:
