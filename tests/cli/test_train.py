@@ -273,6 +273,30 @@ def test_a_budget_without_a_model_plans_the_long_run_network_first_and_keeps_it_
     assert " takes 1 epochs or more" not in capsys.readouterr().out
 
 
+def test_a_budget_too_short_for_the_long_run_batch_trains_the_same_network_at_its_short_run_batch(
+    tmp_path, capsys, monkeypatch
+):
+    from dataclasses import replace
+
+    from hubel import runs
+    from hubel.models.zoo import ZOO
+
+    entry = ZOO.get("fast_resnet_small")
+    shortened = replace(entry, recipe=replace(entry.recipe, short_run_batch_size=64))
+    monkeypatch.setitem(ZOO._entries, "fast_resnet_small", shortened)
+    monkeypatch.setattr(runs.training, "_LONG_RUN_MODEL", {"digits": "fast_resnet_small"})
+    monkeypatch.setattr(runs.training, "_LONG_RUN_FROM_EPOCHS", 10_000)  # more than 5 s buys at batch 128
+    run = runs.train("digits", budget=5, out=tmp_path / "short").directory
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert (config["model"], config["batch_size"]) == ("fast_resnet_small", 64)
+    assert config["budget"]["steps_per_epoch"] == 21  # the 1,297 digits fit trains on, in batches of 64 (128: 11)
+    out = capsys.readouterr().out
+    assert "Model: fast_resnet_small at batch 64 (at batch 128 it takes 10000 epochs or more; the budget would " in out
+    given = runs.train("digits", budget=5, batch_size=32, out=tmp_path / "given").directory  # the user's batch holds
+    config = yaml.safe_load((given / "config.yaml").read_text())
+    assert (config["model"], config["batch_size"]) == ("mnist_one_conv", 32)
+
+
 def test_train_and_predict_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "fashion", "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err

@@ -299,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--model",
         help="a zoo name (see `hubel zoo`) or a spec file; a default suits the data (with --budget, when the "
-        "budget buys it 3 epochs: airbench_small on CIFAR-10, airbench_tiny on MNIST and Fashion-MNIST)",
+        "budget buys it 3 epochs: airbench_small on CIFAR-10, airbench_tiny on MNIST and Fashion-MNIST, at batch "
+        "256 for a shorter run)",
     )
     train.add_argument("--epochs", type=int, help="passes over the training data (default 5)")
     train.add_argument("--budget", type=_duration, help="train for this wall-clock time instead: 90s, 5m, 1h")

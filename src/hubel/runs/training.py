@@ -306,8 +306,14 @@ def train(
             return network, model_name, chosen, rate_chosen, timed(network)
 
         plan = timed(network)
-        long_run_epochs = plan["epochs"]
-        if long_run and long_run_epochs < _LONG_RUN_FROM_EPOCHS:  # too short for it: the default network
+        long_run_epochs, long_run_batch = plan["epochs"], batch_size
+        short = long_run and long_run_epochs < _LONG_RUN_FROM_EPOCHS
+        shortened = bool(short and recipe.short_run_batch_size and not given_batch_size)
+        if shortened:  # the same network and rate, more and smaller steps
+            batch_size = recipe.short_run_batch_size
+            per_process = _per_process(batch_size, world)
+            network, model_name, chosen, rate_chosen, plan = planned(name, augment)
+        elif short:  # too short for it: the default network
             name = _DEFAULT_MODEL[data]
             recipe = ZOO.get(name).recipe
             batch_size = given_batch_size or recipe.batch_size
@@ -321,7 +327,12 @@ def train(
                 if augment_after_plan and augment
                 else ""
             )
-            if long_run:
+            if shortened:
+                chose += (
+                    f" Model: {name} at batch {batch_size} (at batch {long_run_batch} it takes "
+                    f"{_LONG_RUN_FROM_EPOCHS} epochs or more; the budget would buy it {long_run_epochs})."
+                )
+            elif long_run:
                 kept = name == long_run
                 chose += (
                     f" Model: {name} ({long_run} takes {_LONG_RUN_FROM_EPOCHS} epochs or more; the budget "
