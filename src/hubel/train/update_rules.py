@@ -29,12 +29,23 @@ from torch import Tensor, nn
 __all__ = ["KerasAdam", "KerasRMSprop", "KerasSGD"]
 
 
+def _undecorated(method: Any) -> Any:
+    """torch.optim.Optimizer's method without the wrapper that keeps torch.compile out of it, whose
+    first call imports torch._dynamo: 1.8-2.0 s of a process's first fit on a 2-core CPU. hubel
+    compiles the model alone (jit_compile), never its optimizer, so the wrapper has nothing to do."""
+    return getattr(method, "__wrapped__", method)
+
+
 class _KerasRule(torch.optim.Optimizer):
     """Shared: collect the parameters that have gradients, decay them (decoupled, Keras's
     `variable - variable * weight_decay * learning_rate`), then run the rule."""
 
     def __init__(self, parameters: Iterable[nn.Parameter] | Iterable[dict[str, Any]], **defaults: Any) -> None:
         super().__init__(parameters, {"weight_decay": 0.0, "step": 0, "lr_multiplier": 1.0, **defaults})
+
+    add_param_group = _undecorated(torch.optim.Optimizer.add_param_group)
+    zero_grad = _undecorated(torch.optim.Optimizer.zero_grad)
+    state_dict = _undecorated(torch.optim.Optimizer.state_dict)
 
     def _buffers(self, parameters: list[Tensor], name: str) -> list[Tensor]:
         buffers = []
@@ -48,7 +59,7 @@ class _KerasRule(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Also a state written by torch's optimizer (a checkpoint from before hubel took Keras's
         rules): the step count then comes from torch's per-parameter `step`."""
-        super().load_state_dict(state_dict)
+        _undecorated(torch.optim.Optimizer.load_state_dict)(self, state_dict)
         for group in self.param_groups:
             group.setdefault("lr_multiplier", 1.0)
             if "step" not in group:
