@@ -1,6 +1,3 @@
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -303,29 +300,3 @@ def test_moving_average_arguments_are_checked_as_in_keras():
     with pytest.raises(ConfigError, match="did you mean `use_ema`"):
         Adam(use_emma=True)
 
-
-FIT_AND_RESUME = """
-import sys
-import numpy as np
-from hubel import layers as L
-from hubel.models import Sequential
-
-def model():
-    network = Sequential([L.Input((4,)), L.Dense(3, activation="softmax")])
-    network.compile(optimizer=sys.argv[1], loss="sparse_categorical_crossentropy")
-    return network
-
-x, y = np.random.default_rng(0).normal(size=(64, 4)).astype("float32"), np.arange(64) % 3
-model().fit(x, y, epochs=1, batch_size=16, verbose=0, checkpoint_dir=sys.argv[2])
-model().fit(x, y, epochs=2, batch_size=16, verbose=0, checkpoint_dir=sys.argv[2], resume=True)
-print("torch._dynamo" in sys.modules)
-"""
-
-
-@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop"])
-def test_fit_and_resume_leave_torch_compile_unimported(optimizer, tmp_path):
-    # its import is 2 s of a process's first fit on two cores; only jit_compile=True needs it
-    result = subprocess.run([sys.executable, "-c", FIT_AND_RESUME, optimizer, str(tmp_path)], capture_output=True,
-                            text=True, timeout=120)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False"]

@@ -416,3 +416,31 @@ def test_under_bf16_the_loss_is_computed_and_summed_in_float32():
     per_example = torch.nn.functional.cross_entropy(logits.double(), torch.as_tensor(y), reduction="none")
     loss = model.evaluate(x, y, verbose=0)
     assert loss == pytest.approx(float(per_example.mean()), rel=1e-6)  # a bf16 sum of 1,442 losses is off by ~1e-3
+
+
+FIT_AND_RESUME = """
+import sys
+import numpy as np
+from hubel import layers as L
+from hubel.models import Sequential
+
+def model():
+    network = Sequential([L.Input((8, 8, 1)), L.Conv2D(4, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(),
+                          L.Dense(3, activation="softmax")])
+    network.compile(optimizer=sys.argv[1], loss="sparse_categorical_crossentropy")
+    return network
+
+x, y = np.random.default_rng(0).random((64, 8, 8, 1), dtype=np.float32), np.arange(64) % 3
+model().fit(x, y, epochs=1, batch_size=16, verbose=0, checkpoint_dir=sys.argv[2])
+model().fit(x, y, epochs=2, batch_size=16, verbose=0, checkpoint_dir=sys.argv[2], resume=True)
+print(sorted(name for name in ("torch._dynamo", "sympy") if name in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop"])
+def test_fit_and_resume_import_neither_torch_compile_nor_sympy(optimizer, tmp_path):
+    # their imports took 1.6-1.9 s of a process's first fit on two cores; only jit_compile=True needs them
+    result = subprocess.run([sys.executable, "-c", FIT_AND_RESUME, optimizer, str(tmp_path)], capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"

@@ -55,7 +55,9 @@ class _MaxPoolUnpooledGradient(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, gradient: Tensor) -> tuple[Tensor, None]:
         (indices,) = ctx.saved_tensors
-        return F.max_unpool2d(gradient, indices, ctx.pool_size, ctx.pool_size, output_size=ctx.input_size), None
+        # the operator F.max_unpool2d calls, without the wrapper's check of output_size (the input's
+        # own size here), whose first call imports sympy: 0.6 s of a process's first fit
+        return torch.ops.aten.max_unpool2d(gradient, indices, list(ctx.input_size)), None
 
 
 class _Pooling(Layer):
