@@ -299,4 +299,3 @@ def test_moving_average_arguments_are_checked_as_in_keras():
         RMSprop(use_ema="yes")
     with pytest.raises(ConfigError, match="did you mean `use_ema`"):
         Adam(use_emma=True)
-
