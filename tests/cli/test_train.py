@@ -292,6 +292,7 @@ def test_a_budget_too_short_for_the_long_run_batch_trains_the_same_network_at_it
     assert config["budget"]["steps_per_epoch"] == 21  # the 1,297 digits fit trains on, in batches of 64 (128: 11)
     out = capsys.readouterr().out
     assert "Model: fast_resnet_small at batch 64 (at batch 128 it takes 10000 epochs or more; the budget would " in out
+    assert " ms a step (scaled from batch 128's), so " in out and config["budget"]["timed_steps"] == 0  # one probe
     given = runs.train("digits", budget=5, batch_size=32, out=tmp_path / "given").directory  # the user's batch holds
     config = yaml.safe_load((given / "config.yaml").read_text())
     assert (config["model"], config["batch_size"]) == ("mnist_one_conv", 32)
@@ -426,7 +427,7 @@ def test_a_budget_whose_probe_was_slowed_is_corrected_during_the_run(tmp_path, m
     def slowed(*args, **kwargs):
         plan = probe(*args, **kwargs)
         plan["seconds_per_step"] *= 20
-        plan["total_steps"], plan["epochs"] = max(1, plan["total_steps"] // 20), 1
+        plan["total_steps"], plan["epochs"] = max(5, plan["total_steps"] // 20), 1  # 5: re-timed after 4
         return plan
 
     monkeypatch.setattr(runs.training, "_plan_budget", slowed)
@@ -506,6 +507,32 @@ def test_the_budget_plans_from_its_fastest_inference_timing_and_times_fewer_step
     monkeypatch.setattr(budget, "_PROBE_SECONDS", 1e-9)  # as if each step took longer than the probe's time
     plan = budget._plan_budget(network, (x, y), None, (x[:100], y[:100]), 16, 30.0, time.perf_counter())
     assert plan["timed_steps"] == 1 and plan["seconds_per_step"] > 0  # slow steps: fewer, which train nothing
+
+
+def test_a_plan_at_another_batch_scales_the_probes_step_time_instead_of_timing_again(monkeypatch):
+    import time
+
+    from hubel import layers as L
+    from hubel.runs import budget
+
+    network = hubel.Sequential([L.Input((8, 8, 1)), L.Flatten(), L.Dense(10, activation="softmax")])
+    network.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x, y = np.zeros((1000, 8, 8, 1), np.float32), np.arange(1000) % 10
+    monkeypatch.setattr(budget, "_probe", lambda *arguments: (0.5, 6, 0.001))  # batch 32: half a second a step
+    timed = budget._plan_budget(network, (x, y), None, (x[:100], y[:100]), 32, 30.0, time.perf_counter())
+    assert (timed["seconds_per_step"], timed["timed_steps"], timed["timed_at_batch"]) == (0.5, 6, 32)
+
+    def probe(*arguments):
+        raise AssertionError("probed again")
+
+    monkeypatch.setattr(budget, "_probe", probe)
+    scaled = budget._plan_budget(
+        network, (x, y), None, (x[:100], y[:100]), 8, 30.0, time.perf_counter(), scaled_from=timed
+    )
+    assert (scaled["seconds_per_step"], scaled["timed_steps"], scaled["timed_at_batch"]) == (0.125, 0, 32)
+    assert scaled["inference_seconds_per_example"] == 0.001 and scaled["steps_per_epoch"] == 125
+    assert scaled["total_steps"] == pytest.approx(4 * timed["total_steps"], abs=4)  # a quarter of the time a step
+    assert "125 ms a step (scaled from batch 32's), so " in budget._plan_line(scaled)
 
 
 def test_the_budget_probe_times_steps_without_taking_them_at_the_peak_rate(capsys):

@@ -134,6 +134,7 @@ def _plan_budget(
     started: float,
     processes: int = 1,
     holdout: float = 0.0,
+    scaled_from: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Time a few training steps and a few inference batches on a throwaway copy of the model (its
     weights, optimizer and the random state stay as they were), then size the run in steps: what
@@ -141,9 +142,47 @@ def _plan_budget(
     the saving and the report at the end, is spent training. The epochs are whole passes over the
     data but the last, which stops at the planned step. On several processes every one takes part
     in the timed steps (they include the processes' communication) and process 0's plan is used.
-    fit holds out the last `holdout` of array data for validation (none without validation data)."""
+    fit holds out the last `holdout` of array data for validation (none without validation data).
+    `scaled_from`: this network's plan at another batch size, whose step time is scaled to this
+    batch in proportion to the examples instead of timed again (_Replan re-times the real steps)."""
     if budget <= 0:
         raise ConfigError(f"expected a positive time budget. Received: {budget}")
+    global_batch = batch_size * processes
+    if isinstance(train_data, ImageFolderDataset):
+        validation_steps = math.ceil(len(validation) / processes) if validation is not None else 0
+    else:
+        x_all = train_data[0]
+        held_out = len(validation[0]) if validation is not None else len(x_all) - _kept(len(x_all), holdout)
+        validation_steps = math.ceil(held_out / (batch_size * processes))  # each process validates its part
+    steps_per_epoch = _steps_per_epoch(train_data, batch_size, holdout, processes)
+    test_examples = len(test[0]) if isinstance(test, tuple) else len(getattr(test, "labels", test))
+    if scaled_from is None:
+        seconds_per_step, timed_steps, seconds_per_example = _probe(network, train_data, batch_size, processes)
+        timed_at_batch = global_batch
+    else:
+        timed_steps, timed_at_batch = 0, scaled_from["timed_at_batch"]
+        seconds_per_step = scaled_from["seconds_per_step"] * global_batch / timed_at_batch
+        seconds_per_example = scaled_from["inference_seconds_per_example"]
+    validation_seconds = validation_steps * batch_size * seconds_per_example
+    finish_seconds = test_examples * seconds_per_example + _REPORT_SECONDS  # one test pass feeds both
+    after_probe = budget - (time.perf_counter() - started)
+    # 2% held back: the test pass ran up to 1 s over its estimate from a 256-example probe; a budget
+    # too small for the report still trains for half of it
+    left = max(after_probe - finish_seconds - 0.02 * budget, budget / 2)
+    total_steps, epochs = _steps_that_fit(left, seconds_per_step, validation_seconds, steps_per_epoch)
+    planned_after = time.perf_counter() - started  # loading the data and the probe, so far
+    fit_ends_after = planned_after + left  # seconds into the run
+    return {"seconds": budget, "seconds_per_step": seconds_per_step, "timed_steps": timed_steps,
+            "timed_at_batch": timed_at_batch,
+            "steps_per_epoch": steps_per_epoch, "epochs": epochs, "total_steps": total_steps,
+            "validation_seconds_per_epoch": validation_seconds, "finish_seconds_planned": finish_seconds,
+            "inference_seconds_per_example": seconds_per_example,
+            "planned_after": planned_after, "fit_ends_after": fit_ends_after}  # fmt: skip
+
+
+def _probe(network: Sequential, train_data: Any, batch_size: int, processes: int) -> tuple[float, int, float]:
+    """(seconds a training step, the steps timed, PyTorch's inference seconds an example), timed
+    on a throwaway copy of the model; its random state is restored."""
     global_batch = batch_size * processes
     if isinstance(train_data, ImageFolderDataset):
         batches = []
@@ -153,14 +192,9 @@ def _plan_budget(
                 break
         x_probe, y_probe = np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
         train_data.set_epoch(0)
-        validation_steps = math.ceil(len(validation) / processes) if validation is not None else 0
     else:
         x_all, y_all = train_data
         x_probe, y_probe = x_all[: global_batch * 8], y_all[: global_batch * 8]
-        held_out = len(validation[0]) if validation is not None else len(x_all) - _kept(len(x_all), holdout)
-        validation_steps = math.ceil(held_out / (batch_size * processes))  # each process validates its part
-    steps_per_epoch = _steps_per_epoch(train_data, batch_size, holdout, processes)
-    test_examples = len(test[0]) if isinstance(test, tuple) else len(getattr(test, "labels", test))
     random_state = torch.get_rng_state()
     probe = copy.deepcopy(network)
     # A step costs the same at any rate: the copy's weights barely move, so that the recipe's peak
@@ -181,20 +215,7 @@ def _plan_budget(
         _seconds_per_example(probe, x_probe[:_INFERENCE_BATCH]) for _ in range(_INFERENCE_TIMINGS)
     )
     torch.set_rng_state(random_state)
-    validation_seconds = validation_steps * batch_size * seconds_per_example
-    finish_seconds = test_examples * seconds_per_example + _REPORT_SECONDS  # one test pass feeds both
-    after_probe = budget - (time.perf_counter() - started)
-    # 2% held back: the test pass ran up to 1 s over its estimate from a 256-example probe; a budget
-    # too small for the report still trains for half of it
-    left = max(after_probe - finish_seconds - 0.02 * budget, budget / 2)
-    total_steps, epochs = _steps_that_fit(left, seconds_per_step, validation_seconds, steps_per_epoch)
-    planned_after = time.perf_counter() - started  # loading the data and the probe, so far
-    fit_ends_after = planned_after + left  # seconds into the run
-    return {"seconds": budget, "seconds_per_step": seconds_per_step, "timed_steps": timed.taken,
-            "steps_per_epoch": steps_per_epoch, "epochs": epochs, "total_steps": total_steps,
-            "validation_seconds_per_epoch": validation_seconds, "finish_seconds_planned": finish_seconds,
-            "inference_seconds_per_example": seconds_per_example,
-            "planned_after": planned_after, "fit_ends_after": fit_ends_after}  # fmt: skip
+    return seconds_per_step, timed.taken, seconds_per_example
 
 
 def _seconds_per_example(network: Sequential, x: Any) -> float:
@@ -214,7 +235,8 @@ def _plan_line(plan: dict[str, Any]) -> str:
         'Budget 60 s: 131 ms a step, so 380 steps in 1 epoch; 6.8 s kept for the test pass and the report.'
     """
     budget, finish, epochs = plan["seconds"], plan["finish_seconds_planned"], plan["epochs"]
-    steps = f"{plan['seconds_per_step'] * 1000:.0f} ms a step, so {plan['total_steps']} steps in {epochs} epoch"
+    scaled = f" (scaled from batch {plan['timed_at_batch']}'s)" if plan.get("timed_steps") == 0 else ""
+    steps = f"{plan['seconds_per_step'] * 1000:.0f} ms a step{scaled}, so {plan['total_steps']} steps in {epochs} epoch"
     steps += "" if epochs == 1 else "s"
     ends = plan["fit_ends_after"] + finish
     if ends <= budget * 1.05:

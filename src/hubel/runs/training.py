@@ -290,13 +290,12 @@ def train(
         if resume:
             raise ConfigError("--budget plans a new run; resume a budgeted run with --epochs.")
 
-        def timed(network: Any) -> dict[str, Any]:  # process 0's plan holds for all
-            test = loaded["test"]  # per_process is read now: a fallback network brings its own batch
-            return world.broadcast(
-                _plan_budget(
-                    network, train_data, loaded["validation"], test, per_process, budget, started, world.size, holdout
-                )
-            )
+        def timed(network: Any, scaled_from: dict[str, Any] | None = None) -> dict[str, Any]:
+            # per_process is read now: a fallback network brings its own batch; process 0's plan holds for all
+            validation, test = loaded["validation"], loaded["test"]
+            plan = _plan_budget(network, train_data, validation, test, per_process, budget, started, world.size,
+                                holdout, scaled_from)  # fmt: skip
+            return world.broadcast(plan)
 
         def planned(name: str, augment: str | None) -> tuple[Any, str, Any, bool, dict[str, Any]]:
             """A fresh network (its layer names as a run asking for it would get), compiled and timed."""
@@ -309,10 +308,10 @@ def train(
         long_run_epochs, long_run_batch = plan["epochs"], batch_size
         short = long_run and long_run_epochs < _LONG_RUN_FROM_EPOCHS
         shortened = bool(short and recipe.short_run_batch_size and not given_batch_size)
-        if shortened:  # the same network and rate, more and smaller steps
+        if shortened:  # the same network and rate, more and smaller steps: its probe's times, scaled
             batch_size = recipe.short_run_batch_size
             per_process = _per_process(batch_size, world)
-            network, model_name, chosen, rate_chosen, plan = planned(name, augment)
+            plan = timed(network, scaled_from=plan)
         elif short:  # too short for it: the default network
             name = _DEFAULT_MODEL[data]
             recipe = ZOO.get(name).recipe
