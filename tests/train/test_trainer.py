@@ -439,7 +439,8 @@ print(sorted(name for name in ("torch._dynamo", "sympy") if name in sys.modules)
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop"])
 def test_fit_and_resume_import_neither_torch_compile_nor_sympy(optimizer, tmp_path):
-    # their imports made a process's first fit take 1.75-2.35 s, against 0.18-0.25 without them (benchmarks/first_fit.py)
+    # their imports made a process's first fit take 1.75-2.35 s, against 0.18-0.25 s without them
+    # (benchmarks/first_fit.py); only jit_compile=True needs them
     result = subprocess.run([sys.executable, "-c", FIT_AND_RESUME, optimizer, str(tmp_path)], capture_output=True,
                             text=True, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
