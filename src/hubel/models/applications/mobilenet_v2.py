@@ -224,6 +224,7 @@ BACKBONES.register("mobilenet_v2")(
         description="MobileNetV2 1.0 on ImageNet (torchvision's weights), the Keras transfer tutorial's base",
         preprocess_input=preprocess_input,
         weights_package=WEIGHTS_PACKAGE,
+        weights_file=_WEIGHTS_FILE,
         pip_line=PIP_LINE,
         blocks=blocks,
     )
