@@ -5,14 +5,17 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from PIL import Image
 
 import hubel
 from hubel.cli.main import main
+from hubel.inspect.confusion import examples
 from hubel.models.applications import backbones
 from hubel.models.applications.backbones import WeightsMissingError
+from hubel.runs.setup import _load_data
 
 PHOTOS = Path(__file__).parents[3] / "shared" / "data" / "cats_and_dogs"
 
@@ -73,7 +76,15 @@ def test_a_folder_without_a_model_gets_transfer_learning(tmp_path, capsys, monke
     out = capsys.readouterr().out
     assert "Model: mobilenet_v2, pretrained on ImageNet" in out and "--model snacks_convnet trains" in out
     assert yaml.safe_load((run / "config.yaml").read_text())["model"] == "mobilenet_v2"
-    assert json.loads((run / "result.json").read_text())["feature_images_computed"] == 20
+    result = json.loads((run / "result.json").read_text())
+    assert result["feature_images_computed"] == 20  # the test pass took the validation split's features
+    assert result["test_engine"] == "PyTorch (the head on the backbone's cached features)"
+    x, y = examples(_load_data(str(photos), (96, 96), 32, 0)["test"])  # the run's validation split
+    probabilities = hubel.load_model(run / "model.hubel").predict(x)[:, 0]  # the whole model on the pixels
+    y = y.reshape(-1)
+    loss = -np.mean(y * np.log(probabilities) + (1 - y) * np.log(1 - probabilities))
+    assert loss == pytest.approx(result["test_loss"], rel=1e-4)
+    assert np.mean((probabilities > 0.5) == y) == pytest.approx(result["test_accuracy"])
 
     scratch = tmp_path / "scratch"  # an option that only training from scratch takes: the network from scratch
     arguments = ["train", str(photos), "--image-size", "32,32", "--epochs", "1", "--batch-size", "8"]

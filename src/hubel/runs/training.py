@@ -496,9 +496,12 @@ def _finish_run(
     notes: list[str],
     started: float,
     extra: dict[str, Any],
+    test_outputs: Any = None,
 ) -> RunResult:
     """Save the model, measure the test set in float32, write the report and result.json. A folder
-    without a test/ split is measured on its validation split, and every figure says so."""
+    without a test/ split is measured on its validation split, and every figure says so.
+    test_outputs: a function of the test inputs that returns the model's outputs on them and the
+    engine's note, in place of the test pass (transfer learning's head on the cached features)."""
     split = loaded.get("test_split", "test")
     takes = "raw text (TextVectorization inside)" if loaded.get("kind") == "text" else "raw 0-255 pixels"
     metadata = {"class_names": loaded["class_names"], "preprocessing": f"{takes} (preprocessing inside)",
@@ -514,7 +517,10 @@ def _finish_run(
     test_started = time.perf_counter()
     inputs, targets = test if isinstance(test, tuple) else examples(test)
     speed = extra.get("budget", {}).get("inference_seconds_per_example")
-    outputs, engine = _test_outputs(network, inputs, seconds_per_example=speed)
+    if test_outputs is not None:
+        outputs, engine = test_outputs(inputs)
+    else:
+        outputs, engine = _test_outputs(network, inputs, seconds_per_example=speed)
     logs = network.trainer.score(outputs, targets)
     loss_value, accuracy = logs["loss"], logs["accuracy"]
     from hubel.inspect.report import report
@@ -559,7 +565,7 @@ def _train_transfer(
 ) -> RunResult:
     """Transfer learning from a pretrained backbone: features once, a head on them, then (with
     fine_tune) the top blocks trained on the images at a low rate (benchmarks/transfer.py)."""
-    from hubel.models.applications.transfer import transfer_learn
+    from hubel.models.applications.transfer import extract_features, transfer_learn
 
     head_epochs = epochs or _TRANSFER_HEAD_EPOCHS
     fine_tune_epochs = _TRANSFER_FINE_TUNE_EPOCHS if fine_tune else 0
@@ -598,4 +604,12 @@ def _train_transfer(
         )
     extra = {"feature_images_computed": result.feature_images, "feature_seconds": result.feature_seconds,
              "feature_images_per_second": rate}  # fmt: skip
-    return _finish_run(directory, result.model, result.history, loaded, data, backbone, seed, notes, started, extra)
+
+    def head_on_features(inputs: Any) -> tuple[Any, str]:
+        """The model's outputs as the head's on the backbone's features: the same numbers as the whole
+        model on the pixels, and a folder without test/ has them cached already (its validation split)."""
+        features, _ = extract_features(result.extractor, inputs, verbose=False)
+        return result.head.predict(features, batch_size=256), "PyTorch (the head on the backbone's cached features)"
+
+    return _finish_run(directory, result.model, result.history, loaded, data, backbone, seed, notes, started, extra,
+                       test_outputs=head_on_features)  # fmt: skip

@@ -233,6 +233,8 @@ class TransferResult:
     feature_images: int  # how many images that pass computed
     images: int  # training and validation images in all
     fine_tuned_layers: list[str]
+    extractor: Model  # the backbone's part of model, raw pixels -> features (fine-tuned, if it was)
+    head: Model  # features -> classes: model's outputs are head(extractor(pixels))
 
 
 def transfer_learn(
@@ -283,4 +285,5 @@ def transfer_learn(
             callbacks=list(callbacks), verbose="auto" if verbose else 0,
         )  # fmt: skip
     model.compile(optimizer=Adam(learning_rate), loss=loss, metrics=["accuracy"])
-    return TransferResult(model.eval(), history, stats.get("seconds", 0.0), int(stats.get("images", 0)), total, opened)
+    return TransferResult(model.eval(), history, stats.get("seconds", 0.0), int(stats.get("images", 0)), total, opened,
+                          extractor, head)  # fmt: skip
