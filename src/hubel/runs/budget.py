@@ -25,6 +25,11 @@ _MAX_BUDGET_EPOCHS = 200
 # slower than the rest (kernels chosen anew), and one timing planned 4.6 s for a 1.4 s test pass
 _INFERENCE_TIMINGS = 3
 _PROBE_SECONDS = 2.0  # the probe's timed steps stop once they have taken this long (at most 6)
+# Transfer learning under a budget runs at the backbone's own input size where the run fits, else at
+# the largest of these sides that fits: the feature pass costs about the pixels, and MobileNetV2's
+# head reached 96.5% on the cats-vs-dogs photos at 160x160 where 224x224 gave 98.5% (benchmarks/README.md)
+_TRANSFER_SIDES = (192, 160, 128, 96)
+_TRANSFER_HEAD_SECONDS = 1.0  # the head's 20 epochs on 800 images' features, and saving the model: under 1 s
 
 
 def _steps_per_epoch(train_data: Any, batch_size: int, holdout: float = 0.0, processes: int = 1) -> int:
@@ -246,4 +251,88 @@ def _plan_line(plan: dict[str, Any]) -> str:
         f"Budget {budget:g} s is shorter than this run's fixed costs (starting, loading and timing took "
         f"{plan['planned_after']:.1f} s; the test pass and the report need about {finish:.1f} s): {steps} "
         f"anyway, ending after about {ends:.0f} s. --budget {math.ceil(2 * fixed)}s or more trains for most of it."
+    )
+
+
+def _plan_transfer(backbone: str, loaded: dict[str, Any], budget: float, started: float,
+                   sizes: list[tuple[int, int]]) -> dict[str, Any]:  # fmt: skip
+    """Transfer learning's plan for a budget: time the frozen backbone on a few training images at
+    the size they were loaded at (sizes[0]), then take the first of `sizes` (largest first) at which
+    the feature pass over the images whose features are not cached yet, the head, the test pass and
+    the report end within the budget; the last size where none does. The pass's time is taken to
+    follow the pixels. A folder without test/ is measured on its validation split, whose features
+    the pass computes anyway."""
+    from hubel.models.applications.transfer import feature_extractor, features_cached
+
+    if budget <= 0:
+        raise ConfigError(f"expected a positive time budget. Received: {budget}")
+    random_state = torch.get_rng_state()  # building the extractor draws initial weights: the run's draws stay
+    extractor = feature_extractor(backbone, loaded["shape"])
+    torch.set_rng_state(random_state)
+    seconds_per_image = _feature_seconds(extractor, loaded["train"].numpy(40)[0])
+    parts = [loaded["train"], loaded["validation"], loaded["test"] if loaded.get("test_split") == "test" else None]
+    parts = [part for part in parts if part is not None]
+    images = sum(part.num_examples for part in parts)
+    uncached = sum(part.num_examples for part in parts if not features_cached(extractor, part))
+    planned_after = time.perf_counter() - started
+    loaded_pixels = sizes[0][0] * sizes[0][1]
+
+    def ends_after(size: tuple[int, int]) -> float:
+        computed = uncached if size == sizes[0] else images
+        pass_seconds = computed * seconds_per_image * size[0] * size[1] / loaded_pixels
+        return planned_after + pass_seconds + _TRANSFER_HEAD_SECONDS + _REPORT_SECONDS
+
+    chosen = next((size for size in sizes if ends_after(size) <= budget * 0.98), sizes[-1])
+    return {"seconds": budget, "backbone": backbone, "image_size": list(chosen),
+            "sizes_considered": [list(size) for size in sizes], "timed_at": list(sizes[0]),
+            "seconds_per_image": seconds_per_image * chosen[0] * chosen[1] / loaded_pixels,
+            "images": images, "images_to_compute": uncached if chosen == sizes[0] else images,
+            "planned_after": planned_after, "ends_after": ends_after(chosen),
+            "largest_ends_after": ends_after(sizes[0])}  # fmt: skip
+
+
+def _feature_seconds(extractor: Any, images: np.ndarray) -> float:
+    """The frozen backbone's seconds an image, in the feature pass's batches of 8: the best of up to
+    three batches after two that warm it up (they ran 1.5-3x slower than the rest), since this
+    machine's speed moves between batches."""
+    from hubel.models.applications.transfer import extract_features
+
+    batches = [images[start : start + 8] for start in range(0, len(images), 8)]
+    runs = batches if len(batches) >= 3 else [*batches, batches[-1]]  # one at least after a warm-up
+    warm_up, timings = min(2, len(runs) - 1), []
+    for index, batch in enumerate(runs):
+        start = time.perf_counter()
+        extract_features(extractor, batch, cache=False, verbose=False)
+        if index >= warm_up:
+            timings.append((time.perf_counter() - start) / len(batch))
+    return min(timings)
+
+
+def _transfer_plan_line(plan: dict[str, Any]) -> str:
+    """The transfer plan in one line for the console.
+
+    Example:
+        >>> line = _transfer_plan_line({"seconds": 20, "backbone": "mobilenet_v2", "image_size": [160, 160],
+        ...     "timed_at": [224, 224], "seconds_per_image": 0.009, "images": 1200, "images_to_compute": 1200,
+        ...     "ends_after": 17.8, "largest_ends_after": 29.6})
+        >>> line[:90]
+        'Budget 20 s: transfer learning from mobilenet_v2 at 160x160 (224x224 would end after about'
+        >>> line[90:]
+        ' 30 s): features of 1200 images at 9 ms each, a head, the test pass and the report, ending after about 18 s.'
+    """
+    budget, size = plan["seconds"], "x".join(map(str, plan["image_size"]))
+    computed, cached = plan["images_to_compute"], plan["images"] - plan["images_to_compute"]
+    at = f" at {plan['seconds_per_image'] * 1000:.0f} ms each"
+    features = f"features of {computed} images{at}" + (f" and {cached} from the cache" if cached else "")
+    if not computed:
+        features = f"features of {cached} images from the cache"
+    work = f"{features}, a head, the test pass and the report"
+    start = f"transfer learning from {plan['backbone']} at {size}"
+    if plan["image_size"] != plan["timed_at"]:
+        start += f" ({'x'.join(map(str, plan['timed_at']))} would end after about {plan['largest_ends_after']:.0f} s)"
+    if plan["ends_after"] <= budget:
+        return f"Budget {budget:g} s: {start}: {work}, ending after about {plan['ends_after']:.0f} s."
+    return (
+        f"Budget {budget:g} s is shorter than {start} takes ({work}): it runs anyway, ending after about "
+        f"{plan['ends_after']:.0f} s. --budget {math.ceil(plan['ends_after'] * 1.1)}s or more fits it."
     )

@@ -26,7 +26,17 @@ from hubel.layers.base import clear_session
 from hubel.models.applications.backbones import BACKBONES
 from hubel.models.model import Model
 from hubel.models.zoo import ZOO, Recipe
-from hubel.runs.budget import _MAX_BUDGET_EPOCHS, _kept, _plan_budget, _plan_line, _Replan, _steps_per_epoch
+from hubel.runs.budget import (
+    _MAX_BUDGET_EPOCHS,
+    _TRANSFER_SIDES,
+    _kept,
+    _plan_budget,
+    _plan_line,
+    _plan_transfer,
+    _Replan,
+    _steps_per_epoch,
+    _transfer_plan_line,
+)
 from hubel.runs.inference import _test_outputs
 from hubel.runs.setup import (
     _DEFAULT_MODEL,
@@ -205,7 +215,7 @@ def train(
     if model or text or data in datasets.list_datasets() or not Path(data).is_dir():  # (no such folder: said below)
         name = model or _DEFAULT_MODEL.get(data, _DEFAULT_TEXT_MODEL if text else _FOLDER_FROM_SCRATCH)
     else:  # a folder of images: transfer learning, unless an option asks for training from scratch
-        scratch = {"--budget": budget is not None, "--resume": resume, "--nproc": world.size > 1,
+        scratch = {"--resume": resume, "--nproc": world.size > 1,
                    "--tta flip": tta == "flip", "--batch-size": batch_size is not None,
                    "--optimizer": optimizer is not None, "--lr": learning_rate is not None,
                    "--augment": augment not in ("auto", "none", None) and not fine_tune}  # fmt: skip
@@ -227,10 +237,15 @@ def train(
             )
         if text:
             raise ConfigError(f"{name} is pretrained on photos; {data!r} holds text. Use a text model: ngram_bag.")
-        if budget is not None or resume:
+        if resume:
             raise ConfigError(
-                f"--{'budget' if budget is not None else 'resume'} is for training from scratch; transfer learning "
-                f"from {name} takes a minute or two and keeps its features in a cache: run it again without it."
+                f"--resume is for training from scratch; transfer learning from {name} takes a minute or two and "
+                f"keeps its features in a cache: run it again without --resume, into a new --out."
+            )
+        if budget is not None and fine_tune:
+            raise ConfigError(
+                "--budget plans transfer learning's feature pass and head, not --fine-tune's epochs on the images: "
+                "drop one of them."
             )
         unused = [flag for flag, value in (("--batch-size", batch_size), ("--optimizer", optimizer),
                                            ("--lr", learning_rate)) if value is not None]  # fmt: skip
@@ -244,12 +259,21 @@ def train(
                 f"{name} is pretrained on ImageNet photos and learns from a folder of photos (ROOT/<class>/*.jpg); "
                 f"for the built-in {data!r} use a zoo model such as fast_resnet (`hubel zoo`)."
             )
-        shape = BACKBONES.get(name).input_shape
-        loaded = _load_data(data, image_size or shape[:2], 32, seed, validation_split=validation_split)  # as RGB
+        own = BACKBONES.get(name).input_shape[:2]
+        loaded = _load_data(data, image_size or own, 32, seed, validation_split=validation_split)  # as RGB
+        plan = None
+        if budget is not None:  # the backbone's own size, or a smaller one that fits; a size given stays
+            sides = [side for side in _TRANSFER_SIDES if side < min(own)]
+            sizes = [tuple(image_size)] if image_size else [tuple(own), *((side, side) for side in sides)]
+            plan = _plan_transfer(name, loaded, budget, started, sizes)
+            print(_transfer_plan_line(plan))
+            if tuple(plan["image_size"]) != tuple(loaded["shape"][:2]):
+                loaded = _load_data(data, tuple(plan["image_size"]), 32, seed, verbose=False,
+                                    validation_split=validation_split)  # fmt: skip
         augment = _augmentation(augment, data, 0)  # the head trains on cached features: auto adds none
         return _train_transfer(name, data, directory, loaded, epochs=epochs, fine_tune=fine_tune, augment=augment,
                                seed=seed, validation_split=validation_split, command=command,
-                               started=started)  # fmt: skip
+                               started=started, plan=plan)  # fmt: skip
     if fine_tune:
         raise ConfigError(f"--fine-tune is for pretrained backbones ({', '.join(BACKBONES.names())}); {name!r} is not.")
     epochs = epochs or 5
@@ -562,9 +586,11 @@ def _train_transfer(
     validation_split: float | None,
     command: str | None,
     started: float,
+    plan: dict[str, Any] | None = None,
 ) -> RunResult:
     """Transfer learning from a pretrained backbone: features once, a head on them, then (with
-    fine_tune) the top blocks trained on the images at a low rate (benchmarks/transfer.py)."""
+    fine_tune) the top blocks trained on the images at a low rate (benchmarks/transfer.py). plan:
+    a budget's (_plan_transfer), recorded in result.json with what each phase cost."""
     from hubel.models.applications.transfer import extract_features, transfer_learn
 
     head_epochs = epochs or _TRANSFER_HEAD_EPOCHS
@@ -575,7 +601,7 @@ def _train_transfer(
         "command": command or " ".join(sys.argv), "data": data, "model": backbone, "epochs": total,
         "head_epochs": head_epochs, "fine_tune": fine_tune, "fine_tune_epochs": fine_tune_epochs,
         "fine_tune_blocks": _TRANSFER_FINE_TUNE_BLOCKS if fine_tune else 0, "augment": augment, "seed": seed,
-        "validation_split": validation_split,
+        "validation_split": validation_split, **({"budget": plan["seconds"]} if plan else {}),
         "class_names": loaded["class_names"], "input_shape": list(loaded["shape"]),
         "versions": {"hubel": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
     }  # fmt: skip
@@ -604,6 +630,8 @@ def _train_transfer(
         )
     extra = {"feature_images_computed": result.feature_images, "feature_seconds": result.feature_seconds,
              "feature_images_per_second": rate}  # fmt: skip
+    if plan:
+        extra["budget"] = {**plan, "finish_started": time.perf_counter() - started}
 
     def head_on_features(inputs: Any) -> tuple[Any, str]:
         """The model's outputs as the head's on the backbone's features: the same numbers as the whole

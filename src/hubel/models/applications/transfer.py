@@ -46,6 +46,7 @@ __all__ = [
     "classifier_head",
     "extract_features",
     "feature_extractor",
+    "features_cached",
     "pretrained_classifier",
     "transfer_learn",
     "unfreeze_top",
@@ -142,11 +143,8 @@ def extract_features(
     on the same data reads it back instead of running the base again. `stats`, a dict, gets
     the images computed (not read from the cache) and the seconds they took added to it."""
     x, y = _arrays(data)
-    key = _key(extractor, x, precision)
-    path = None
-    if cache:
-        folder = Path(cache) if isinstance(cache, (str, Path)) else cache_dir() / "features"
-        path = folder / f"{extractor.name}-{key}.npy"
+    path = _cache_path(extractor, x, cache, precision)
+    if path is not None:
         if path.exists():
             try:
                 features = np.load(path, allow_pickle=False)
@@ -165,6 +163,20 @@ def extract_features(
         with atomic_write(path) as file:
             np.save(file, features, allow_pickle=False)
     return features, y
+
+
+def features_cached(extractor: Model, data: Any, cache: bool | str | Path = True, precision: str | None = None) -> bool:
+    """Whether extract_features(extractor, data, cache=cache) would read its features from the cache."""
+    path = _cache_path(extractor, _arrays(data)[0], cache, precision)
+    return path is not None and path.exists()
+
+
+def _cache_path(extractor: Model, x: np.ndarray, cache: bool | str | Path, precision: str | None) -> Path | None:
+    """Where the features of x are kept: keyed by the extractor's architecture and weights and the pixels."""
+    if not cache:
+        return None
+    folder = Path(cache) if isinstance(cache, (str, Path)) else cache_dir() / "features"
+    return folder / f"{extractor.name}-{_key(extractor, x, precision)}.npy"
 
 
 def _arrays(data: Any) -> tuple[np.ndarray, np.ndarray | None]:
