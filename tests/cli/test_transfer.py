@@ -3,6 +3,7 @@ evaluate a flat folder, on real cat and dog photos."""
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from hubel.cli.main import main
 from hubel.inspect.confusion import examples
 from hubel.models.applications import backbones
 from hubel.models.applications.backbones import WeightsMissingError
+from hubel.models.applications.transfer import extract_features, feature_extractor
+from hubel.runs import budget as budget_module
 from hubel.runs.setup import _load_data
 
 PHOTOS = Path(__file__).parents[3] / "shared" / "data" / "cats_and_dogs"
@@ -111,11 +114,58 @@ def test_a_folder_without_a_model_trains_from_scratch_when_the_weights_are_missi
     assert yaml.safe_load((run / "config.yaml").read_text())["model"] == "snacks_convnet"
 
 
+def test_a_budget_plans_transfer_learning_at_the_largest_size_that_fits(tmp_path, monkeypatch):
+    monkeypatch.setenv("HUBEL_CACHE_DIR", str(tmp_path / "cache"))
+    photos = small_folder(tmp_path / "pets", "train", per_class=10)  # 16 to train, 4 to validate
+    loaded = _load_data(str(photos), (224, 224), 32, 0, verbose=False)
+    monkeypatch.setattr(budget_module, "_feature_seconds", lambda extractor, images: 1.0)  # at 224x224
+    sizes = [(224, 224), (192, 192), (160, 160), (128, 128), (96, 96)]
+
+    def plan(seconds: float) -> dict:
+        return budget_module._plan_transfer("mobilenet_v2", loaded, seconds, time.perf_counter(), sizes)
+
+    # 20 images' features: 20 s at 224x224, 14.7 at 192, 10.2 at 160, 6.5 at 128; 4.5 s more for the
+    # head and the report, and the probe's own time
+    assert plan(100)["image_size"] == [224, 224]
+    chosen = plan(15)
+    assert chosen["image_size"] == [128, 128] and chosen["ends_after"] <= 15
+    assert chosen["seconds_per_image"] == pytest.approx(128 * 128 / 224 / 224)
+    line = budget_module._transfer_plan_line(chosen)
+    assert line.startswith("Budget 15 s: transfer learning from mobilenet_v2 at 128x128 (224x224 would end after")
+    short = plan(5)  # nothing fits: the smallest, said so
+    assert short["image_size"] == [96, 96]
+    assert "Budget 5 s is shorter than transfer learning from mobilenet_v2 at 96x96" in (
+        budget_module._transfer_plan_line(short)
+    )
+
+    extractor = feature_extractor("mobilenet_v2", (224, 224, 3))
+    for part in (loaded["train"], loaded["validation"]):
+        extract_features(extractor, part, verbose=False)  # now in the cache: only the head and the report are left
+    cached = plan(8)
+    assert cached["image_size"] == [224, 224] and cached["images_to_compute"] == 0
+    assert "features of 20 images from the cache" in budget_module._transfer_plan_line(cached)
+
+
+def test_a_folder_with_a_budget_gets_transfer_learning_planned(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HUBEL_CACHE_DIR", str(tmp_path / "cache"))
+    photos = small_folder(tmp_path / "pets", "train", per_class=6)
+    run = tmp_path / "run"
+    assert main(["train", str(photos), "--budget", "2m", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "Model: mobilenet_v2, pretrained on ImageNet" in out
+    assert "Budget 120 s: transfer learning from mobilenet_v2 at 224x224: features of 12 images at" in out
+    planned = json.loads((run / "result.json").read_text())["budget"]
+    assert planned["image_size"] == [224, 224] and planned["images_to_compute"] == 12
+    assert 0 < planned["spent_seconds"] < 120 and planned["report_seconds"] > 0
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["model"] == "mobilenet_v2" and config["budget"] == 120 and config["input_shape"] == [224, 224, 3]
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
         (["train", "digits", "--model", "mobilenet_v2"], "learns from a folder of photos"),
-        (["train", str(PHOTOS), "--model", "mobilenet_v2", "--budget", "1m"], "--budget is for training from scratch"),
+        (["train", str(PHOTOS), "--budget", "1m", "--fine-tune"], "not --fine-tune's epochs on the images"),
         (["train", "digits", "--fine-tune"], "--fine-tune is for pretrained backbones"),
         (["train", str(PHOTOS), "--model", "mobilenet_v2", "--lr", "0.1"], "--lr is for training from scratch"),
         (["train", str(PHOTOS), "--model", "mobilenet_v2", "--optimizer", "sgd"], "Drop --optimizer, or name a zoo"),

@@ -55,8 +55,8 @@ _ADAPT_PIXELS = 5_000 * 32 * 32
 _DEFAULT_TEXT_MODEL = "ngram_bag"  # bigrams averaged: 90% on IMDB in seconds per epoch (benchmarks/README.md)
 # A folder of images without --model: a head on MobileNetV2's ImageNet features, where its weights are
 # installed (transfer learning, the Keras tutorial's way for a few hundred photos). On its cats-vs-dogs
-# photos, two cores: 98.5% in 39 s, where snacks_convnet from scratch stayed at chance (50.0%) for 5
-# epochs, 543 s (benchmarks/README.md). Options that only training from scratch takes choose it.
+# photos, two cores: 98.5% in 30-31 s, where snacks_convnet from scratch stayed at chance (50.0%) for
+# 5 epochs, 543 s (benchmarks/README.md). Options that only training from scratch takes choose it.
 _FOLDER_BACKBONE, _FOLDER_FROM_SCRATCH = "mobilenet_v2", "snacks_convnet"
 
 
