@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/transfer.py                                 # about 8 minutes on 2 cores
     .venv/bin/python benchmarks/transfer.py --backbone efficientnet_lite0   # another backbone
+    .venv/bin/python benchmarks/transfer.py --defaults --budgets 25s 40s    # `hubel train FOLDER`, no --model
+    .venv/bin/python benchmarks/transfer.py --defaults --scratch            # + snacks_convnet (9 minutes)
 
 1. The feature pass (MobileNetV2, frozen) in images/s, batch 8 against batch 64, in one run.
 2. Inference of the trained model, batch 32 as given against 32 split in chunks of 8.
@@ -10,6 +12,10 @@
 4. The pretrained ImageNet top on 20 cat and 20 dog photos: how many land in ImageNet's cat
    classes (281-285) and dog classes (151-268).
 5. The Keras tutorial's functional head: parameter count.
+
+With --defaults, only: `hubel train FOLDER` without --model (transfer learning from mobilenet_v2),
+then with each --budgets value (the input size its plan chose), from cold caches, in one table; with
+--scratch also `--model snacks_convnet`, the default for a folder before transfer learning was.
 """
 
 from __future__ import annotations
@@ -83,6 +89,26 @@ def train_runs(workdir: Path, backbone: str) -> Path:
     return first
 
 
+def default_runs(workdir: Path, budgets: list[str], scratch: bool) -> None:
+    print(
+        "| command (cold caches) | model | input | wall s | validation accuracy | features computed |\n"
+        "|---|---|---|---:|---:|---:|"
+    )
+    runs = [[], *(["--budget", budget] for budget in budgets), *([["--model", "snacks_convnet"]] if scratch else [])]
+    for index, extra in enumerate(runs):
+        out = workdir / f"default-{index}"
+        environment = {**os.environ, "HUBEL_CACHE_DIR": str(workdir / f"cache-{index}")}
+        start = time.perf_counter()
+        subprocess.run([HUBEL, "train", str(ROOT), "--out", str(out), *extra], check=True, env=environment,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+        seconds = time.perf_counter() - start
+        result = json.loads((out / "result.json").read_text())
+        size = "x".join(map(str, hubel.load_model(out / "model.hubel").input_shape[1:3]))
+        shown = " ".join(["hubel train cats_and_dogs", *extra])
+        computed, accuracy = result.get("feature_images_computed", "-"), result["test_accuracy"]
+        print(f"| `{shown}` | {result['model']} | {size} | {seconds:.1f} | {accuracy:.4f} | {computed} |")
+
+
 def pretrained_top(backbone: str) -> None:
     entry = applications.BACKBONES.get(backbone)
     model = entry.build()
@@ -105,7 +131,15 @@ def tutorial_head() -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="mobilenet_v2", choices=applications.list_backbones())
-    backbone = parser.parse_args().backbone
+    parser.add_argument("--defaults", action="store_true", help="only `hubel train FOLDER` without --model")
+    parser.add_argument("--budgets", nargs="*", default=[], help="with --defaults: --budget values to run too")
+    parser.add_argument("--scratch", action="store_true", help="with --defaults: --model snacks_convnet too")
+    arguments = parser.parse_args()
+    if arguments.defaults:
+        with tempfile.TemporaryDirectory() as folder:
+            default_runs(Path(folder), arguments.budgets, arguments.scratch)
+        sys.exit()
+    backbone = arguments.backbone
     feature_pass(backbone)
     with tempfile.TemporaryDirectory() as folder:
         trained = train_runs(Path(folder), backbone)
