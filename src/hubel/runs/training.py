@@ -260,12 +260,14 @@ def train(
                 f"for the built-in {data!r} use a zoo model such as fast_resnet (`hubel zoo`)."
             )
         own = BACKBONES.get(name).input_shape[:2]
+        loading_started = time.perf_counter()
         loaded = _load_data(data, image_size or own, 32, seed, validation_split=validation_split)  # as RGB
+        loading_seconds = time.perf_counter() - loading_started
         plan = None
         if budget is not None:  # the backbone's own size, or a smaller one that fits; a size given stays
             sides = [side for side in _TRANSFER_SIDES if side < min(own)]
             sizes = [tuple(image_size)] if image_size else [tuple(own), *((side, side) for side in sides)]
-            plan = _plan_transfer(name, loaded, budget, started, sizes)
+            plan = _plan_transfer(name, loaded, budget, started, sizes, loading_seconds)
             print(_transfer_plan_line(plan))
             if tuple(plan["image_size"]) != tuple(loaded["shape"][:2]):
                 loaded = _load_data(data, tuple(plan["image_size"]), 32, seed, verbose=False,
