@@ -26,12 +26,12 @@ _MAX_BUDGET_EPOCHS = 200
 _INFERENCE_TIMINGS = 3
 _PROBE_SECONDS = 2.0  # the probe's timed steps stop once they have taken this long (at most 6)
 # Transfer learning under a budget runs at the backbone's own input size where the run fits, else at
-# the largest of these sides that fits: the feature pass costs about the pixels, and MobileNetV2's
-# head reached 96.5% on the cats-vs-dogs photos at 160x160 where 224x224 gave 98.5% (benchmarks/README.md)
+# the largest of these sides that fits: the feature pass costs less with fewer pixels, and MobileNetV2's
+# head reached 95.75% on the cats-vs-dogs photos at 160x160 where 224x224 gave 98.5% (benchmarks/README.md)
 _TRANSFER_SIDES = (192, 160, 128, 96)
 # After the pass, on the cats-vs-dogs photos (2 cores): building the extractor again, the head's 20
 # epochs on 800 images' features and attaching it took 1.0-1.8 s; saving the model (the backbone's
-# weights too), the test pass on cached features and the report 3.95-4.14 s
+# weights too), the test pass on cached features and the report 3.95-4.14 s (each set a little above)
 _TRANSFER_HEAD_SECONDS, _TRANSFER_FINISH_SECONDS = 2.0, 4.5
 # The pass's time at another size, as (its pixels / the timed size's) ** this: smaller images keep the
 # cores less busy. MobileNetV2 against 224x224 here: 0.42 of the time at 128x128 (0.33 of the pixels),

@@ -55,7 +55,7 @@ _ADAPT_PIXELS = 5_000 * 32 * 32
 _DEFAULT_TEXT_MODEL = "ngram_bag"  # bigrams averaged: 90% on IMDB in seconds per epoch (benchmarks/README.md)
 # A folder of images without --model: a head on MobileNetV2's ImageNet features, where its weights are
 # installed (transfer learning, the Keras tutorial's way for a few hundred photos). On its cats-vs-dogs
-# photos, two cores: 98.5% in 30-31 s, where snacks_convnet from scratch stayed at chance (50.0%) for
+# photos, two cores: 98.5% in 29-39 s, where snacks_convnet from scratch stayed at chance (50.0%) for
 # 5 epochs, 543 s (benchmarks/README.md). Options that only training from scratch takes choose it.
 _FOLDER_BACKBONE, _FOLDER_FROM_SCRATCH = "mobilenet_v2", "snacks_convnet"
 
@@ -134,7 +134,7 @@ def _load_data(
 
 def _folder_model(from_scratch_options: dict[str, bool]) -> tuple[str, str]:
     """The network for a folder of images when no model is named, and the line that says which and
-    why; from_scratch_options maps each option that only training from scratch takes (--budget, ...)
+    why; from_scratch_options maps each option that only training from scratch takes (--resume, ...)
     to whether it was given."""
     backbone = BACKBONES.get(_FOLDER_BACKBONE)
     given = [option for option, present in from_scratch_options.items() if present]

@@ -603,7 +603,7 @@ def _train_transfer(
         "command": command or " ".join(sys.argv), "data": data, "model": backbone, "epochs": total,
         "head_epochs": head_epochs, "fine_tune": fine_tune, "fine_tune_epochs": fine_tune_epochs,
         "fine_tune_blocks": _TRANSFER_FINE_TUNE_BLOCKS if fine_tune else 0, "augment": augment, "seed": seed,
-        "validation_split": validation_split, **({"budget": plan["seconds"]} if plan else {}),
+        "validation_split": validation_split, **({"budget": plan} if plan else {}),
         "class_names": loaded["class_names"], "input_shape": list(loaded["shape"]),
         "versions": {"hubel": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
     }  # fmt: skip
