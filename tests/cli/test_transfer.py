@@ -158,7 +158,8 @@ def test_a_folder_with_a_budget_gets_transfer_learning_planned(tmp_path, capsys,
     assert planned["image_size"] == [224, 224] and planned["images_to_compute"] == 12
     assert 0 < planned["spent_seconds"] < 120 and planned["report_seconds"] > 0
     config = yaml.safe_load((run / "config.yaml").read_text())
-    assert config["model"] == "mobilenet_v2" and config["budget"]["seconds"] == 120 and config["input_shape"] == [224, 224, 3]
+    assert config["model"] == "mobilenet_v2" and config["input_shape"] == [224, 224, 3]
+    assert config["budget"]["seconds"] == 120 and config["budget"]["image_size"] == [224, 224]
 
 
 @pytest.mark.parametrize(
