@@ -344,7 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="the run directory (default runs/DATA-MODEL)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument(
-        "--fine-tune", action="store_true", help="with a pretrained --model: also train its top blocks at a low rate"
+        "--fine-tune",
+        action="store_true",
+        help="with transfer learning (a pretrained --model, or a folder of images without --model): also train "
+        "its top blocks at a low rate",
     )
     train.add_argument(
         "--nproc",
