@@ -154,6 +154,7 @@ def test_a_folder_with_a_budget_gets_transfer_learning_planned(tmp_path, capsys,
     out = capsys.readouterr().out
     assert "Model: mobilenet_v2, pretrained on ImageNet" in out
     assert "Budget 120 s: transfer learning from mobilenet_v2 at 224x224: features of 12 images at" in out
+    assert "Budget 120 s: transfer learning from mobilenet_v2 at 224x224" in (run / "report.html").read_text()
     planned = json.loads((run / "result.json").read_text())["budget"]
     assert planned["image_size"] == [224, 224] and planned["images_to_compute"] == 12
     assert 0 < planned["spent_seconds"] < 120 and planned["report_seconds"] > 0

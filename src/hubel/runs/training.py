@@ -633,6 +633,7 @@ def _train_transfer(
     extra = {"feature_images_computed": result.feature_images, "feature_seconds": result.feature_seconds,
              "feature_images_per_second": rate}  # fmt: skip
     if plan:
+        notes.append(_transfer_plan_line(plan))  # the input size a budget chose, and why
         extra["budget"] = {**plan, "finish_started": time.perf_counter() - started}
 
     def head_on_features(inputs: Any) -> tuple[Any, str]:
