@@ -310,7 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--lr", type=float, help="learning rate, the peak of a one-cycle schedule (default: the model's recipe)"
     )
-    train.add_argument("--image-size", type=_shape, help="for folders: height,width (default 160,160)")
+    train.add_argument(
+        "--image-size",
+        type=_shape,
+        help="for folders: height,width (default: the backbone's own 224,224 for transfer learning, or with "
+        "--budget the largest that fits; 160,160 from scratch)",
+    )
     train.add_argument(
         "--validation-split",
         type=float,
