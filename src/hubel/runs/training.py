@@ -10,6 +10,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,13 +213,14 @@ def train(
     set_seed(seed)
     clear_session()  # layer names start from conv2d again, as in a fresh process
     text = _data_kind(data) == "text"
+    # the options that only training from scratch takes, and whether each was given
+    scratch = {"--resume": resume, "--nproc": world.size > 1,
+               "--tta flip": tta == "flip", "--batch-size": batch_size is not None,
+               "--optimizer": optimizer is not None, "--lr": learning_rate is not None,
+               "--augment": augment not in ("auto", "none", None) and not fine_tune}  # fmt: skip
     if model or text or data in datasets.list_datasets() or not Path(data).is_dir():  # (no such folder: said below)
         name = model or _DEFAULT_MODEL.get(data, _DEFAULT_TEXT_MODEL if text else _FOLDER_FROM_SCRATCH)
-    else:  # a folder of images: transfer learning, unless an option asks for training from scratch
-        scratch = {"--resume": resume, "--nproc": world.size > 1,
-                   "--tta flip": tta == "flip", "--batch-size": batch_size is not None,
-                   "--optimizer": optimizer is not None, "--lr": learning_rate is not None,
-                   "--augment": augment not in ("auto", "none", None) and not fine_tune}  # fmt: skip
+    else:  # a folder of images: transfer learning, unless one of those options asks for training from scratch
         name, line = _folder_model(scratch)
         if world.main:
             print(line)
@@ -247,8 +249,7 @@ def train(
                 "--budget plans transfer learning's feature pass and head, not --fine-tune's epochs on the images: "
                 "drop one of them."
             )
-        unused = [flag for flag, value in (("--batch-size", batch_size), ("--optimizer", optimizer),
-                                           ("--lr", learning_rate)) if value is not None]  # fmt: skip
+        unused = [flag for flag in ("--batch-size", "--optimizer", "--lr") if scratch[flag]]
         if unused:
             raise ConfigError(
                 f"{unused[0]} is for training from scratch; transfer learning from {name} trains its head with Adam "
@@ -522,7 +523,7 @@ def _finish_run(
     notes: list[str],
     started: float,
     extra: dict[str, Any],
-    test_outputs: Any = None,
+    test_outputs: Callable[[Any], tuple[Any, str]] | None = None,
 ) -> RunResult:
     """Save the model, measure the test set in float32, write the report and result.json. A folder
     without a test/ split is measured on its validation split, and every figure says so.
