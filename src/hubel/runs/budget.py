@@ -90,6 +90,8 @@ class _Replan(Callback):
 
     def on_train_begin(self, logs: dict[str, float]) -> None:
         self.train_started = time.perf_counter()
+        # seconds into the run: what came between the plan and the first step is the fit's loss
+        self.plan["fit_began_after"] = self.train_started - (self.fit_ends_at - self.plan["fit_ends_after"])
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, float]) -> None:
         self.epoch_started = self.window_started = time.perf_counter()
@@ -132,7 +134,8 @@ class _Replan(Callback):
             self.limit.seconds = max(1.0, self.fit_ends_at - per_epoch_extra - self.train_started)
         self.schedule.retarget(total)
         plan.update(seconds_per_step_in_training=self.per_step, total_steps=total,
-                    epochs=math.ceil(total / plan["steps_per_epoch"]))  # fmt: skip
+                    epochs=math.ceil(total / plan["steps_per_epoch"]),
+                    last_replan={"after_steps": self.taken, "seconds_left": left})  # fmt: skip
         self.params["epochs"] = plan["epochs"]  # fit ends, and counts, at the plan's epochs
 
 
