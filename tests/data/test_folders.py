@@ -138,6 +138,9 @@ def test_parallel_first_pass_equals_serial_decoding(tmp_path):
     serial = ImageCache(tmp_path / "data", DecodeOptions((12, 12)), tmp_path / "serial").load(files, workers=1)
     parallel = ImageCache(tmp_path / "data", DecodeOptions((12, 12)), tmp_path / "parallel").load(files, workers=2)
     assert np.array_equal(np.asarray(serial.pixels)[serial.rows], np.asarray(parallel.pixels)[parallel.rows])
+    # the rows the workers wrote are the images' pixels, each in its own row
+    decoded = [decode_image(tmp_path / "data" / relative, DecodeOptions((12, 12))) for relative in files]
+    assert np.array_equal(np.asarray(parallel.pixels)[parallel.rows], np.stack(decoded))
 
 
 def write_bad_corpus(root):
