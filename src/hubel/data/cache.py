@@ -225,7 +225,10 @@ def _writing_back(descriptor: int, every: float = 0.1) -> Iterator[None]:
 
     def write_back() -> None:
         while not finished.wait(every):
-            sync(descriptor)
+            try:
+                sync(descriptor)
+            except OSError:  # the sync after the block raises it, where the pass can report it
+                return
 
     thread = threading.Thread(target=write_back, name="hubel-cache-write-back", daemon=True)
     thread.start()
