@@ -149,6 +149,35 @@ def test_feature_extraction_is_cached_and_the_assembled_model_takes_raw_pixels(t
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
 
 
+def test_a_folder_feature_pass_reads_a_slice_at_a_time_and_shares_the_arrays_cache(tmp_path, monkeypatch):
+    from hubel.data.folders import FolderPixels
+    from hubel.models.applications import transfer
+
+    rng = np.random.default_rng(3)
+    for index in range(10):
+        (tmp_path / "photos" / f"class_{index % 2}").mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 256, size=(40, 48, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "photos" / f"class_{index % 2}" / f"{index}.png")
+    dataset = hubel.data.image_folder(tmp_path / "photos", (64, 64), verbose=False)
+    read, slice_of = [], FolderPixels.__getitem__
+
+    def counted(self, index):
+        images = slice_of(self, index)
+        read.append(len(images))
+        return images
+
+    monkeypatch.setattr(transfer, "_HASHED_AT_ONCE", 3)
+    monkeypatch.setattr(FolderPixels, "__getitem__", counted)
+    extractor = applications.feature_extractor("mobilenet_v2", (64, 64, 3))
+    features, labels = applications.extract_features(extractor, dataset, batch_size=4, cache=tmp_path, verbose=False)
+    assert features.shape == (10, 1280) and max(read) == 4 and sum(read) == 10 + 10  # hashed, then the pass
+    x, y = dataset.numpy()
+    monkeypatch.setattr(transfer, "_run", lambda *args: pytest.fail("the same pixels as arrays missed the cache"))
+    again, again_labels = applications.extract_features(extractor, (x, y), cache=tmp_path, verbose=False)
+    np.testing.assert_array_equal(again, features)
+    assert labels.tolist() == again_labels.tolist() == y.tolist()
+
+
 def test_unfreeze_top_opens_the_last_blocks_and_keeps_batch_norm_frozen():
     base = applications.MobileNetV2((64, 64, 3), include_top=False, weights=None)
     opened = applications.unfreeze_top(base, blocks=2)

@@ -30,7 +30,7 @@ from hubel.data.shards import ShardBatch, shard
 from hubel.errors import ConfigError, DataError
 from hubel.files import atomic_write
 
-__all__ = ["AUTOTUNE", "FolderScan", "ImageFolderDataset", "Skipped", "image_folder", "scan_folder"]
+__all__ = ["AUTOTUNE", "FolderPixels", "FolderScan", "ImageFolderDataset", "Skipped", "image_folder", "scan_folder"]
 
 AUTOTUNE = -1  # tf.data.AUTOTUNE, for the tutorials' `dataset.prefetch(buffer_size=AUTOTUNE)`
 
@@ -303,13 +303,16 @@ class ImageFolderDataset:
             x, y = np.asarray(self._pixels[self._rows[batch]]), self._encode(self.labels[batch])
             yield ShardBatch(x, y, share) if size > 1 else (x, y)
 
-    def numpy(self, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def numpy(self, count: int | None = None, lazy: bool = False) -> tuple[Any, np.ndarray]:
         """Every example in file order, as (x, y) arrays; or about `count` of them, spread evenly
-        over that order (and so over the classes)."""
+        over that order (and so over the classes). lazy=True: x is a FolderPixels, whose slices
+        are read from the cache when asked for, for a pass over every image that holds one slice
+        of them at a time."""
         picked = np.arange(len(self._rows))
         if count is not None and count < len(picked):
             picked = picked[:: math.ceil(len(picked) / count)]
-        return np.asarray(self._pixels[self._rows[picked]]), self._encode(self.labels[picked])
+        rows = FolderPixels(self._pixels, self._rows[picked])
+        return rows if lazy else rows[:], self._encode(self.labels[picked])
 
     def _encode(self, labels: np.ndarray) -> np.ndarray:
         if self.label_mode == "categorical":
@@ -323,6 +326,30 @@ class ImageFolderDataset:
             f"ImageFolderDataset({self.root}, subset={self.subset!r}, {self.num_examples} images, "
             f"{len(self.class_names)} classes, batch_size={self.batch_size}, image_shape={self.image_shape})"
         )
+
+
+class FolderPixels:
+    """A folder's images as a read-only (N, H, W, C) uint8 array whose slices are read from the
+    cache when asked for (a feature pass over 25,000 photos at 224x224 would hold 3.8 GB copied).
+
+    Example:
+        >>> rows = FolderPixels(np.arange(24, dtype=np.uint8).reshape(4, 1, 2, 3), np.array([2, 0]))
+        >>> rows.shape, rows[1:2].tolist()
+        ((2, 1, 2, 3), [[[[0, 1, 2], [3, 4, 5]]]])
+    """
+
+    def __init__(self, pixels: np.ndarray, rows: np.ndarray) -> None:
+        self._pixels, self._rows = pixels, rows
+        self.shape: tuple[int, ...] = (len(rows), *pixels.shape[1:])
+        self.dtype = pixels.dtype
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index: slice) -> np.ndarray:  # a copy of those images, in memory
+        if not isinstance(index, slice):
+            raise TypeError(f"FolderPixels takes slices (pixels[start:stop]). Received: {index!r}")
+        return np.asarray(self._pixels[self._rows[index]])
 
 
 def image_folder(

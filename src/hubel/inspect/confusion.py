@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from hubel.data.folders import ImageFolderDataset
 from hubel.errors import DataError
 from hubel.inspect.plots import plt, save_figure
 
@@ -37,6 +38,11 @@ def examples(data: Any, limit: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, true labels) of (x, y) or a dataset of batches, at most `limit` of them."""
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return np.asarray(data[0])[:limit], _labels(np.asarray(data[1])[:limit])
+    if isinstance(data, ImageFolderDataset):  # copied once from the cache, not batch by batch and then joined
+        x, y = data.numpy(lazy=True)
+        if len(x) == 0:
+            raise DataError("the data holds no examples.")
+        return x[:limit], _labels(y[:limit])
     batches = [(np.asarray(x), np.asarray(y)) for x, y in data]
     if not batches:
         raise DataError("the data holds no examples.")

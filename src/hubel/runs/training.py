@@ -548,6 +548,7 @@ def _finish_run(
         outputs, engine = test_outputs(inputs)
     else:
         outputs, engine = _test_outputs(network, inputs, seconds_per_example=speed)
+    del inputs  # the report reads the images again: one copy of them in memory at a time
     logs = network.trainer.score(outputs, targets)
     loss_value, accuracy = logs["loss"], logs["accuracy"]
     from hubel.inspect.report import report

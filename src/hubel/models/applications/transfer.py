@@ -172,7 +172,7 @@ def features_cached(extractor: Model, data: Any, cache: bool | str | Path = True
     return path is not None and path.exists()
 
 
-def _cache_path(extractor: Model, x: np.ndarray, cache: bool | str | Path, precision: str | None) -> Path | None:
+def _cache_path(extractor: Model, x: Any, cache: bool | str | Path, precision: str | None) -> Path | None:
     """Where the features of x are kept: keyed by the extractor's architecture and weights and the pixels."""
     if not cache:
         return None
@@ -180,10 +180,11 @@ def _cache_path(extractor: Model, x: np.ndarray, cache: bool | str | Path, preci
     return folder / f"{extractor.name}-{_key(extractor, x, precision)}.npy"
 
 
-def _arrays(data: Any) -> tuple[np.ndarray, np.ndarray | None]:
+def _arrays(data: Any) -> tuple[Any, np.ndarray | None]:
+    """(images, labels): a folder's images as slices read from its cache when asked for (the pass
+    holds one batch of pixels at a time, not the whole folder); arrays as they are."""
     if hasattr(data, "numpy") and hasattr(data, "class_names"):
-        x, y = data.numpy()
-        return x, y
+        return data.numpy(lazy=True)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return np.asarray(data[0]), np.asarray(data[1])
     if isinstance(data, np.ndarray):
@@ -194,7 +195,7 @@ def _arrays(data: Any) -> tuple[np.ndarray, np.ndarray | None]:
     )
 
 
-def _key(extractor: Model, x: np.ndarray, precision: str | None) -> str:
+def _key(extractor: Model, x: Any, precision: str | None) -> str:
     digest = hashlib.sha1()  # layer kinds, shapes and weights, not names (they count up per session)
     for layer in walk_layers(extractor):
         config = {key: value for key, value in layer.get_config().items() if key != "name"}
@@ -203,12 +204,16 @@ def _key(extractor: Model, x: np.ndarray, precision: str | None) -> str:
     for tensor in extractor.state_dict().values():
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     digest.update(str(x.shape).encode() + str(x.dtype).encode())
-    digest.update(np.ascontiguousarray(x).data)
+    for begin in range(0, len(x), _HASHED_AT_ONCE):  # the digest of all at once, one slice in memory
+        digest.update(np.ascontiguousarray(x[begin : begin + _HASHED_AT_ONCE]).data)
     return digest.hexdigest()[:20]
 
 
+_HASHED_AT_ONCE = 256  # images
+
+
 @torch.no_grad()
-def _run(extractor: Model, x: np.ndarray, batch_size: int, verbose: bool, precision: str | None) -> np.ndarray:
+def _run(extractor: Model, x: Any, batch_size: int, verbose: bool, precision: str | None) -> np.ndarray:
     if len(x) == 0:
         raise DataError("extract_features got no images.")
     was_training = extractor.training
