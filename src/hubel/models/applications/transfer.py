@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from hubel import layers as L
+from hubel.data.folders import ImageFolderDataset
 from hubel.data.paths import cache_dir
 from hubel.errors import ConfigError, DataError
 from hubel.files import atomic_write
@@ -183,7 +184,7 @@ def _cache_path(extractor: Model, x: Any, cache: bool | str | Path, precision: s
 def _arrays(data: Any) -> tuple[Any, np.ndarray | None]:
     """(images, labels): a folder's images as slices read from its cache when asked for (the pass
     holds one batch of pixels at a time, not the whole folder); arrays as they are."""
-    if hasattr(data, "numpy") and hasattr(data, "class_names"):
+    if isinstance(data, ImageFolderDataset):
         return data.numpy(lazy=True)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return np.asarray(data[0]), np.asarray(data[1])
@@ -193,6 +194,9 @@ def _arrays(data: Any) -> tuple[Any, np.ndarray | None]:
         f"extract_features takes an image-folder dataset, an (x, y) pair or an array of images. "
         f"Received: {type(data).__name__}"
     )
+
+
+_HASHED_AT_ONCE = 256  # images: the pixels' digest is taken a slice at a time
 
 
 def _key(extractor: Model, x: Any, precision: str | None) -> str:
@@ -207,9 +211,6 @@ def _key(extractor: Model, x: Any, precision: str | None) -> str:
     for begin in range(0, len(x), _HASHED_AT_ONCE):  # the digest of all at once, one slice in memory
         digest.update(np.ascontiguousarray(x[begin : begin + _HASHED_AT_ONCE]).data)
     return digest.hexdigest()[:20]
-
-
-_HASHED_AT_ONCE = 256  # images
 
 
 @torch.no_grad()
