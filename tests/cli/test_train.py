@@ -542,6 +542,35 @@ def test_a_plan_at_another_batch_scales_the_probes_step_time_instead_of_timing_a
     assert "125 ms a step (scaled from batch 32's), so " in budget._plan_line(scaled)
 
 
+def test_a_large_batch_is_probed_on_a_cpu_at_a_smaller_one_and_its_step_time_scaled(monkeypatch):
+    # airbench_small's probe at batch 1,024 took 12 s of a CPU's budget: a warm-up step and a timed one
+    import time
+
+    from hubel import layers as L
+    from hubel.runs import budget
+
+    network = hubel.Sequential([L.Input((8, 8, 1)), L.Flatten(), L.Dense(10, activation="softmax")])
+    network.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x, y = np.zeros((1000, 8, 8, 1), np.float32), np.arange(1000) % 10
+    probed_at = []
+
+    def probe(network, train_data, batch_size, processes):
+        probed_at.append(batch_size)
+        return 0.25, 6, 0.001
+
+    monkeypatch.setattr(budget, "_probe", probe)
+    monkeypatch.setattr(budget, "_CPU_PROBE_BATCH", 16)
+    plan = budget._plan_budget(network, (x, y), None, (x[:100], y[:100]), 64, 30.0, time.perf_counter())
+    assert probed_at == [16] and (plan["timed_at_batch"], plan["batch_size"]) == (16, 64)
+    assert (plan["seconds_per_step_timed"], plan["seconds_per_step"]) == (0.25, 1.0)  # 4x the examples
+    assert "1000 ms a step (scaled from batch 16's), so " in budget._plan_line(plan)
+    plan = budget._plan_budget(network, (x, y), None, (x[:100], y[:100]), 16, 30.0, time.perf_counter())
+    assert probed_at[-1] == 16 and plan["seconds_per_step"] == 0.25  # a batch within the limit: as it is
+    assert "250 ms a step, so " in budget._plan_line(plan)
+    network.to("meta")  # not a CPU: a large batch costs less than its examples' worth there, so it is timed itself
+    assert budget._probe_batch(network, 64) == 64
+
+
 def test_the_budget_probe_times_steps_without_taking_them_at_the_peak_rate(capsys):
     # The probe times a few steps on a copy before the schedule exists: at the recipe's peak rate
     # (reached in the run only after its warm-up) a copy of airbench_tiny went to NaN on MNIST.

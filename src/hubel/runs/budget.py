@@ -25,6 +25,11 @@ _MAX_BUDGET_EPOCHS = 200
 # slower than the rest (kernels chosen anew), and one timing planned 4.6 s for a 1.4 s test pass
 _INFERENCE_TIMINGS = 3
 _PROBE_SECONDS = 2.0  # the probe's timed steps stop once they have taken this long (at most 6)
+# On a CPU the probe times its steps at batches of at most this many examples a process and scales
+# the time to the run's batch: a CPU's step costs its examples' worth (airbench_small, float32, 2
+# cores: 5.7-6.0 ms an example at batches of 128 to 1,024), and a step of 1,024 took 5.8 s, its
+# warm-up 5.5-6.3 s (benchmarks/README.md). A GPU's large batch costs less than its examples' worth.
+_CPU_PROBE_BATCH = 256
 # Transfer learning under a budget runs at the backbone's own input size where the run fits, else at
 # the largest of these sides that fits: the feature pass costs less with fewer pixels, and MobileNetV2's
 # head reached 95.75% on the cats-vs-dogs photos at 160x160 where 224x224 gave 98.5% (benchmarks/README.md)
@@ -172,12 +177,14 @@ def _plan_budget(
     steps_per_epoch = _steps_per_epoch(train_data, batch_size, holdout, processes)
     test_examples = len(test[0]) if isinstance(test, tuple) else len(getattr(test, "labels", test))
     if scaled_from is None:
-        seconds_per_step, timed_steps, seconds_per_example = _probe(network, train_data, batch_size, processes)
-        timed_at_batch = global_batch
+        probe_batch = _probe_batch(network, batch_size)
+        seconds_per_step, timed_steps, seconds_per_example = _probe(network, train_data, probe_batch, processes)
+        timed_at_batch = probe_batch * processes
     else:
         timed_steps, timed_at_batch = 0, scaled_from["timed_at_batch"]
-        seconds_per_step = scaled_from["seconds_per_step"] * global_batch / timed_at_batch
+        seconds_per_step = scaled_from["seconds_per_step_timed"]
         seconds_per_example = scaled_from["inference_seconds_per_example"]
+    seconds_per_step_timed, seconds_per_step = seconds_per_step, seconds_per_step * global_batch / timed_at_batch
     validation_seconds = validation_steps * batch_size * seconds_per_example
     finish_seconds = test_examples * seconds_per_example + _REPORT_SECONDS  # one test pass feeds both
     after_probe = budget - (time.perf_counter() - started)
@@ -188,11 +195,19 @@ def _plan_budget(
     planned_after = time.perf_counter() - started  # loading the data and the probe, so far
     fit_ends_after = planned_after + left  # seconds into the run
     return {"seconds": budget, "seconds_per_step": seconds_per_step, "timed_steps": timed_steps,
-            "timed_at_batch": timed_at_batch,
+            "batch_size": global_batch, "timed_at_batch": timed_at_batch,
+            "seconds_per_step_timed": seconds_per_step_timed,
             "steps_per_epoch": steps_per_epoch, "epochs": epochs, "total_steps": total_steps,
             "validation_seconds_per_epoch": validation_seconds, "finish_seconds_planned": finish_seconds,
             "inference_seconds_per_example": seconds_per_example,
             "planned_after": planned_after, "fit_ends_after": fit_ends_after}  # fmt: skip
+
+
+def _probe_batch(network: Sequential, batch_size: int) -> int:
+    """The batch a process times the probe's steps at: the run's, or on a CPU at most _CPU_PROBE_BATCH."""
+    parameter = next(network.parameters(), None)
+    on_cpu = parameter is None or parameter.device.type == "cpu"
+    return min(batch_size, _CPU_PROBE_BATCH) if on_cpu else batch_size
 
 
 def _probe(network: Sequential, train_data: Any, batch_size: int, processes: int) -> tuple[float, int, float]:
@@ -250,7 +265,8 @@ def _plan_line(plan: dict[str, Any]) -> str:
         'Budget 60 s: 131 ms a step, so 380 steps in 1 epoch; 6.8 s kept for the test pass and the report.'
     """
     budget, finish, epochs = plan["seconds"], plan["finish_seconds_planned"], plan["epochs"]
-    scaled = f" (scaled from batch {plan['timed_at_batch']}'s)" if plan.get("timed_steps") == 0 else ""
+    timed_at = plan.get("timed_at_batch")
+    scaled = f" (scaled from batch {timed_at}'s)" if timed_at and timed_at != plan.get("batch_size", timed_at) else ""
     steps = f"{plan['seconds_per_step'] * 1000:.0f} ms a step{scaled}, so {plan['total_steps']} steps in {epochs} epoch"
     steps += "" if epochs == 1 else "s"
     ends = plan["fit_ends_after"] + finish
