@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -257,8 +258,8 @@ def test_a_budget_without_a_model_plans_the_long_run_network_first_and_keeps_it_
     kept = runs.train("digits", budget=5, out=tmp_path / "kept").directory
     config = yaml.safe_load((kept / "config.yaml").read_text())
     assert (config["model"], config["batch_size"]) == ("fast_resnet_small", 128)
-    epochs = config["budget"]["epochs"]
-    assert f"Model: fast_resnet_small (fast_resnet_small takes 3 epochs or more; the budget buys it {epochs})." in (
+    epochs = config["budget"]["total_steps"] / config["budget"]["steps_per_epoch"]
+    assert f"Model: fast_resnet_small (fast_resnet_small takes 3 epochs or more; the budget buys it {epochs:.1f})." in (
         capsys.readouterr().out
     )
     monkeypatch.setattr(runs.training, "_LONG_RUN_FROM_EPOCHS", 10_000)  # more than 5 s buys
@@ -271,6 +272,24 @@ def test_a_budget_without_a_model_plans_the_long_run_network_first_and_keeps_it_
     named = runs.train("digits", "mnist_one_conv", budget=5, out=tmp_path / "named").directory  # --model decides
     assert yaml.safe_load((named / "config.yaml").read_text())["model"] == "mnist_one_conv"
     assert " takes 1 epochs or more" not in capsys.readouterr().out
+
+
+def test_the_long_run_network_needs_its_epochs_in_steps_not_a_last_epoch_begun(tmp_path, capsys, monkeypatch):
+    # a plan of 2.5 epochs has 3 to count; on CIFAR-10, airbench_small at batch 1,024 for 2.3 epochs
+    # reached 85.9%, where at 512 for 1.95 it reached 87.9%
+    from hubel import runs
+
+    planned = runs.training._plan_budget
+
+    def two_and_a_half_epochs(*arguments, **keywords):
+        plan = planned(*arguments, **keywords)
+        return {**plan, "total_steps": int(2.5 * plan["steps_per_epoch"]), "epochs": 3}
+
+    monkeypatch.setattr(runs.training, "_plan_budget", two_and_a_half_epochs)
+    monkeypatch.setattr(runs.training, "_LONG_RUN_MODEL", {"digits": "fast_resnet_small"})
+    run = runs.train("digits", budget=5, out=tmp_path / "run").directory
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"] == "mnist_one_conv"
+    assert "(fast_resnet_small takes 3 epochs or more; the budget would buy it 2.5)." in capsys.readouterr().out
 
 
 def test_a_budget_too_short_for_the_long_run_batch_trains_the_same_network_at_its_short_run_batch(
@@ -296,6 +315,18 @@ def test_a_budget_too_short_for_the_long_run_batch_trains_the_same_network_at_it
     given = runs.train("digits", budget=5, batch_size=32, out=tmp_path / "given").directory  # the user's batch holds
     config = yaml.safe_load((given / "config.yaml").read_text())
     assert (config["model"], config["batch_size"]) == ("mnist_one_conv", 32)
+    capsys.readouterr()
+    # a plan too short for the short-run batch as well (on CIFAR-10, airbench_small below 1.5 epochs)
+    too_short = replace(shortened, recipe=replace(shortened.recipe, short_run_from_epochs=10_000))
+    monkeypatch.setitem(ZOO._entries, "fast_resnet_small", too_short)
+    fallback = runs.train("digits", budget=5, out=tmp_path / "fallback").directory
+    config = yaml.safe_load((fallback / "config.yaml").read_text())
+    assert (config["model"], config["batch_size"]) == ("mnist_one_conv", 32)
+    out = capsys.readouterr().out
+    assert (
+        "Model: mnist_one_conv (fast_resnet_small takes 10000 epochs or more at batch 128, 10000 at batch 64; " in out
+    )
+    assert re.search(r"the budget would buy it \d+\.\d\)\.", out)  # epochs to a tenth: it may buy less than one
 
 
 def test_train_and_predict_errors_are_one_line(tmp_path, capsys):

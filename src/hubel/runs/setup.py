@@ -32,9 +32,9 @@ _PRECISIONS = {"auto": "auto", "float32": None, "bf16": "bf16"}  # --precision -
 _DEFAULT_MODEL = {"mnist": "fast_resnet_small", "fashion_mnist": "fast_resnet_small", "digits": "mnist_one_conv",
                   "cifar10": "fast_resnet_small", "imdb": "ngram_bag"}  # fmt: skip
 # With a --budget and no --model, a run on this data plans _LONG_RUN_MODEL first and keeps it when
-# its plan has _LONG_RUN_FROM_EPOCHS epochs or more; else it trains the same network at its recipe's
-# short_run_batch_size where it has one (airbench_tiny), or takes the default network (with its
-# own recipe's batch size). On two cores, airbench_small against fast_resnet_small: 87.6-88.6%
+# its plan has _LONG_RUN_FROM_EPOCHS epochs' steps or more; else it trains the same network at its
+# recipe's short_run_batch_size where it has one and the plan buys short_run_from_epochs (airbench_tiny
+# always, airbench_small from 1.25), or takes the default network (with its own recipe's batch size). On two cores, airbench_small against fast_resnet_small: 87.6-88.6%
 # against 85.0% in 3 minutes (3 epochs), 90.1-90.8% against 87.1% in 5, 92.8-92.9% against
 # 88.7-89.3% in 10; airbench_tiny in a minute, 3-5 epochs: Fashion-MNIST 93.3-93.5% against
 # 92.3-92.8%, MNIST 99.60-99.66% against 99.42-99.54%; in float32 without AVX-512 (1-2 epochs at
