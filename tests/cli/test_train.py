@@ -539,7 +539,7 @@ def test_the_budget_plans_from_its_fastest_inference_timing_and_times_fewer_step
     x, y = np.zeros((200, 8, 8, 1), np.float32), np.arange(200) % 10
     plan = budget._plan_budget(network, (x, y), None, (x[:100], y[:100]), 16, 30.0, time.perf_counter())
     assert plan["inference_seconds_per_example"] == 0.001  # the third: three are timed
-    assert plan["finish_seconds_planned"] == pytest.approx(100 * 0.001 + budget._REPORT_SECONDS)
+    assert plan["finish_seconds_planned"] == pytest.approx(100 * 0.001 * budget._TEST_PASS_OVER_PROBE + 4.5)
     assert plan["timed_steps"] == 6  # fast steps: six are timed
     monkeypatch.setattr(budget, "_seconds_per_example", lambda network, x: 0.001)
     monkeypatch.setattr(budget, "_PROBE_SECONDS", 1e-9)  # as if each step took longer than the probe's time
