@@ -19,7 +19,7 @@ from hubel.train.callbacks import Callback, TrainingBudget
 from hubel.train.distributed import World
 from hubel.train.schedules import OneCycle
 
-# The run's finish, as result.json measured it in 20 budget runs (2 cores, MNIST and CIFAR-10): the
+# The run's finish, as result.json measured it in 19 budget runs (2 cores, MNIST and CIFAR-10): the
 # test pass took 0.96-1.44x (median 1.10) the probe's best inference batch an example; beyond it the
 # report took 2.8-4.0 s, and saving the model and the run's files 0.6-0.9 s (benchmarks/README.md)
 _TEST_PASS_OVER_PROBE = 1.1
