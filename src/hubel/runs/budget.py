@@ -31,8 +31,8 @@ _INFERENCE_TIMINGS = 3
 _PROBE_SECONDS = 2.0  # the probe's timed steps stop once they have taken this long (at most 6)
 # On a CPU the probe times its steps at batches of at most this many examples a process and scales
 # the time to the run's batch: a CPU's step costs its examples' worth (airbench_small, float32, 2
-# cores: 5.7-6.0 ms an example at batches of 128 to 1,024), and a step of 1,024 took 5.8 s, its
-# warm-up 5.5-6.3 s (benchmarks/README.md). A GPU's large batch costs less than its examples' worth.
+# cores: 5.7-6.6 ms an example at batches of 256 to 1,024, 5.7-7.4 at 128), and a step of 1,024 took
+# 5.8 s, its warm-up 5.5-6.3 s (benchmarks/README.md). A GPU's large batch costs less than its examples' worth.
 _CPU_PROBE_BATCH = 256
 # Transfer learning under a budget runs at the backbone's own input size where the run fits, else at
 # the largest of these sides that fits: the feature pass costs less with fewer pixels, and MobileNetV2's
