@@ -23,7 +23,7 @@ from hubel.train.schedules import OneCycle
 # test pass took 0.96-1.44x (median 1.10) the probe's best inference batch an example; beyond it the
 # report took 2.8-4.0 s, and saving the model and the run's files 0.6-0.9 s (benchmarks/README.md)
 _TEST_PASS_OVER_PROBE = 1.1
-_REPORT_SECONDS = 4.5  # the report and the saving
+_REPORT_AND_SAVING_SECONDS = 4.5
 _MAX_BUDGET_EPOCHS = 200
 # the inference probe's best of 3: after bf16 training, float32's first two batches ran 3x and 2x
 # slower than the rest (kernels chosen anew), and one timing planned 4.6 s for a 1.4 s test pass
@@ -182,15 +182,15 @@ def _plan_budget(
     test_examples = len(test[0]) if isinstance(test, tuple) else len(getattr(test, "labels", test))
     if scaled_from is None:
         probe_batch = _probe_batch(network, batch_size)
-        seconds_per_step, timed_steps, seconds_per_example = _probe(network, train_data, probe_batch, processes)
+        timed_step, timed_steps, seconds_per_example = _probe(network, train_data, probe_batch, processes)
         timed_at_batch = probe_batch * processes
+        seconds_per_step = timed_step * global_batch / timed_at_batch
     else:
         timed_steps, timed_at_batch = 0, scaled_from["timed_at_batch"]
-        seconds_per_step = scaled_from["seconds_per_step_timed"]
+        seconds_per_step = scaled_from["seconds_per_step"] * global_batch / scaled_from["batch_size"]
         seconds_per_example = scaled_from["inference_seconds_per_example"]
-    seconds_per_step_timed, seconds_per_step = seconds_per_step, seconds_per_step * global_batch / timed_at_batch
     validation_seconds = validation_steps * batch_size * seconds_per_example
-    finish_seconds = test_examples * seconds_per_example * _TEST_PASS_OVER_PROBE + _REPORT_SECONDS  # one test pass
+    finish_seconds = test_examples * seconds_per_example * _TEST_PASS_OVER_PROBE + _REPORT_AND_SAVING_SECONDS
     after_probe = budget - (time.perf_counter() - started)
     # 2% held back: the test pass ran up to 1 s over its estimate from a 256-example probe; a budget
     # too small for the report still trains for half of it
@@ -200,7 +200,6 @@ def _plan_budget(
     fit_ends_after = planned_after + left  # seconds into the run
     return {"seconds": budget, "seconds_per_step": seconds_per_step, "timed_steps": timed_steps,
             "batch_size": global_batch, "timed_at_batch": timed_at_batch,
-            "seconds_per_step_timed": seconds_per_step_timed,
             "steps_per_epoch": steps_per_epoch, "epochs": epochs, "total_steps": total_steps,
             "validation_seconds_per_epoch": validation_seconds, "finish_seconds_planned": finish_seconds,
             "inference_seconds_per_example": seconds_per_example,

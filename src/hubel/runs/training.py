@@ -350,15 +350,15 @@ def train(
             return network, model_name, chosen, rate_chosen, timed(network)
 
         plan = timed(network)
-        long_run_batch, long_run_recipe = batch_size, recipe
+        long_run_batch, short_from = batch_size, recipe.short_run_from_epochs
         # the epochs the plan buys, its last one's part as a part: a plan of 2.3 epochs has 3 to count, and
         # airbench_small at 1,024 for those 2.3 reached 85.9% on CIFAR-10, at 512 for 1.95 87.9%
         bought = plan["total_steps"] / plan["steps_per_epoch"]
         short = long_run and bought < _LONG_RUN_FROM_EPOCHS
         short_batch = None if given_batch_size else recipe.short_run_batch_size
-        shortened = bool(short and short_batch and bought >= recipe.short_run_from_epochs)
+        shortened = bool(short and short_batch and bought >= short_from)
         if shortened:  # the same network and rate, more and smaller steps: its probe's times, scaled
-            batch_size = recipe.short_run_batch_size
+            batch_size = short_batch
             per_process = _per_process(batch_size, world)
             plan = timed(network, scaled_from=plan)
         elif short:  # too short for it: the default network
@@ -380,22 +380,13 @@ def train(
                     f" Model: {name} at batch {batch_size} (at batch {long_run_batch} it takes "
                     f"{_LONG_RUN_FROM_EPOCHS} epochs or more; the budget would buy it {bought:.1f})."
                 )
-            elif long_run and name == long_run:
-                chose += (
-                    f" Model: {name} ({long_run} takes {_LONG_RUN_FROM_EPOCHS} epochs or more; the budget "
-                    f"buys it {bought:.1f})."
-                )
-            elif long_run and short_batch:  # too short for its short-run batch too
-                chose += (
-                    f" Model: {name} ({long_run} takes {_LONG_RUN_FROM_EPOCHS} epochs or more at batch "
-                    f"{long_run_batch}, {long_run_recipe.short_run_from_epochs:g} at batch {short_batch}; the budget "
-                    f"would buy it {bought:.1f})."
-                )
             elif long_run:
-                chose += (
-                    f" Model: {name} ({long_run} takes {_LONG_RUN_FROM_EPOCHS} epochs or more; the budget "
-                    f"would buy it {bought:.1f})."
-                )
+                kept = name == long_run
+                needs = f"{_LONG_RUN_FROM_EPOCHS} epochs or more"
+                if short_batch and not kept:  # too short for its short-run batch too
+                    needs += f" at batch {long_run_batch}, {short_from:g} at batch {short_batch}"
+                buys = "buys" if kept else "would buy"
+                chose += f" Model: {name} ({long_run} takes {needs}; the budget {buys} it {bought:.1f})."
             print(_plan_line(plan) + chose)
         epochs = plan["epochs"]
         if validated:
