@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from hubel.errors import ConfigError
-from hubel.inspect.plots import plt, save_figure
+from hubel.inspect.plots import picture_axes, plt, save_figure
 from hubel.layers.conv import Conv2D, DepthwiseConv2D
 from hubel.models.model import walk_layers
 
@@ -80,7 +80,7 @@ def _draw_mosaic(axis: Any, tiles: np.ndarray, columns: int, **imshow: Any) -> A
     width = tiles.shape[2]
     for index, (top, left) in enumerate(corners):
         axis.text(left + (width - 1) / 2, top - 0.6, str(index), ha="center", va="bottom", fontsize=7)
-    axis.axis("off")
+    picture_axes(axis)
     return shown
 
 
@@ -152,7 +152,7 @@ def overlay(
     extent = (-0.5, picture.shape[1] - 0.5, picture.shape[0] - 0.5, -0.5)
     shown = axis.imshow(heat, cmap="jet", alpha=alpha, extent=extent, interpolation="bilinear")
     figure.colorbar(shown, ax=axis, shrink=0.8)
-    axis.axis("off")
+    picture_axes(axis)
     if title:
         axis.set_title(title)
     return save_figure(figure, path)

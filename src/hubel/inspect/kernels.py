@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from hubel.errors import DataError
-from hubel.inspect.plots import plt, save_figure
+from hubel.inspect.plots import picture_axes, plt, save_figure
 from hubel.registry import Registry
 
 __all__ = ["KERNELS", "apply_kernel", "list_kernels", "show_kernel"]
@@ -96,8 +96,7 @@ def show_kernel(
         axes[0, column].imshow(original, cmap="gray" if original.ndim == 2 else None)
         limit = float(np.abs(response).max()) or 1.0
         shown = axes[1, column].imshow(response, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        for row in (0, 1):
-            axes[row, column].axis("off")
+        picture_axes(axes[0, column], axes[1, column])
     axes[0, 0].set_title("original", fontsize=10, loc="left")
     axes[1, 0].set_title(name, fontsize=10, loc="left")
     figure.colorbar(shown, ax=axes[1, :].tolist(), shrink=0.8, label="response")

@@ -29,7 +29,7 @@ from hubel.inspect import confusion
 from hubel.inspect.attribution import highlight_words, word_attributions
 from hubel.inspect.filters import show_feature_maps, show_filters
 from hubel.inspect.gradcam import GradCam
-from hubel.inspect.plots import plot_history, plt
+from hubel.inspect.plots import picture_axes, plot_history, plt
 from hubel.models.model import is_text
 from hubel.models.summary import readable_bytes, summarize
 
@@ -328,7 +328,7 @@ def _pictures_sections(
                 )
                 verdict = "right" if index in correct else f"wrong, true {names[labels[index]]}"
                 axis.set_title(f"{names[predicted[index]]} ({verdict})", fontsize=8)
-                axis.axis("off")
+                picture_axes(axis)
             layer = cam.layer.name
         sections.append(_section("gradcam", f"Grad-CAM ({layer}): three right, three wrong", _img(figure, "Grad-CAM")))
         sections.append(_section("filters", "First-layer filters", _img(show_filters(model), "filters")))
