@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,8 +26,9 @@ from hubel.train.schedules import OneCycle
 _TEST_PASS_OVER_PROBE = 1.1
 _REPORT_AND_SAVING_SECONDS = 4.5
 _MAX_BUDGET_EPOCHS = 200
-# the inference probe's best of 3: after bf16 training, float32's first two batches ran 3x and 2x
-# slower than the rest (kernels chosen anew), and one timing planned 4.6 s for a 1.4 s test pass
+# the inference probe's best of 3 after steps in another precision or on a GPU: after bf16 training,
+# float32's first two batches ran 3x and 2x slower than the rest (kernels chosen anew), and one
+# timing planned 4.6 s for a 1.4 s test pass
 _INFERENCE_TIMINGS = 3
 _PROBE_SECONDS = 2.0  # the probe's timed steps stop once they have taken this long (at most 6)
 # On a CPU the probe times its steps at batches of at most this many examples a process and scales
@@ -159,6 +161,7 @@ def _plan_budget(
     processes: int = 1,
     holdout: float = 0.0,
     scaled_from: dict[str, Any] | None = None,
+    enough_epochs: float | None = None,
 ) -> dict[str, Any]:
     """Time a few training steps and a few inference batches on a throwaway copy of the model (its
     weights, optimizer and the random state stay as they were), then size the run in steps: what
@@ -168,7 +171,11 @@ def _plan_budget(
     in the timed steps (they include the processes' communication) and process 0's plan is used.
     fit holds out the last `holdout` of array data for validation (none without validation data).
     `scaled_from`: this network's plan at another batch size, whose step time is scaled to this
-    batch in proportion to the examples instead of timed again (_Replan re-times the real steps)."""
+    batch in proportion to the examples instead of timed again (_Replan re-times the real steps).
+    `enough_epochs`: the fewest epochs the caller keeps this network for. Where all that is left of
+    the budget, nothing kept for the finish, buys fewer, inference is not timed (on CIFAR-10's
+    airbench_small, three batches of 256 took 2.5 s): the plan's steps are then that upper bound,
+    and "at_most" says so."""
     if budget <= 0:
         raise ConfigError(f"expected a positive time budget. Received: {budget}")
     global_batch = batch_size * processes
@@ -182,9 +189,23 @@ def _plan_budget(
     test_examples = len(test[0]) if isinstance(test, tuple) else len(getattr(test, "labels", test))
     if scaled_from is None:
         probe_batch = _probe_batch(network, batch_size)
-        timed_step, timed_steps, seconds_per_example = _probe(network, train_data, probe_batch, processes)
         timed_at_batch = probe_batch * processes
+
+        def at_most(timed_step: float) -> int:  # the steps that all of what is left would buy
+            left = budget - (time.perf_counter() - started)
+            return max(1, int(left / (timed_step * global_batch / timed_at_batch)))
+
+        def enough(timed_step: float) -> bool:
+            return enough_epochs is None or at_most(timed_step) >= enough_epochs * steps_per_epoch
+
+        timed_step, timed_steps, seconds_per_example = _probe(network, train_data, probe_batch, processes, enough)
         seconds_per_step = timed_step * global_batch / timed_at_batch
+        if seconds_per_example is None:  # too slow to be kept: what the caller needs is the upper bound
+            total_steps = at_most(timed_step)
+            return {"seconds": budget, "seconds_per_step": seconds_per_step, "timed_steps": timed_steps,
+                    "batch_size": global_batch, "timed_at_batch": timed_at_batch, "steps_per_epoch": steps_per_epoch,
+                    "epochs": math.ceil(total_steps / steps_per_epoch), "total_steps": total_steps, "at_most": True,
+                    "planned_after": time.perf_counter() - started}  # fmt: skip
     else:
         timed_steps, timed_at_batch = 0, scaled_from["timed_at_batch"]
         seconds_per_step = scaled_from["seconds_per_step"] * global_batch / scaled_from["batch_size"]
@@ -213,9 +234,16 @@ def _probe_batch(network: Sequential, batch_size: int) -> int:
     return min(batch_size, _CPU_PROBE_BATCH) if on_cpu else batch_size
 
 
-def _probe(network: Sequential, train_data: Any, batch_size: int, processes: int) -> tuple[float, int, float]:
+def _probe(
+    network: Sequential,
+    train_data: Any,
+    batch_size: int,
+    processes: int,
+    time_inference: Callable[[float], bool] = lambda seconds_per_step: True,
+) -> tuple[float, int, float | None]:
     """(seconds a training step, the steps timed, PyTorch's inference seconds an example), timed
-    on a throwaway copy of the model; its random state is restored."""
+    on a throwaway copy of the model; its random state is restored. Inference is timed where
+    `time_inference(seconds a step)` says so, else None."""
     global_batch = batch_size * processes
     if isinstance(train_data, ImageFolderDataset):
         batches = []
@@ -243,10 +271,16 @@ def _probe(network: Sequential, train_data: Any, batch_size: int, processes: int
     start = time.perf_counter()
     probe.fit(x_timed, y_timed, batch_size=batch_size, verbose=0, distributed=distributed, callbacks=[timed])
     seconds_per_step = (time.perf_counter() - start) / timed.taken
-    probe.trainer.use_precision(None)  # the test pass runs in float32, as the saved model predicts
-    seconds_per_example = min(
-        _seconds_per_example(probe, x_probe[:_INFERENCE_BATCH]) for _ in range(_INFERENCE_TIMINGS)
-    )
+    seconds_per_example = None
+    if time_inference(seconds_per_step):
+        parameter = next(probe.parameters(), None)
+        # a CPU's float32 after float32: the first batch runs as fast as the rest (airbench_small 3.18, 3.42,
+        # 3.20 ms an example; airbench_tiny 0.311, 0.311, 0.268), so one is timed
+        settled = probe.trainer.precision == "float32" and (parameter is None or parameter.device.type == "cpu")
+        probe.trainer.use_precision(None)  # the test pass runs in float32, as the saved model predicts
+        seconds_per_example = min(
+            _seconds_per_example(probe, x_probe[:_INFERENCE_BATCH]) for _ in range(1 if settled else _INFERENCE_TIMINGS)
+        )
     torch.set_rng_state(random_state)
     return seconds_per_step, timed.taken, seconds_per_example
 

@@ -335,11 +335,13 @@ def train(
         if resume:
             raise ConfigError("--budget plans a new run; resume a budgeted run with --epochs.")
 
-        def timed(network: Any, scaled_from: dict[str, Any] | None = None) -> dict[str, Any]:
+        def timed(
+            network: Any, scaled_from: dict[str, Any] | None = None, enough_epochs: float | None = None
+        ) -> dict[str, Any]:
             # per_process is read now: a fallback network brings its own batch; process 0's plan holds for all
             validation, test = loaded["validation"], loaded["test"]
             plan = _plan_budget(network, train_data, validation, test, per_process, budget, started, world.size,
-                                holdout, scaled_from)  # fmt: skip
+                                holdout, scaled_from, enough_epochs)  # fmt: skip
             return world.broadcast(plan)
 
         def planned(name: str, augment: str | None) -> tuple[Any, str, Any, bool, dict[str, Any]]:
@@ -349,13 +351,16 @@ def train(
             chosen, rate_chosen = compiled(network)
             return network, model_name, chosen, rate_chosen, timed(network)
 
-        plan = timed(network)
         long_run_batch, short_from = batch_size, recipe.short_run_from_epochs
+        short_batch = None if given_batch_size else recipe.short_run_batch_size
+        # kept at its own batch from _LONG_RUN_FROM_EPOCHS, at its short-run batch from short_from
+        enough = min(_LONG_RUN_FROM_EPOCHS, short_from if short_batch else _LONG_RUN_FROM_EPOCHS) if long_run else None
+        plan = timed(network, enough_epochs=enough)
         # the epochs the plan buys, its last one's part as a part: a plan of 2.3 epochs has 3 to count, and
         # airbench_small at 1,024 for those 2.3 reached 85.9% on CIFAR-10, at 512 for 1.95 87.9%
         bought = plan["total_steps"] / plan["steps_per_epoch"]
+        amount = f"at most {bought:.1f}" if plan.get("at_most") else f"{bought:.1f}"
         short = long_run and bought < _LONG_RUN_FROM_EPOCHS
-        short_batch = None if given_batch_size else recipe.short_run_batch_size
         shortened = bool(short and short_batch and bought >= short_from)
         if shortened:  # the same network and rate, more and smaller steps: its probe's times, scaled
             batch_size = short_batch
@@ -378,7 +383,7 @@ def train(
             if shortened:
                 chose += (
                     f" Model: {name} at batch {batch_size} (at batch {long_run_batch} it takes "
-                    f"{_LONG_RUN_FROM_EPOCHS} epochs or more; the budget would buy it {bought:.1f})."
+                    f"{_LONG_RUN_FROM_EPOCHS} epochs or more; the budget would buy it {amount})."
                 )
             elif long_run:
                 kept = name == long_run
@@ -386,7 +391,7 @@ def train(
                 if short_batch and not kept:  # too short for its short-run batch too
                     needs += f" at batch {long_run_batch}, {short_from:g} at batch {short_batch}"
                 buys = "buys" if kept else "would buy"
-                chose += f" Model: {name} ({long_run} takes {needs}; the budget {buys} it {bought:.1f})."
+                chose += f" Model: {name} ({long_run} takes {needs}; the budget {buys} it {amount})."
             print(_plan_line(plan) + chose)
         epochs = plan["epochs"]
         if validated:
