@@ -116,6 +116,8 @@ def test_plot_history_curves_and_learning_rate_changes(square_model, tmp_path):
     figure = inspect.plot_history([history, changed], labels=["squares", "other"], path=tmp_path / "curves.png")
     titles = [axis.get_title() for axis in figure.axes]
     assert titles == ["loss", "accuracy", "learning rate"]
+    rates = [label.get_text() for label in figure.axes[2].get_yticklabels() if label.get_text()]
+    assert {"0.001", "0.0001"} <= set(rates) and not any("$" in text for text in rates)  # plain numbers, no mathtext
     loss_axis = figure.axes[0]
     assert len(loss_axis.lines) == 3 + 1  # squares training, other training + validation, one rate-change marker
     assert [line.get_label() for line in loss_axis.lines[:3]] == [

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from hubel.errors import ConfigError, DataError
@@ -38,6 +39,21 @@ def picture_axes(*axes: Any) -> None:
         axis.set_axis_off()
         axis.xaxis.set_visible(False)
         axis.yaxis.set_visible(False)
+
+
+class _PlainLogLabels(ticker.LogFormatter):
+    """A log axis's labels as plain numbers (0.2, 0.001), on the ticks matplotlib labels: its own
+    labels (2×10⁻¹) go through mathtext, and one log panel of learning rates took as long to
+    draw as the loss and accuracy panels together (benchmarks/README.md)."""
+
+    def __call__(self, value: float, position: int | None = None) -> str:
+        return f"{value:.3g}" if super().__call__(value, position) else ""
+
+
+def _log_scale(axis: Any) -> None:
+    axis.set_yscale("log")
+    axis.yaxis.set_major_formatter(_PlainLogLabels())
+    axis.yaxis.set_minor_formatter(_PlainLogLabels())
 
 
 def _labels_as_indices(labels: Any) -> np.ndarray:
@@ -140,7 +156,7 @@ def _plot_steps(axes: Any, panels: Sequence[str], steps: dict[str, list[float]],
             continue
         if metric == "learning_rate":
             axis.plot(positions, values, color=colour, label=label or None)
-            axis.set_yscale("log")
+            _log_scale(axis)
             continue
         axis.plot(positions, values, color=colour, alpha=0.25, linewidth=0.8)
         axis.plot(positions, _smoothed(values), color=colour, label=f"{label} training (per step, smoothed)".strip())
@@ -202,7 +218,7 @@ def plot_history(
             drawn = per_step and metric in steps
             if metric == "learning_rate" and not drawn:
                 axis.plot(x, rates, color=colour, marker="o", markersize=3, drawstyle="steps-mid", label=label or None)
-                axis.set_yscale("log")
+                _log_scale(axis)
             elif metric != "learning_rate":
                 if metric in logs and not drawn:
                     axis.plot(
