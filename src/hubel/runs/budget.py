@@ -28,9 +28,10 @@ from hubel.train.schedules import OneCycle
 _TEST_PASS_OVER_PROBE = 1.1
 _REPORT_AND_SAVING_SECONDS = 4.0
 _MAX_BUDGET_EPOCHS = 200
-# the inference probe's best of 3 after steps in another precision or on a GPU: after bf16 training,
-# float32's first two batches ran 3x and 2x slower than the rest (kernels chosen anew), and one
-# timing planned 4.6 s for a 1.4 s test pass
+# the inference probe's best of 3: after bf16 training, float32's first two batches ran 3x and 2x
+# slower than the rest (kernels chosen anew), and one timing planned 4.6 s for a 1.4 s test pass. In
+# float32 a single timing read 20% over a 10-minute CIFAR-10 run's validation and test pass, which
+# lost 6 s of training to save 1.7 s of probe (benchmarks/README.md)
 _INFERENCE_TIMINGS = 3
 _PROBE_SECONDS = 2.0  # the probe's timed steps stop once they have taken this long (at most 6)
 # On a CPU the probe times its steps at batches of at most this many examples a process and scales
@@ -275,13 +276,9 @@ def _probe(
     seconds_per_step = (time.perf_counter() - start) / timed.taken
     seconds_per_example = None
     if time_inference(seconds_per_step):
-        parameter = next(probe.parameters(), None)
-        # a CPU's float32 after float32: the first batch runs as fast as the rest (airbench_small 3.18, 3.42,
-        # 3.20 ms an example; airbench_tiny 0.311, 0.311, 0.268), so one is timed
-        settled = probe.trainer.precision == "float32" and (parameter is None or parameter.device.type == "cpu")
         probe.trainer.use_precision(None)  # the test pass runs in float32, as the saved model predicts
         seconds_per_example = min(
-            _seconds_per_example(probe, x_probe[:_INFERENCE_BATCH]) for _ in range(1 if settled else _INFERENCE_TIMINGS)
+            _seconds_per_example(probe, x_probe[:_INFERENCE_BATCH]) for _ in range(_INFERENCE_TIMINGS)
         )
     torch.set_rng_state(random_state)
     return seconds_per_step, timed.taken, seconds_per_example
