@@ -179,6 +179,9 @@ def test_model_and_data_shortcuts(square_model, tmp_path):
     x, y, _ = squares(40, 7)
     by_hand = inspect.confusion_matrix(y, model.predict(x))
     assert np.array_equal(inspect.confusion_matrix(model, (x, y)), by_hand) and by_hand.sum() == 40
+    many, labels, _ = squares(300, 8)  # the shortcuts' own pass runs in larger batches: the same outputs
+    _, kept, outputs = inspect.confusion.predictions(model, (many, labels))
+    assert np.array_equal(kept, labels) and np.allclose(outputs, model.predict(many), atol=1e-6)
     figure = inspect.show_top_losses(model, (x, y), class_names=["empty", "square"], n=4)
     assert figure.axes[0].get_title().startswith("true ")
     roc = inspect.plot_roc(y, model.predict(x)[:, 1], path=tmp_path / "roc.png")

@@ -17,6 +17,11 @@ from hubel.data.folders import ImageFolderDataset
 from hubel.errors import DataError
 from hubel.inspect.plots import plt, save_figure
 
+# the pass over the examples when the caller has no outputs (a report written again, a notebook's
+# confusion matrix): airbench_tiny on MNIST's 10,000 test images took 2.57-2.83 s in batches of 256
+# against 3.84-3.88 s at predict's default of 32 (2 cores; benchmarks/README.md)
+_PASS_BATCH = 256
+
 __all__ = [
     "ClassReport",
     "classification_report",
@@ -57,7 +62,7 @@ def predictions(
     `outputs`: the model's outputs on `data` when they are at hand (no second pass)."""
     images, labels = examples(data, limit)
     if outputs is None:
-        return images, labels, model.predict(images)
+        return images, labels, model.predict(images, batch_size=_PASS_BATCH)
     if len(outputs) < len(images):
         raise DataError(f"{len(outputs)} outputs for {len(images)} examples: pass the outputs of the whole data.")
     return images, labels, np.asarray(outputs)[: len(images)]
