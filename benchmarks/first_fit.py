@@ -60,11 +60,19 @@ def main() -> None:
                 subprocess.run([sys.executable, "-m", "hubel", "train", "digits", "--epochs", "1", "--out", str(run)],
                                env=env, check=True, capture_output=True)  # fmt: skip
                 figures[name].setdefault("hubel train digits --epochs 1", []).append(time.perf_counter() - start)
-    print(f"{args.rounds} rounds, seconds: median (range)\n")
-    print("| | " + " | ".join(trees) + " |")
-    print("|---|" + "---:|" * len(trees))
+    print_medians(figures, args.rounds)
+
+
+def print_medians(figures: dict[str, dict[str, list[float]]], rounds: int) -> None:
+    """A table of seconds, a row per phase and a column per tree: median (range) over the rounds."""
+    print(f"{rounds} rounds, seconds: median (range)\n")
+    print("| | " + " | ".join(figures) + " |")
+    print("|---|" + "---:|" * len(figures))
     for phase in next(iter(figures.values())):
-        cells = [f"{statistics.median(t):.2f} ({min(t):.2f}-{max(t):.2f})" for t in (figures[n][phase] for n in trees)]
+        cells = [
+            f"{statistics.median(t):.2f} ({min(t):.2f}-{max(t):.2f})"
+            for t in (times[phase] for times in figures.values())
+        ]
         print(f"| {phase} | " + " | ".join(cells) + " |")
 
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from first_fit import print_medians
 
 REPORT = """
 import json, sys, time
@@ -90,12 +91,7 @@ def main() -> None:
                                       capture_output=True, text=True)  # fmt: skip
                 for phase, seconds in json.loads(done.stdout.splitlines()[-1]).items():
                     figures[name].setdefault(phase, []).append(seconds)
-    print(f"{args.rounds} rounds, seconds: median (range)\n")
-    print("| | " + " | ".join(trees) + " |")
-    print("|---|" + "---:|" * len(trees))
-    for phase in next(iter(figures.values())):
-        cells = [f"{statistics.median(t):.2f} ({min(t):.2f}-{max(t):.2f})" for t in (figures[n][phase] for n in trees)]
-        print(f"| {phase} | " + " | ".join(cells) + " |")
+    print_medians(figures, args.rounds)
 
 
 if __name__ == "__main__":

@@ -190,29 +190,31 @@ def _plan_budget(
         validation_steps = math.ceil(held_out / (batch_size * processes))  # each process validates its part
     steps_per_epoch = _steps_per_epoch(train_data, batch_size, holdout, processes)
     test_examples = len(test[0]) if isinstance(test, tuple) else len(getattr(test, "labels", test))
+
+    def upper_bound(seconds_per_step: float) -> int:  # the steps that all of what is left would buy
+        return max(1, int((budget - (time.perf_counter() - started)) / seconds_per_step))
+
     if scaled_from is None:
         probe_batch = _probe_batch(network, batch_size)
         timed_at_batch = probe_batch * processes
 
-        def at_most(timed_step: float) -> int:  # the steps that all of what is left would buy
-            left = budget - (time.perf_counter() - started)
-            return max(1, int(left / (timed_step * global_batch / timed_at_batch)))
-
         def enough(timed_step: float) -> bool:
-            return enough_epochs is None or at_most(timed_step) >= enough_epochs * steps_per_epoch
+            steps = upper_bound(timed_step * global_batch / timed_at_batch)
+            return enough_epochs is None or steps >= enough_epochs * steps_per_epoch
 
         timed_step, timed_steps, seconds_per_example = _probe(network, train_data, probe_batch, processes, enough)
         seconds_per_step = timed_step * global_batch / timed_at_batch
-        if seconds_per_example is None:  # too slow to be kept: what the caller needs is the upper bound
-            total_steps = at_most(timed_step)
-            return {"seconds": budget, "seconds_per_step": seconds_per_step, "timed_steps": timed_steps,
-                    "batch_size": global_batch, "timed_at_batch": timed_at_batch, "steps_per_epoch": steps_per_epoch,
-                    "epochs": math.ceil(total_steps / steps_per_epoch), "total_steps": total_steps, "at_most": True,
-                    "planned_after": time.perf_counter() - started}  # fmt: skip
     else:
         timed_steps, timed_at_batch = 0, scaled_from["timed_at_batch"]
         seconds_per_step = scaled_from["seconds_per_step"] * global_batch / scaled_from["batch_size"]
         seconds_per_example = scaled_from["inference_seconds_per_example"]
+    timing = {"seconds": budget, "seconds_per_step": seconds_per_step, "timed_steps": timed_steps,
+              "batch_size": global_batch, "timed_at_batch": timed_at_batch,
+              "steps_per_epoch": steps_per_epoch}  # fmt: skip
+    if seconds_per_example is None:  # too slow to be kept: what the caller needs is the upper bound
+        total_steps = upper_bound(seconds_per_step)
+        return {**timing, "epochs": math.ceil(total_steps / steps_per_epoch), "total_steps": total_steps,
+                "at_most": True, "planned_after": time.perf_counter() - started}  # fmt: skip
     validation_seconds = validation_steps * batch_size * seconds_per_example
     finish_seconds = test_examples * seconds_per_example * _TEST_PASS_OVER_PROBE + _REPORT_AND_SAVING_SECONDS
     after_probe = budget - (time.perf_counter() - started)
@@ -222,9 +224,7 @@ def _plan_budget(
     total_steps, epochs = _steps_that_fit(left, seconds_per_step, validation_seconds, steps_per_epoch)
     planned_after = time.perf_counter() - started  # loading the data and the probe, so far
     fit_ends_after = planned_after + left  # seconds into the run
-    return {"seconds": budget, "seconds_per_step": seconds_per_step, "timed_steps": timed_steps,
-            "batch_size": global_batch, "timed_at_batch": timed_at_batch,
-            "steps_per_epoch": steps_per_epoch, "epochs": epochs, "total_steps": total_steps,
+    return {**timing, "epochs": epochs, "total_steps": total_steps,
             "validation_seconds_per_epoch": validation_seconds, "finish_seconds_planned": finish_seconds,
             "inference_seconds_per_example": seconds_per_example,
             "planned_after": planned_after, "fit_ends_after": fit_ends_after}  # fmt: skip
