@@ -44,7 +44,7 @@ from hubel.runs.setup import (
     _DEFAULT_TEXT_MODEL,
     _FOLDER_FROM_SCRATCH,
     _LONG_RUN_FROM_EPOCHS,
-    _LONG_RUN_MODEL,
+    _LONG_RUN_MODELS,
     _PRECISIONS,
     _adapt,
     _augmentation,
@@ -224,8 +224,8 @@ def train(
         name, line = _folder_model(scratch)
         if world.main:
             print(line)
-    long_run = None if model or budget is None or resume else _LONG_RUN_MODEL.get(data)
-    name = long_run or name  # planned first, below: kept if the budget buys it enough epochs
+    long_runs = () if model or budget is None or resume else _LONG_RUN_MODELS.get(data, ())
+    name = long_runs[0] if long_runs else name  # planned first, below: kept if the budget buys it enough epochs
     if name in BACKBONES and world.size > 1:
         raise ConfigError(
             f"transfer learning from {name} runs in one process (its backbone's features are computed once and "
@@ -344,34 +344,51 @@ def train(
                                 holdout, scaled_from, enough_epochs)  # fmt: skip
             return world.broadcast(plan)
 
-        def planned(name: str, augment: str | None) -> tuple[Any, str, Any, bool, dict[str, Any]]:
+        def planned(
+            name: str, augment: str | None, enough_epochs: float | None = None
+        ) -> tuple[Any, str, Any, bool, dict[str, Any]]:
             """A fresh network (its layer names as a run asking for it would get), compiled and timed."""
             clear_session()
             network, model_name = _image_network(name, loaded, augment, tta, data)
             chosen, rate_chosen = compiled(network)
-            return network, model_name, chosen, rate_chosen, timed(network)
+            return network, model_name, chosen, rate_chosen, timed(network, enough_epochs=enough_epochs)
 
-        long_run_batch, short_from = batch_size, recipe.short_run_from_epochs
-        short_batch = None if given_batch_size else recipe.short_run_batch_size
-        # kept at its own batch from _LONG_RUN_FROM_EPOCHS, at its short-run batch from short_from
-        enough = min(_LONG_RUN_FROM_EPOCHS, short_from if short_batch else _LONG_RUN_FROM_EPOCHS) if long_run else None
-        plan = timed(network, enough_epochs=enough)
-        # the epochs the plan buys, its last one's part as a part: a plan of 2.3 epochs has 3 to count, and
-        # airbench_small at 1,024 for those 2.3 reached 85.9% on CIFAR-10, at 512 for 1.95 87.9%
-        bought = plan["total_steps"] / plan["steps_per_epoch"]
-        amount = f"at most {bought:.1f}" if plan.get("at_most") else f"{bought:.1f}"
-        short = long_run and bought < _LONG_RUN_FROM_EPOCHS
-        shortened = bool(short and short_batch and bought >= short_from)
-        if shortened:  # the same network and rate, more and smaller steps: its probe's times, scaled
-            batch_size = short_batch
-            per_process = _per_process(batch_size, world)
-            plan = timed(network, scaled_from=plan)
-        elif short:  # too short for it: the default network
-            name = _DEFAULT_MODEL[data]
+        def enough(recipe: Recipe) -> float:  # the fewest epochs a long-run network is kept for, at either batch
+            short_batch = None if given_batch_size else recipe.short_run_batch_size
+            return min(_LONG_RUN_FROM_EPOCHS, recipe.short_run_from_epochs if short_batch else _LONG_RUN_FROM_EPOCHS)
+
+        # each long-run network in turn: kept at its own batch from _LONG_RUN_FROM_EPOCHS, at its
+        # short-run batch from its recipe's short_run_from_epochs; after them, the default network
+        plan = timed(network, enough_epochs=enough(recipe) if long_runs else None)
+        reasons: list[str] = []  # for the console: why each network planned before the one kept was dropped
+        shortened = False
+        for position in range(len(long_runs)):
+            # the epochs the plan buys, its last one's part as a part: a plan of 2.3 epochs has 3 to count,
+            # and airbench_small at 1,024 for those 2.3 reached 85.9% on CIFAR-10, at 512 for 1.95 87.9%
+            bought = plan["total_steps"] / plan["steps_per_epoch"]
+            amount = f"at most {bought:.1f}" if plan.get("at_most") else f"{bought:.1f}"
+            needs = f"{_LONG_RUN_FROM_EPOCHS} epochs or more"
+            if bought >= _LONG_RUN_FROM_EPOCHS:
+                reasons.append(f"{name} takes {needs}; the budget buys it {amount}")
+                break
+            short_batch = None if given_batch_size else recipe.short_run_batch_size
+            if short_batch and bought >= recipe.short_run_from_epochs:  # the same network and rate, more steps
+                reasons.append(f"{name} takes {needs} at batch {batch_size}; the budget would buy it {amount}")
+                batch_size, shortened = short_batch, True
+                per_process = _per_process(batch_size, world)
+                plan = timed(network, scaled_from=plan)  # its probe's times, scaled
+                break
+            if short_batch:  # too short for its short-run batch too
+                needs += f" at batch {batch_size}, {recipe.short_run_from_epochs:g} at batch {short_batch}"
+            reasons.append(f"{name} takes {needs}; the budget would buy it {amount}")
+            following = long_runs[position + 1 :]
+            name = following[0] if following else _DEFAULT_MODEL[data]
             recipe = ZOO.get(name).recipe
             batch_size = given_batch_size or recipe.batch_size
             per_process = _per_process(batch_size, world)
-            network, model_name, chosen, rate_chosen, plan = planned(name, augment)
+            network, model_name, chosen, rate_chosen, plan = planned(
+                name, augment, enough(recipe) if following else None
+            )
         if augment_after_plan and (augment := _augmentation("auto", data, plan["epochs"], recipe.augment_from_epochs)):
             network, model_name, chosen, rate_chosen, plan = planned(name, augment)  # augmentation's cost timed too
         if world.main:
@@ -380,18 +397,9 @@ def train(
                 if augment_after_plan and augment
                 else ""
             )
-            if shortened:
-                chose += (
-                    f" Model: {name} at batch {batch_size} (at batch {long_run_batch} it takes "
-                    f"{_LONG_RUN_FROM_EPOCHS} epochs or more; the budget would buy it {amount})."
-                )
-            elif long_run:
-                kept = name == long_run
-                needs = f"{_LONG_RUN_FROM_EPOCHS} epochs or more"
-                if short_batch and not kept:  # too short for its short-run batch too
-                    needs += f" at batch {long_run_batch}, {short_from:g} at batch {short_batch}"
-                buys = "buys" if kept else "would buy"
-                chose += f" Model: {name} ({long_run} takes {needs}; the budget {buys} it {amount})."
+            if reasons:
+                at_batch = f" at batch {batch_size}" if shortened else ""
+                chose += f" Model: {name}{at_batch} ({'. '.join(reasons)})."
             print(_plan_line(plan) + chose)
         epochs = plan["epochs"]
         if validated:
