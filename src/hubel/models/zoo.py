@@ -36,8 +36,9 @@ class Recipe:
     learning_rate: float | None = None  # None: the optimizer's Keras default; the peak of a one-cycle schedule
     batch_size: int = 32
     # a --budget run without --model whose plan buys this network fewer than 3 epochs at batch_size
-    # trains it at this batch instead, at the same rate: more steps for the same time (None: the
-    # run takes the data's default network), if the plan buys it short_run_from_epochs or more
+    # trains it at this batch instead, at the same rate: more steps for the same time, if the plan
+    # buys it short_run_from_epochs or more (else, or None: the data's next long-run network, or its
+    # default one)
     short_run_batch_size: int | None = None
     short_run_from_epochs: float = 0.0
     one_cycle: bool = False  # also with --epochs (a --budget run always uses one)
