@@ -353,9 +353,12 @@ def train(
             chosen, rate_chosen = compiled(network)
             return network, model_name, chosen, rate_chosen, timed(network, enough_epochs=enough_epochs)
 
+        def short_run_batch(recipe: Recipe) -> int | None:  # a --batch-size given holds
+            return None if given_batch_size else recipe.short_run_batch_size
+
         def enough(recipe: Recipe) -> float:  # the fewest epochs a long-run network is kept for, at either batch
-            short_batch = None if given_batch_size else recipe.short_run_batch_size
-            return min(_LONG_RUN_FROM_EPOCHS, recipe.short_run_from_epochs if short_batch else _LONG_RUN_FROM_EPOCHS)
+            kept_from = recipe.short_run_from_epochs if short_run_batch(recipe) else _LONG_RUN_FROM_EPOCHS
+            return min(_LONG_RUN_FROM_EPOCHS, kept_from)
 
         # each long-run network in turn: kept at its own batch from _LONG_RUN_FROM_EPOCHS, at its
         # short-run batch from its recipe's short_run_from_epochs; after them, the default network
@@ -371,7 +374,7 @@ def train(
             if bought >= _LONG_RUN_FROM_EPOCHS:
                 reasons.append(f"{name} takes {needs}; the budget buys it {amount}")
                 break
-            short_batch = None if given_batch_size else recipe.short_run_batch_size
+            short_batch = short_run_batch(recipe)
             if short_batch and bought >= recipe.short_run_from_epochs:  # the same network and rate, more steps
                 reasons.append(f"{name} takes {needs} at batch {batch_size}; the budget would buy it {amount}")
                 batch_size, shortened = short_batch, True
